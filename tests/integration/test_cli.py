@@ -215,7 +215,8 @@ def test_maps_equal_their_definitions_on_nilearn_cleaned_data(small_dataset, tmp
 def test_saved_config_replays_the_run(small_dataset, participant_run, tmp_path):
     """A run's logs/config-*.toml reproduces its outputs byte for byte; --skip and --clean-workdir act."""
     out, _ = participant_run
-    saved = next(p for p in sorted((out / "logs").glob("config-*.toml")) if "participant" in p.read_text())
+    configs = sorted((out / "logs").glob("config-*.toml"))
+    saved = next(p for p in configs if 'analysis_level = "participant"' in p.read_text())
     replay = tmp_path / "replay"
     result = cli(small_dataset.root, replay, "participant", "--config-file", saved, "-w", tmp_path / "work",
                  "--clean-workdir", "--skip", "dc", "vmhc", "report")  # fmt: skip
