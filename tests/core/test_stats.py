@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
+from scipy import ndimage, stats
 
 from clbp_bidsapp.core.stats import DesignError, design_matrix, fdr_bh, ols_t, permutation_test
 
@@ -99,3 +99,76 @@ def test_design_errors():
         _design(table, covariates=["age"])
     with pytest.raises(DesignError, match=r"4 regressors .* for 4 participants"):
         _design(_table(2, 2), covariates=["age", "mean_fd"])
+
+
+def _tfce_problem(seed=7):
+    mask = np.zeros((12, 14, 10), dtype=bool)
+    mask[1:11, 1:13, 1:9] = True
+    mask[6, 3:9, :] = False  # a wall with the blob on one side
+    table = _table(10, 10, seed=seed)
+    design = _design(table, covariates=["age"])
+    rng = np.random.default_rng(seed)
+    volumes = ndimage.gaussian_filter(rng.standard_normal((20, *mask.shape)), (0, 1, 1, 1))
+    data = volumes[:, mask] / volumes[:, mask].std()
+    blob = np.zeros(mask.shape, dtype=bool)
+    blob[2:5, 3:7, 3:6] = True
+    data[:10, blob[mask]] += 2.5
+    return mask, design, data, blob[mask]
+
+
+def test_tfce_fwe_agrees_with_nilearn_permuted_ols():
+    import nibabel as nib
+    from nilearn.maskers import NiftiMasker
+    from nilearn.mass_univariate import permuted_ols
+
+    mask, design, data, effect = _tfce_problem()
+    n_perm = 500
+    ours = permutation_test(data, design, n_permutations=n_perm, seed=0, mask=mask, tfce=True)
+    masker = NiftiMasker(nib.Nifti1Image(mask.astype(np.uint8), np.eye(4))).fit()
+    ref = permuted_ols(design.matrix[:, :1], data, confounding_vars=design.matrix[:, 2:], model_intercept=True,
+                       n_perm=n_perm, two_sided_test=True, random_state=0, masker=masker, tfce=True,
+                       output_type="dict", verbose=0)  # fmt: skip
+    np.testing.assert_allclose(ours.t, ref["t"][0], rtol=1e-6)
+    np.testing.assert_allclose(ours.tfce, ref["tfce"][0], rtol=1e-6)  # same scores from the same t map
+    p_ref = 10 ** -ref["logp_max_tfce"][0]
+    assert (p_ref[effect] < 0.05).mean() > 0.5  # the comparison is not between two maps of ones
+    mc_error = 3 * np.sqrt(0.25 / n_perm) + 0.01
+    assert np.abs(ours.p_tfce_fwe - p_ref).max() < mc_error
+    # the null maxima come from the same distribution (both are dominated by the planted blob)
+    assert stats.ks_2samp(ours.max_tfce_null[1:], ref["h0_max_tfce"][0]).pvalue > 0.001
+
+
+def test_tfce_p_values_follow_the_max_statistic_convention():
+    from clbp_bidsapp.core.tfce import tfce
+
+    mask, design, data, effect = _tfce_problem(seed=8)
+    results = {}
+    for two_sided in (True, False):
+        results[two_sided] = result = permutation_test(data, design, n_permutations=120, seed=1, mask=mask, tfce=True,
+                                  two_sided=two_sided, block=50)  # fmt: skip
+        np.testing.assert_allclose(result.tfce, tfce(result.t, mask, two_sided=two_sided), rtol=1e-12)
+        assert result.max_tfce_null[0] == pytest.approx(np.abs(result.tfce).max(), rel=1e-12)  # identity first
+        manual = (result.max_tfce_null[None, :] >= np.abs(result.tfce)[:, None] * (1 - 1e-9)).mean(axis=1)
+        np.testing.assert_array_equal(result.p_tfce_fwe, manual)
+        assert result.p_tfce_fwe.min() >= 1 / 120
+        assert (result.p_tfce_fwe[effect] < 0.05).mean() > 0.5
+        assert result.p_fwe is not None and result.cluster_p_fwe is None  # the other outputs are unchanged
+    plain = permutation_test(data, design, n_permutations=120, seed=1, mask=mask, block=50)
+    assert plain.tfce is None and plain.p_tfce_fwe is None and plain.max_tfce_null is None
+    np.testing.assert_array_equal(plain.p_fwe, results[True].p_fwe)  # TFCE changes nothing else
+    np.testing.assert_array_equal(plain.max_null, results[True].max_null)
+    with pytest.raises(ValueError, match="mask"):
+        permutation_test(data, design, n_permutations=10, tfce=True)
+
+
+def test_tfce_null_data_family_wise_error():
+    # TFCE FWE on smooth null data: at most 2 of 12 datasets may have any p < 0.05 (expected 0.6;
+    # P(> 2) = 2 % under a binomial(12, 0.05)); fails if the observed map were compared with a too small null
+    mask, design, _, _ = _tfce_problem()
+    hits = 0
+    for seed in range(12):
+        rng = np.random.default_rng(200 + seed)
+        volumes = ndimage.gaussian_filter(rng.standard_normal((20, *mask.shape)), (0, 1, 1, 1))
+        result = permutation_test(volumes[:, mask], design, n_permutations=100, seed=seed, mask=mask, tfce=True)
+        hits += bool((result.p_tfce_fwe < 0.05).any())
+    assert hits <= 2
