@@ -224,6 +224,13 @@ def test_deterministic_with_seed_and_auc_is_trapezoid():
     single = graph_measures(m, sparsities=[sparsities[2]], n_random=3, seed=7).global_table
     pd.testing.assert_frame_equal(single, a.global_table.iloc[[2]], check_exact=True)
 
+    # thresholds in any order give the same rows (the Louvain graph is rebuilt when the threshold goes down)
+    backwards = graph_measures(m, sparsities=sparsities[::-1], n_random=3, seed=7).global_table
+    pd.testing.assert_frame_equal(backwards.iloc[::-1], a.global_table, check_exact=True)
+    plain = graph_measures(m, sparsities=sparsities, n_random=3, seed=7, compute_modularity=False).global_table
+    assert plain["modularity"].isna().all()
+    pd.testing.assert_frame_equal(plain.drop(columns="modularity"), a.global_table.drop(columns="modularity"))
+
     assert list(a.global_table.index) == list(sparsities)
     assert set(GLOBAL_MEASURES) <= set(a.global_table.columns) and set(a.auc_global) == set(GLOBAL_MEASURES)
     for name in GLOBAL_MEASURES:
