@@ -151,9 +151,9 @@ def permutation_test(
         # x_r' P R = (P' x_r)' R : permuting residual rows by pi == using x_r[inverse(pi)]
         inverse = np.argsort(perms, axis=1)
         a = x_r[inverse] @ residuals  # (B, V)
-        qz = q_basis[inverse]  # (B, n, q): P' Q
-        b = np.einsum("bnq,nv->bqv", qz, residuals)
-        rss = rss_total - (b**2).sum(axis=1) - a**2 / xx
+        qz = q_basis[inverse].transpose(0, 2, 1)  # (B, q, n): (P' Q)'
+        b = (qz.reshape(-1, n) @ residuals).reshape(len(perms), -1, residuals.shape[1])  # one BLAS product
+        rss = rss_total - np.einsum("bqv,bqv->bv", b, b) - a**2 / xx
         with np.errstate(divide="ignore", invalid="ignore"):
             t = (a / xx) / np.sqrt(np.maximum(rss, 0) / dof / xx)
         return np.nan_to_num(t)
