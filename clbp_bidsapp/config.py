@@ -94,6 +94,24 @@ class MetricSettings:
     smoothing_fwhm: float = 6.0  # mm; 0 = no smoothing
 
 
+DEFAULT_SEEDS = (
+    "insulaAntL", "insulaAntR", "insulaPostL", "insulaPostR", "dacc", "mpfc", "pcc", "s1TrunkL", "s1TrunkR",
+    "thalamusL", "thalamusR", "naccL", "naccR", "vta", "pag",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ConnectivitySettings:
+    """Seed-based FC, ROI connectomes, graph measures and dual regression (see docs/connectivity.md)."""
+
+    seeds: tuple[str, ...] = DEFAULT_SEEDS  # names in data/seeds.tsv and/or paths of user seed TSVs
+    atlases: tuple[str, ...] = ("seitzman300", "harvardoxford")  # bundled names and/or user dseg NIfTI paths
+    min_region_coverage: float = 0.5  # fraction of a region's voxels inside the brain mask; below: n/a
+    graph_sparsity: tuple[float, ...] = (0.05, 0.40, 0.01)  # low, high, step
+    graph_random_networks: int = 10
+    networks: str = "seitzman"  # reference maps for dual regression: "seitzman" or a 4-D NIfTI path
+
+
 @dataclass(frozen=True)
 class GroupSettings:
     """Participants table columns that define the CLBP-versus-control design."""
@@ -116,6 +134,7 @@ class Settings:
     inputs: InputSettings = field(default_factory=InputSettings)
     denoise: DenoiseSettings = field(default_factory=DenoiseSettings)
     metrics: MetricSettings = field(default_factory=MetricSettings)
+    connectivity: ConnectivitySettings = field(default_factory=ConnectivitySettings)
     group: GroupSettings = field(default_factory=GroupSettings)
 
     # -- serialisation -------------------------------------------------------------------------------------

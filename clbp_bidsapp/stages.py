@@ -11,6 +11,10 @@ PARTICIPANT_STAGES: dict[str, str] = {
     "reho": "ReHo map (band-passed series)",
     "vmhc": "VMHC map (band-passed, smoothed series)",
     "dc": "degree centrality maps, binarized and weighted (band-passed series, grey matter)",
+    "seedfc": "seed-based FC maps (Fisher z) of the seeds chosen with --seeds, and the seed series",
+    "connectome": "region series, Pearson and partial correlation matrices of each --atlases atlas",
+    "graph": "graph measures of each connectome over the sparsity range (needs connectome)",
+    "dualreg": "dual regression onto the reference networks (--networks)",
     "report": "the HTML report OUTPUT_DIR/sub-<label>.html",
 }
 

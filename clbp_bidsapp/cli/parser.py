@@ -86,6 +86,13 @@ def _probability(text: str) -> float:
     return value
 
 
+def _probability_or_one(text: str) -> float:
+    value = _non_negative_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1], got {text!r}")
+    return value
+
+
 def _correlation(text: str) -> float:
     value = _non_negative_float(text)
     if value >= 1:
@@ -113,6 +120,9 @@ CONVERTERS = {
     "metrics.dc_threshold": _correlation,
     "metrics.dc_resolution": _positive_float,
     "metrics.smoothing_fwhm": _non_negative_float,
+    "connectivity.min_region_coverage": _probability_or_one,
+    "connectivity.graph_sparsity": _non_negative_float,
+    "connectivity.graph_random_networks": _positive_int,
     "execution.nprocs": _positive_int,
     "execution.omp_nthreads": _positive_int,
     "execution.mem_gb": _non_negative_float,
@@ -328,6 +338,58 @@ def build_parser() -> argparse.ArgumentParser:
         default=SUPPRESS,
         help=_help("Gaussian FWHM of the smoothed, standardised maps (0: none)", "metrics", "smoothing_fwhm"),
     )
+
+    con = parser.add_argument_group("Connectivity")
+    con.add_argument(
+        "--seeds",
+        dest="connectivity.seeds",
+        nargs="+",
+        metavar="SEED",
+        default=SUPPRESS,
+        help=_help("seed names from the bundled library (docs/connectivity.md) and/or TSV files with the same "
+                   "columns", "connectivity", "seeds"),
+    )  # fmt: skip
+    con.add_argument(
+        "--atlases",
+        dest="connectivity.atlases",
+        nargs="+",
+        metavar="ATLAS",
+        default=SUPPRESS,
+        help=_help("atlases for ROI connectomes: aal, harvardoxford, seitzman300, power264, dosenbach160, or a dseg "
+                   "NIfTI with a TSV (index, name[, network]) of the same name", "connectivity", "atlases"),
+    )  # fmt: skip
+    con.add_argument(
+        "--min-region-coverage",
+        dest="connectivity.min_region_coverage",
+        metavar="FRACTION",
+        default=SUPPRESS,
+        help=_help("regions with a smaller fraction of their voxels inside the brain mask are n/a",
+                   "connectivity", "min_region_coverage"),
+    )  # fmt: skip
+    con.add_argument(
+        "--graph-sparsity",
+        dest="connectivity.graph_sparsity",
+        nargs=3,
+        metavar=("LOW", "HIGH", "STEP"),
+        default=SUPPRESS,
+        help=_help("range of connection densities of the graph measures", "connectivity", "graph_sparsity"),
+    )
+    con.add_argument(
+        "--graph-random-networks",
+        dest="connectivity.graph_random_networks",
+        metavar="N",
+        default=SUPPRESS,
+        help=_help("degree-preserving random networks per density for small-worldness", "connectivity",
+                   "graph_random_networks"),
+    )  # fmt: skip
+    con.add_argument(
+        "--networks",
+        dest="connectivity.networks",
+        metavar="MAPS",
+        default=SUPPRESS,
+        help=_help("reference networks of the dual regression: 'seitzman' (bundled ROIs) or a 4-D NIfTI",
+                   "connectivity", "networks"),
+    )  # fmt: skip
 
     grp = parser.add_argument_group("Group design (participants.tsv)")
     grp.add_argument(

@@ -111,7 +111,7 @@ def parse_settings(argv: Sequence[str] | None) -> tuple[Settings, dict[str, Any]
         except InputError as exc:
             errors.append(str(exc))
 
-    settings = base.replace(overrides)
+    settings = _absolute_paths(base.replace(overrides))
     errors.extend(_check_settings(settings))
     output_errors: list[str] = []
     source = None
@@ -126,6 +126,24 @@ def parse_settings(argv: Sequence[str] | None) -> tuple[Settings, dict[str, Any]
         raise UserError(all_errors[-1], exit_code=code)
     extras["source"] = source
     return settings, extras
+
+
+def _absolute_paths(settings: Settings) -> Settings:
+    """Folders as absolute paths: graph nodes run in their own working folders, so relative paths would move."""
+    ex, inputs = settings.execution, settings.inputs
+
+    def absolute(path: Path | None) -> Path | None:
+        return None if path is None else Path(os.path.abspath(path))
+
+    return settings.replace({
+        "execution": {
+            "bids_dir": absolute(ex.bids_dir),
+            "output_dir": absolute(ex.output_dir),
+            "work_dir": absolute(ex.work_dir),
+            "bids_database_dir": absolute(ex.bids_database_dir),
+        },
+        "inputs": {"fmriprep_dir": absolute(inputs.fmriprep_dir)},
+    })  # fmt: skip
 
 
 def _convert(dest: str, raw: Any) -> Any:
@@ -180,6 +198,32 @@ def _check_settings(settings: Settings) -> list[str]:
         load_strategy(settings.denoise.strategy)
     except (ValueError, OSError) as exc:
         errors.append(f"--strategy: {exc}")
+    errors += _check_connectivity(settings)
+    return errors
+
+
+def _check_connectivity(settings: Settings) -> list[str]:
+    from clbp_bidsapp.io import atlases
+
+    con = settings.connectivity
+    errors = []
+    low, high, step = (list(con.graph_sparsity) + [0, 0, 0])[:3]
+    if len(con.graph_sparsity) != 3 or not (0 < low <= high <= 1 and step > 0):
+        errors.append("--graph-sparsity: need 0 < LOW <= HIGH <= 1 and STEP > 0, e.g. 0.05 0.40 0.01")
+    if settings.execution.analysis_level != "participant":
+        return errors
+    try:
+        atlases.select_seeds(con.seeds)
+    except InputError as exc:
+        errors.append(str(exc))
+    for atlas in con.atlases:
+        if atlas not in atlases.ATLASES:
+            try:
+                atlases.read_user_atlas(Path(atlas))
+            except InputError as exc:
+                errors.append(f"--atlases: {exc}")
+    if con.networks != "seitzman" and not Path(con.networks).is_file():
+        errors.append(f"--networks {con.networks}: expected 'seitzman' or the path of a 4-D NIfTI of network maps")
     return errors
 
 

@@ -11,6 +11,7 @@ from nipype.interfaces.base import (
     File,
     SimpleInterface,
     TraitedSpec,
+    isdefined,
     traits,
 )
 
@@ -57,6 +58,7 @@ class _DerivativeSinkInputSpec(BaseInterfaceInputSpec):
         usedefault=True,
         desc="JSON files merged into the sidecar (after `metadata`)",
     )
+    metadata_file = File(exists=True, desc="one more JSON file merged last (e.g. the producing node's)")
 
 
 class _DerivativeSinkOutputSpec(TraitedSpec):
@@ -82,7 +84,10 @@ class DerivativeSink(SimpleInterface):
         out = derivatives.copy_file(Path(self.inputs.in_file), folder / name)
         self._results["out_file"] = str(out)
         metadata = dict(self.inputs.metadata)
-        for extra in self.inputs.metadata_files:
+        extras = list(self.inputs.metadata_files)
+        if isdefined(self.inputs.metadata_file):
+            extras.append(self.inputs.metadata_file)
+        for extra in extras:
             metadata.update(json.loads(Path(extra).read_text()))
         self._results["out_sidecar"] = None
         if metadata:

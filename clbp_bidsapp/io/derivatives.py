@@ -39,6 +39,12 @@ BIDSIGNORE = """\
 *_timeseries.json
 *_relmat.tsv
 *_relmat.json
+*_regions.tsv
+*_regions.json
+*_measures.tsv
+*_measures.json
+*_components.nii.gz
+*_components.json
 *.html
 figures
 group

@@ -170,6 +170,13 @@ def save_map(path: Path, values: np.ndarray, grid: Path | tuple[np.ndarray, np.n
     return path
 
 
+def save_volumes(path: Path, values: np.ndarray, grid: Path | tuple[np.ndarray, np.ndarray]) -> Path:
+    """Write (volumes, voxels) masked values, e.g. one map per network, as a 4-D float32 NIfTI."""
+    mask, affine = load_grid(grid) if isinstance(grid, Path | str) else grid
+    nb.save(make_image(unmask(np.asarray(values, dtype=np.float32), mask), affine), str(path))
+    return path
+
+
 def save_series_nifti(path: Path, series: np.ndarray, grid: Path, *, tr: float) -> Path:
     """Write a (time, voxels) series as a 4-D float32 NIfTI with the TR in the header."""
     mask, affine = load_grid(grid)

@@ -10,13 +10,14 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from clbp_bidsapp.__about__ import __version__
-from clbp_bidsapp.config import DenoiseSettings, MetricSettings, Settings
+from clbp_bidsapp.config import ConnectivitySettings, DenoiseSettings, MetricSettings, Settings
 from clbp_bidsapp.interfaces.denoise import Denoise
 from clbp_bidsapp.interfaces.io import DerivativeSink, LoadRun, SeriesToNifti
 from clbp_bidsapp.interfaces.metrics import ALFF, VMHC, DegreeCentrality, ReHo, Standardize
 from clbp_bidsapp.interfaces.qc import TemporalSNR
 from clbp_bidsapp.interfaces.report import ParticipantReport, RunReport
 from clbp_bidsapp.io.bids import RunInputs
+from clbp_bidsapp.workflows.connectivity import add_connectivity
 
 
 def node_name(text: str) -> str:
@@ -32,6 +33,8 @@ def init_participant_wf(
     fmriprep_dir: Path,
     denoise: DenoiseSettings,
     metrics: MetricSettings,
+    connectivity: ConnectivitySettings | None = None,
+    random_seed: int = 0,
     skip: Collection[str] = (),
     name: str | None = None,
 ) -> pe.Workflow:
@@ -45,6 +48,8 @@ def init_participant_wf(
     fmriprep_dir : fMRIPrep derivatives root (for the ``Sources`` of sidecars)
     denoise : denoising settings
     metrics : local-metric settings
+    connectivity : seed FC, connectome, graph and dual-regression settings (default: the defaults)
+    random_seed : seed of everything random (graph random networks)
     skip : names of optional stages not to run (see :mod:`clbp_bidsapp.stages`)
 
     Inputs / Outputs
@@ -59,6 +64,8 @@ def init_participant_wf(
             fmriprep_dir=fmriprep_dir,
             denoise=denoise,
             metrics=metrics,
+            connectivity=connectivity,
+            random_seed=random_seed,
             skip=skip,
             name=f"{node_name(run.source_name.removeprefix(f'sub-{participant}_'))}_wf",
         )
@@ -93,6 +100,8 @@ def init_run_wf(
     fmriprep_dir: Path,
     denoise: DenoiseSettings,
     metrics: MetricSettings,
+    connectivity: ConnectivitySettings | None = None,
+    random_seed: int = 0,
     skip: Collection[str] = (),
     name: str = "run_wf",
 ) -> pe.Workflow:
@@ -192,6 +201,10 @@ def init_run_wf(
     report_maps += _add_local_metrics(
         workflow, run=run, load=load, denoise_node=denoise_node, sink=sink, denoise=denoise, metrics=metrics,
         skip=skip,
+    )  # fmt: skip
+    add_connectivity(
+        workflow, load=load, denoise_node=denoise_node, sink=sink, settings=connectivity or ConnectivitySettings(),
+        smoothing_fwhm=metrics.smoothing_fwhm, random_seed=random_seed, skip=skip,
     )  # fmt: skip
 
     if "report" not in skip:

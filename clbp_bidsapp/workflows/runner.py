@@ -72,6 +72,8 @@ def run_participant_level(settings: Settings, *, run_id: str, source: dict[str, 
                 fmriprep_dir=fmriprep_dir,
                 denoise=settings.denoise,
                 metrics=settings.metrics,
+                connectivity=settings.connectivity,
+                random_seed=ex.random_seed,
                 skip=ex.skip,
             )
         except (UserError, ConfoundError) as exc:

@@ -150,24 +150,11 @@ def test_one_failing_participant_does_not_stop_the_others(small_dataset, tmp_pat
 
 
 def test_maps_equal_their_definitions_on_nilearn_cleaned_data(small_dataset, tmp_path):
-    """End to end: the written ALFF/fALFF/ReHo maps equal the definitions applied to nilearn-cleaned data."""
+    """End to end: the written ALFF/fALFF/ReHo/seed-FC maps equal the definitions applied to nilearn-cleaned data."""
     out = tmp_path / "out"
-    result = cli(
-        small_dataset.root,
-        out,
-        "participant",
-        "--participant-label",
-        "01",
-        "--fd-thresh",
-        "0",
-        "--skip",
-        "vmhc",
-        "dc",
-        "tsnr",
-        "report",
-        "-w",
-        tmp_path / "work",
-    )
+    result = cli(small_dataset.root, out, "participant", "--participant-label", "01", "--fd-thresh", "0",
+                 "--skip", "vmhc", "dc", "tsnr", "report", "graph", "dualreg", "--seeds", "pcc", "thalamusL",
+                 "--atlases", "aal", "-w", tmp_path / "work")  # fmt: skip
     assert result.returncode == 0, result.stderr
     func = small_dataset.fmriprep_dir / "sub-01" / "func"
     bold = nb.load(next(func.glob("*preproc_bold.nii.gz")))
@@ -210,6 +197,89 @@ def test_maps_equal_their_definitions_on_nilearn_cleaned_data(small_dataset, tmp
         big_k = len(ranks)
         s = ((np.sum(ranks, axis=0) - big_k * (n + 1) / 2) ** 2).sum()
         assert reho[index] == pytest.approx(12 * s / (big_k**2 * (n**3 - n)), abs=2e-3)
+
+    # seed FC: the PCC seed is the 6 mm sphere around (-5, -49, 40); its mean series and Fisher z map
+    prefix = out / "sub-01" / "func" / f"sub-01_task-rest_space-{small_dataset.space}_res-{small_dataset.res}"
+    world = nb.affines.apply_affine(bold.affine, np.argwhere(mask))
+    in_seed = ((world - np.array([-5, -49, 40])) ** 2).sum(axis=1) <= 36
+    seed_series = filtered[:, in_seed].mean(axis=1)
+    written_series = pd.read_csv(f"{prefix}_desc-seeds_stat-mean_timeseries.tsv", sep="\t")
+    np.testing.assert_allclose(written_series["pcc"], seed_series, rtol=1e-4, atol=1e-4)
+    fcz = np.asanyarray(nb.load(f"{prefix}_desc-pcc_stat-fcz_boldmap.nii.gz").dataobj)[mask]
+    r = np.array([np.corrcoef(seed_series, filtered[:, v])[0, 1] for v in range(0, mask.sum(), 97)])
+    np.testing.assert_allclose(fcz[::97], np.arctanh(np.clip(r, -1 + 1e-7, 1 - 1e-7)), atol=2e-3)
+    # connectome: the Pearson matrix is the correlation of the written region series
+    regions = pd.read_csv(f"{prefix}_atlas-aal_stat-mean_timeseries.tsv", sep="\t", na_values="n/a")
+    relmat = pd.read_csv(f"{prefix}_atlas-aal_stat-pearsoncorrelation_relmat.tsv", sep="\t", index_col=0,
+                         na_values="n/a")  # fmt: skip
+    assert list(relmat.columns) == list(regions.columns) == list(relmat.index)
+    np.testing.assert_allclose(relmat.to_numpy(), regions.corr().to_numpy(), atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def long_run(tmp_path_factory):
+    """One participant with 240 volumes (8 min): long enough for stable correlations after 24P and band-pass."""
+    from clbp_bidsapp.testing.synthetic import make_dataset
+
+    root = tmp_path_factory.mktemp("long")
+    dataset = make_dataset(root / "bids", n_patients=1, n_controls=1, voxel_size=4, n_volumes=240, tr=2.0, seed=11)
+    out = root / "out"
+    result = cli(dataset.root, out, "participant", "--participant-label", "01", "--skip", "alff", "reho", "vmhc",
+                 "dc", "tsnr", "report", "--atlases", "seitzman300", "--graph-random-networks", "5",
+                 "-w", root / "work", "--nprocs", "2")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return dataset, out
+
+
+def test_connectivity_finds_the_planted_networks(long_run):
+    """Seed FC, the Seitzman connectome, graph measures and dual regression recover the planted networks."""
+    from clbp_bidsapp.io import atlases
+
+    dataset, out = long_run
+    prefix = out / "sub-01" / "func" / f"sub-01_task-rest_space-{dataset.space}_res-{dataset.res}"
+    mask_img = nb.load(next((dataset.fmriprep_dir / "sub-01" / "func").glob("*brain_mask.nii.gz")))
+    mask = np.asanyarray(mask_img.dataobj) > 0
+    seitzman = atlases.atlas_regions("seitzman300", mask, mask_img.affine)
+    network_of = np.array(seitzman.networks)
+
+    # seeds placed on a network's ROI correlate with that network's ROIs more than with the other networks' ROIs
+    # (on average: the generator's networks interdigitate, e.g. salience and cingulo-opercular ROIs in the insula)
+    for seed, network in (("insulaAntL", "Salience"), ("s1TrunkR", "SomatomotorDorsal"), ("mpfc", "DefaultMode")):
+        fcz = np.asanyarray(nb.load(f"{prefix}_desc-{seed}_stat-fcz_boldmap.nii.gz").dataobj)[mask]
+        roi_means = np.nan_to_num(fcz) @ seitzman.membership.T.toarray() / np.maximum(seitzman.in_mask_voxels, 1)
+        own = roi_means[network_of == network].mean()
+        others = roi_means[(network_of != network) & (network_of != "unassigned")]
+        assert own > others.mean() + 0.1, (seed, network, own, others.mean())
+        assert own > roi_means[network_of == "Visual"].mean() + 0.1, (seed, network)
+
+    # the connectome: correlations within networks exceed those between networks
+    relmat = pd.read_csv(f"{prefix}_atlas-seitzman300_stat-pearsoncorrelation_relmat.tsv", sep="\t", index_col=0,
+                         na_values="n/a").to_numpy()  # fmt: skip
+    assigned = network_of != "unassigned"
+    same = (network_of[:, None] == network_of[None, :]) & assigned[:, None] & assigned[None, :]
+    np.fill_diagonal(same, False)
+    different = (network_of[:, None] != network_of[None, :]) & assigned[:, None] & assigned[None, :]
+    assert np.nanmean(relmat[same]) > np.nanmean(relmat[different]) + 0.2
+    regions = pd.read_csv(f"{prefix}_atlas-seitzman300_regions.tsv", sep="\t")
+    assert {"region", "network", "coverage", "used"} <= set(regions.columns)
+
+    # graph measures: one row per density plus the AUC row; modular networks make a small world
+    graph = pd.read_csv(f"{prefix}_atlas-seitzman300_stat-graph_measures.tsv", sep="\t")
+    assert len(graph) == 37 and graph["sparsity"].iloc[-1] == "auc"
+    per_density = graph.iloc[:-1].astype({"sigma": float, "gamma": float, "lcc_fraction": float})
+    assert (per_density["gamma"] > 1).all(), "clustering above that of degree-preserving random networks"
+    connected = per_density["lcc_fraction"] == 1
+    assert connected.sum() >= 10 and (per_density.loc[connected, "sigma"] > 1).all()
+    nodal = pd.read_csv(f"{prefix}_atlas-seitzman300_stat-nodal_measures.tsv", sep="\t")
+    assert set(nodal["region"]) == set(regions["region"]) and len(nodal) == 37 * len(regions)
+
+    # dual regression: each network's subject map resembles its own template most
+    names, templates = atlases.network_templates(mask, mask_img.affine)
+    components = np.asanyarray(nb.load(f"{prefix}_desc-dualreg_components.nii.gz").dataobj)[mask].T
+    sidecar = json.loads(Path(f"{prefix}_desc-dualreg_components.json").read_text())
+    assert sidecar["ComponentNames"] == list(names)
+    similarity = np.corrcoef(components, templates)[: len(names), len(names) :]
+    assert (similarity.argmax(axis=1) == np.arange(len(names))).mean() >= 0.75
 
 
 def test_saved_config_replays_the_run(small_dataset, participant_run, tmp_path):

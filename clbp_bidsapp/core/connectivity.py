@@ -1,0 +1,114 @@
+"""Functional connectivity kernels: region means, seed maps, connectomes and dual regression.
+
+All series are (time, voxels). Correlations are Pearson; Fisher's z is ``arctanh(r)`` with r clipped to
+|r| <= 1 - 1e-7 so that a region's correlation with itself stays finite.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import sparse
+from sklearn.covariance import LedoitWolf
+
+R_CLIP = 1.0 - 1e-7
+
+
+def region_means(series: np.ndarray, membership: sparse.spmatrix) -> np.ndarray:
+    """(time, regions) weighted mean of each region's voxels; NaN for a region without voxels."""
+    membership = sparse.csr_matrix(membership, dtype=np.float64)
+    weights = np.asarray(membership.sum(axis=1)).ravel()
+    sums = np.asarray(membership @ np.asarray(series, dtype=np.float64).T).T  # (time, regions)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        means = sums / weights
+    means[:, weights == 0] = np.nan
+    return means
+
+
+def _standardised(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Columns centred and scaled to unit norm (zero columns stay zero); and which columns are constant."""
+    x = np.asarray(x, dtype=np.float64)
+    centred = x - x.mean(axis=0)
+    norm = np.sqrt((centred**2).sum(axis=0))
+    constant = ~(norm > 0)
+    return centred / np.where(constant, 1.0, norm), constant
+
+
+def seed_correlation(series: np.ndarray, seeds: np.ndarray, *, block: int = 65536) -> np.ndarray:
+    """(seeds, voxels) Pearson r of each seed series (time, seeds) with every voxel (float32).
+
+    Constant voxels get r = 0; a NaN seed series (no voxels) gives a NaN row.
+    """
+    seeds = np.asarray(seeds, dtype=np.float64)
+    valid = np.all(np.isfinite(seeds), axis=0)
+    seed_std, seed_constant = _standardised(np.where(np.isfinite(seeds), seeds, 0.0))
+    n_voxels = series.shape[1]
+    r = np.empty((seeds.shape[1], n_voxels), dtype=np.float32)
+    for start in range(0, n_voxels, block):
+        chunk, _ = _standardised(series[:, start : start + block])
+        r[:, start : start + block] = seed_std.T @ chunk
+    r[~valid | seed_constant] = np.nan
+    return r
+
+
+def fisher_z(r: np.ndarray) -> np.ndarray:
+    """arctanh of r clipped to ±(1 - 1e-7); NaN stays NaN."""
+    return np.arctanh(np.clip(r, -R_CLIP, R_CLIP))
+
+
+def correlation_matrix(timeseries: np.ndarray) -> np.ndarray:
+    """(regions, regions) Pearson correlation; rows and columns of NaN or constant regions are NaN."""
+    valid = np.all(np.isfinite(timeseries), axis=0)
+    standardised, constant = _standardised(np.where(np.isfinite(timeseries), timeseries, 0.0))
+    valid &= ~constant
+    matrix = standardised.T @ standardised
+    np.fill_diagonal(matrix, 1.0)
+    matrix[~valid, :] = np.nan
+    matrix[:, ~valid] = np.nan
+    return matrix
+
+
+def partial_correlation(timeseries: np.ndarray) -> np.ndarray:
+    """(regions, regions) partial correlation from the Ledoit-Wolf shrunk covariance of the series.
+
+    This is what ``nilearn.connectome.ConnectivityMeasure(kind="partial correlation")`` computes with its
+    default estimator; regions that are NaN or constant are left out of the inverse and given NaN rows.
+    """
+    valid = np.all(np.isfinite(timeseries), axis=0)
+    x = np.asarray(timeseries, dtype=np.float64)[:, valid] if valid.any() else np.zeros((len(timeseries), 0))
+    std = x.std(axis=0)
+    keep = std > 0
+    valid[np.flatnonzero(valid)[~keep]] = False
+    x = x[:, keep]
+    out = np.full((timeseries.shape[1], timeseries.shape[1]), np.nan)
+    if x.shape[1] == 0:
+        return out
+    precision = np.linalg.inv(LedoitWolf(store_precision=False).fit(x).covariance_)
+    scale = np.sqrt(np.diag(precision))
+    partial = -precision / np.outer(scale, scale)
+    np.fill_diagonal(partial, 1.0)
+    out[np.ix_(valid, valid)] = partial
+    return out
+
+
+def dual_regression(
+    series: np.ndarray, spatial_maps: np.ndarray, *, normalise: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Dual regression (Beckmann 2009; Nickerson 2017) of (time, voxels) data on (components, voxels) maps.
+
+    Stage 1 regresses the spatially demeaned maps on each spatially demeaned volume, giving one time series per
+    component (time, components). Stage 2 regresses the temporally demeaned data on those series, demeaned and,
+    when ``normalise`` (FSL ``dual_regression``'s recommended ``des_norm=1``), scaled to unit variance, giving
+    subject-specific maps (components, voxels) that reflect both the shape and the amplitude of each network.
+    """
+    y = np.asarray(series, dtype=np.float64)
+    maps = np.asarray(spatial_maps, dtype=np.float64)
+    design1 = (maps - maps.mean(axis=1, keepdims=True)).T  # (voxels, components)
+    data1 = (y - y.mean(axis=1, keepdims=True)).T  # (voxels, time)
+    timecourses = np.linalg.lstsq(design1, data1, rcond=None)[0].T  # (time, components)
+    design2 = timecourses - timecourses.mean(axis=0)
+    if normalise:
+        scale = design2.std(axis=0, ddof=1)
+        design2 = design2 / np.where(scale > 0, scale, 1.0)
+    data2 = y - y.mean(axis=0)
+    component_maps = np.linalg.lstsq(design2, data2, rcond=None)[0]  # (components, voxels)
+    return timecourses, component_maps.astype(np.float32)
