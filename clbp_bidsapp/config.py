@@ -123,7 +123,11 @@ class GroupSettings:
     covariates: tuple[str, ...] = ("age", "sex", "mean_fd")
     n_permutations: int = 5000
     cluster_forming_p: float = 0.001
-    metrics: tuple[str, ...] = ("alff", "falff", "reho", "vmhc", "dc")
+    tfce: bool = True  # TFCE (Smith & Nichols 2009) FWE maps besides max-t and cluster-extent FWE
+    metrics: tuple[str, ...] = ("alff", "falff", "reho", "vmhc", "dc", "fcz", "dualreg")
+    networks: tuple[str, ...] = ("DefaultMode", "Salience", "FrontoParietal", "SomatomotorDorsal", "Visual")
+    clinical_columns: tuple[str, ...] = ("pain_vas", "pain_duration_months")  # used when present
+    nbs_threshold: float = 3.0  # |t| that forms Network-Based Statistic components
 
 
 @dataclass(frozen=True)

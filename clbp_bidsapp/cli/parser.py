@@ -116,6 +116,7 @@ CONVERTERS = {
     "group.min_per_group": _positive_int,
     "group.n_permutations": _positive_int,
     "group.cluster_forming_p": _probability,
+    "group.nbs_threshold": _positive_float,
     "metrics.reho_neighbourhood": _positive_int,
     "metrics.dc_threshold": _correlation,
     "metrics.dc_resolution": _positive_float,
@@ -445,9 +446,41 @@ def build_parser() -> argparse.ArgumentParser:
         "--group-metrics",
         dest="group.metrics",
         nargs="+",
-        choices=["alff", "falff", "reho", "vmhc", "dc"],
+        choices=["alff", "falff", "reho", "vmhc", "dc", "fcz", "dualreg"],
         default=SUPPRESS,
-        help=_help("standardised participant maps compared between groups", "group", "metrics"),
+        help=_help("participant maps compared between groups (fcz: every seed's smoothed FC map; dualreg: the "
+                   "--group-networks components)", "group", "metrics"),
+    )  # fmt: skip
+    grp.add_argument(
+        "--group-networks",
+        dest="group.networks",
+        nargs="+",
+        metavar="NETWORK",
+        default=SUPPRESS,
+        help=_help("dual-regression networks compared between groups", "group", "networks"),
+    )
+    grp.add_argument(
+        "--no-tfce",
+        dest="group.tfce",
+        action="store_false",
+        default=SUPPRESS,
+        help="skip TFCE (max-t and cluster-extent FWE are still computed)",
+    )
+    grp.add_argument(
+        "--clinical-columns",
+        dest="group.clinical_columns",
+        nargs="*",
+        metavar="COLUMN",
+        default=SUPPRESS,
+        help=_help("participants.tsv columns correlated with the maps within patients (those present are used)",
+                   "group", "clinical_columns"),
+    )  # fmt: skip
+    grp.add_argument(
+        "--nbs-threshold",
+        dest="group.nbs_threshold",
+        metavar="T",
+        default=SUPPRESS,
+        help=_help("|t| forming Network-Based Statistic components", "group", "nbs_threshold"),
     )
 
     exe = parser.add_argument_group("Execution")
