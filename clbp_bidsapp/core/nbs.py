@@ -1,0 +1,229 @@
+"""Network-Based Statistic (Zalesky, Fornito & Bullmore 2010) for group differences in ROI connectomes.
+
+Every edge (upper triangle of the region x region matrix, in ``np.triu_indices(n_nodes, k=1)`` order) gets the
+GLM t of the tested regressor. Edges with |t| above a primary threshold (t > threshold and, two-sided,
+t < -threshold as a separate set) form a graph whose connected components are scored by their *extent* (number
+of edges) or *intensity* (sum of |t| - threshold over their edges). The family-wise error of a component is the
+fraction of permutations whose largest component (over both tails when two-sided) is at least as large.
+
+Permutations follow Freedman & Lane (1983) exactly as :func:`clbp_bidsapp.core.stats.permutation_test` does
+(residuals of the nuisance model permuted, full model refitted, evaluated in closed form for blocks of
+permutations) and draw the same permutation stream for the same seed: permutation k of both functions is the same
+reordering, and the first one is the identity, so p >= 1 / n_permutations. The components of a whole block of
+permutations are found with one :func:`scipy.sparse.csgraph.connected_components` call on the block-diagonal
+union of their supra-threshold graphs.
+
+Edges must be finite in every participant: the caller drops regions (or edges) that are missing in anyone before
+calling (``group/connectomes.py`` drops regions without coverage in any included participant).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+from scipy.sparse import csgraph
+
+from clbp_bidsapp.core.stats import Design
+
+MEASURES = ("extent", "intensity")
+
+
+@dataclass(frozen=True)
+class NBSComponent:
+    """One observed supra-threshold component."""
+
+    edges: np.ndarray  # indices into the upper-triangle edge order
+    nodes: np.ndarray  # node indices (sorted)
+    size: float  # number of edges (extent) or sum of |t| - threshold (intensity)
+    sign: int  # +1: t > threshold (patients > controls for the group column), -1: t < -threshold
+    p_fwe: float
+
+
+@dataclass(frozen=True)
+class NBSResult:
+    t: np.ndarray  # (n_edges,) observed t of the tested regressor
+    components: list[NBSComponent]  # sorted by size (largest first)
+    edge_component: np.ndarray  # (n_edges,) 1-based index into ``components`` (0 = not supra-threshold)
+    null: np.ndarray  # (n_permutations,) largest component size per permutation (identity first)
+    threshold: float
+    measure: str
+    two_sided: bool
+    n_permutations: int
+    n_nodes: int
+
+
+def edge_indices(n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column of every edge, in the order used by :func:`network_based_statistic`."""
+    return np.triu_indices(n_nodes, k=1)
+
+
+class FreedmanLaneT:
+    """Closed-form Freedman-Lane t of ``design.tested`` for blocks of permutations (see ``core/stats.py``).
+
+    With Q an orthonormal basis of the nuisance columns Z, x_r the tested column orthogonal to Z and R the
+    nuisance residuals of the data: b = x_r' P R / x_r'x_r, RSS = |R|^2 - |Q' P R|^2 - (x_r' P R)^2 / x_r'x_r.
+    """
+
+    def __init__(self, data: np.ndarray, design: Design):
+        y = np.asarray(data, dtype=np.float64)
+        x_full = design.matrix
+        self.n, p = x_full.shape
+        tested = x_full[:, design.tested]
+        nuisance = np.delete(x_full, design.tested, axis=1)
+        self.q_basis, _ = np.linalg.qr(nuisance)
+        self.x_r = tested - self.q_basis @ (self.q_basis.T @ tested)
+        self.xx = self.x_r @ self.x_r
+        self.residuals = y - self.q_basis @ (self.q_basis.T @ y)
+        self.rss_total = (self.residuals**2).sum(axis=0)
+        self.dof = self.n - p
+
+    def __call__(self, perms: np.ndarray) -> np.ndarray:
+        """(permutations, columns) t for row orderings ``perms`` (each a permutation of 0..n-1)."""
+        n = self.n
+        inverse = np.argsort(perms, axis=1)
+        a = self.x_r[inverse] @ self.residuals
+        qz = self.q_basis[inverse].transpose(0, 2, 1)
+        b = (qz.reshape(-1, n) @ self.residuals).reshape(len(perms), -1, self.residuals.shape[1])
+        rss = self.rss_total - np.einsum("bqv,bqv->bv", b, b) - a**2 / self.xx
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = (a / self.xx) / np.sqrt(np.maximum(rss, 0) / self.dof / self.xx)
+        return np.nan_to_num(t)
+
+
+def permutation_stream(n: int, n_permutations: int, *, seed: int, block: int):
+    """Blocks of row orderings, identity first, drawn as :func:`core.stats.permutation_test` draws them."""
+    rng = np.random.default_rng(seed)
+    done = 0
+    while done < n_permutations:
+        count = min(block, n_permutations - done)
+        perms = np.array([rng.permutation(n) for _ in range(count)])
+        if done == 0:
+            perms[0] = np.arange(n)
+        yield perms
+        done += count
+
+
+def block_components(
+    t_block: np.ndarray, rows: np.ndarray, cols: np.ndarray, n_nodes: int, *, threshold: float, sign: int, measure: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Components of ``sign * t > threshold`` in each row of ``t_block`` (permutations, edges).
+
+    Returns the (permutation, edge) position of every supra-threshold edge (a (2, k) array), the label of its
+    component (labels are unique across the block) and the size of every label (0 for labels without edges).
+    """
+    which, edge = np.nonzero(sign * t_block > threshold)
+    a = which * n_nodes + rows[edge]
+    b = which * n_nodes + cols[edge]
+    total = t_block.shape[0] * n_nodes
+    graph = sparse.coo_matrix((np.ones(a.size, dtype=np.int8), (a, b)), shape=(total, total)).tocsr()
+    n_labels, labels = csgraph.connected_components(graph, directed=False)
+    comp = labels[a]
+    weights = None if measure == "extent" else sign * t_block[which, edge] - threshold
+    sizes = np.bincount(comp, weights=weights, minlength=n_labels)
+    return np.stack([which, edge]), comp, sizes.astype(np.float64)
+
+
+def network_based_statistic(
+    edges: np.ndarray,
+    design: Design,
+    n_nodes: int,
+    *,
+    threshold: float = 3.0,
+    n_permutations: int = 5000,
+    seed: int = 0,
+    two_sided: bool = True,
+    measure: str = "extent",
+    block: int = 128,
+) -> NBSResult:
+    """Network-Based Statistic (Zalesky, Fornito & Bullmore 2010) of ``design.tested`` on connectome edges.
+
+    Parameters
+    ----------
+    edges
+        (participants, n_edges) edge values (e.g. Fisher z) in ``np.triu_indices(n_nodes, k=1)`` order. Must be
+        finite: drop regions or edges missing in any participant before calling.
+    design
+        GLM design (:func:`core.stats.design_matrix`); the t of column ``design.tested`` is thresholded.
+    n_nodes
+        Number of regions.
+    threshold
+        Primary |t| threshold forming supra-threshold edges.
+    n_permutations, seed
+        Freedman-Lane permutations (the first is the identity), the same stream as
+        :func:`core.stats.permutation_test` with the same seed.
+    two_sided
+        Positive (t > threshold) and negative (t < -threshold) components, scored against one null of the largest
+        component over both tails; otherwise positive components only.
+    measure
+        ``"extent"`` (number of edges) or ``"intensity"`` (sum of |t| - threshold over the component's edges).
+
+    Returns
+    -------
+    NBSResult
+        Observed t per edge, the observed components (edges, nodes, size, sign, FWE p) and the null distribution
+        of the largest component size.
+    """
+    if measure not in MEASURES:
+        raise ValueError(f"measure must be one of {MEASURES}, not {measure!r}")
+    y = np.asarray(edges, dtype=np.float64)
+    rows, cols = edge_indices(n_nodes)
+    if y.ndim != 2 or y.shape[1] != rows.size:
+        raise ValueError(f"edges must be (participants, {rows.size}) for {n_nodes} nodes, got {y.shape}")
+    if y.shape[0] != design.matrix.shape[0]:
+        raise ValueError(f"{y.shape[0]} participants in edges but {design.matrix.shape[0]} rows in the design")
+    if not np.isfinite(y).all():
+        raise ValueError("edges contain NaN or infinite values; drop the regions or edges missing in anyone first")
+    if n_permutations < 1:
+        raise ValueError("n_permutations must be at least 1")
+    t_of = FreedmanLaneT(y, design)
+    signs = (1, -1) if two_sided else (1,)
+    null = np.zeros(n_permutations)
+    observed = None
+    components: list[tuple[np.ndarray, np.ndarray, float, int]] = []
+    done = 0
+    for perms in permutation_stream(y.shape[0], n_permutations, seed=seed, block=block):
+        t_block = t_of(perms)
+        if done == 0:
+            observed = t_block[0].copy()
+        for sign in signs:
+            (which, edge), comp, sizes = block_components(
+                t_block, rows, cols, n_nodes, threshold=threshold, sign=sign, measure=measure
+            )
+            if comp.size == 0:
+                continue
+            owner = np.zeros(sizes.size, dtype=np.int64)
+            owner[comp] = which
+            present = np.unique(comp)
+            largest = np.zeros(len(perms))
+            np.maximum.at(largest, owner[present], sizes[present])
+            null[done : done + len(perms)] = np.maximum(null[done : done + len(perms)], largest)
+            if done == 0:
+                first = which == 0
+                for label in np.unique(comp[first]):
+                    members = np.sort(edge[first][comp[first] == label])
+                    nodes = np.unique(np.concatenate([rows[members], cols[members]]))
+                    components.append((members, nodes, float(sizes[label]), sign))
+        done += len(perms)
+    # the identity permutation reproduces the observed sizes up to rounding (intensity sums floats)
+    sorted_null = np.sort(null)
+    result_components = []
+    for members, nodes, size, sign in sorted(components, key=lambda c: (-c[2], -c[3], int(c[0][0]))):
+        bound = size - 1e-9 * max(abs(size), 1.0)
+        at_least = n_permutations - np.searchsorted(sorted_null, bound, side="left")
+        result_components.append(NBSComponent(members, nodes, size, sign, at_least / n_permutations))
+    edge_component = np.zeros(rows.size, dtype=np.int64)
+    for index, component in enumerate(result_components, start=1):
+        edge_component[component.edges] = index
+    return NBSResult(
+        t=observed,
+        components=result_components,
+        edge_component=edge_component,
+        null=null,
+        threshold=float(threshold),
+        measure=measure,
+        two_sided=two_sided,
+        n_permutations=n_permutations,
+        n_nodes=n_nodes,
+    )
