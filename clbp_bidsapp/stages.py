@@ -20,5 +20,6 @@ PARTICIPANT_STAGES: dict[str, str] = {
 
 GROUP_STAGES: dict[str, str] = {
     "qc": "group QC table (motion, censoring, retained time per run and group)",
-    "stats": "voxelwise CLBP-versus-control GLM of each standardised map with permutation inference",
+    "stats": "voxelwise CLBP-versus-control GLM (and clinical correlations) of every map with permutation inference",
+    "connectome": "edge-wise tests, Network-Based Statistic and graph-measure comparisons of the ROI connectomes",
 }

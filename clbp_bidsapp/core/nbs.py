@@ -25,7 +25,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse import csgraph
 
-from clbp_bidsapp.core.stats import Design
+from clbp_bidsapp.core.stats import Design, FreedmanLaneT, permutation_stream
 
 MEASURES = ("extent", "intensity")
 
@@ -57,52 +57,6 @@ class NBSResult:
 def edge_indices(n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
     """Row and column of every edge, in the order used by :func:`network_based_statistic`."""
     return np.triu_indices(n_nodes, k=1)
-
-
-class FreedmanLaneT:
-    """Closed-form Freedman-Lane t of ``design.tested`` for blocks of permutations (see ``core/stats.py``).
-
-    With Q an orthonormal basis of the nuisance columns Z, x_r the tested column orthogonal to Z and R the
-    nuisance residuals of the data: b = x_r' P R / x_r'x_r, RSS = |R|^2 - |Q' P R|^2 - (x_r' P R)^2 / x_r'x_r.
-    """
-
-    def __init__(self, data: np.ndarray, design: Design):
-        y = np.asarray(data, dtype=np.float64)
-        x_full = design.matrix
-        self.n, p = x_full.shape
-        tested = x_full[:, design.tested]
-        nuisance = np.delete(x_full, design.tested, axis=1)
-        self.q_basis, _ = np.linalg.qr(nuisance)
-        self.x_r = tested - self.q_basis @ (self.q_basis.T @ tested)
-        self.xx = self.x_r @ self.x_r
-        self.residuals = y - self.q_basis @ (self.q_basis.T @ y)
-        self.rss_total = (self.residuals**2).sum(axis=0)
-        self.dof = self.n - p
-
-    def __call__(self, perms: np.ndarray) -> np.ndarray:
-        """(permutations, columns) t for row orderings ``perms`` (each a permutation of 0..n-1)."""
-        n = self.n
-        inverse = np.argsort(perms, axis=1)
-        a = self.x_r[inverse] @ self.residuals
-        qz = self.q_basis[inverse].transpose(0, 2, 1)
-        b = (qz.reshape(-1, n) @ self.residuals).reshape(len(perms), -1, self.residuals.shape[1])
-        rss = self.rss_total - np.einsum("bqv,bqv->bv", b, b) - a**2 / self.xx
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = (a / self.xx) / np.sqrt(np.maximum(rss, 0) / self.dof / self.xx)
-        return np.nan_to_num(t)
-
-
-def permutation_stream(n: int, n_permutations: int, *, seed: int, block: int):
-    """Blocks of row orderings, identity first, drawn as :func:`core.stats.permutation_test` draws them."""
-    rng = np.random.default_rng(seed)
-    done = 0
-    while done < n_permutations:
-        count = min(block, n_permutations - done)
-        perms = np.array([rng.permutation(n) for _ in range(count)])
-        if done == 0:
-            perms[0] = np.arange(n)
-        yield perms
-        done += count
 
 
 def block_components(

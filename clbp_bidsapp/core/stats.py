@@ -55,6 +55,24 @@ def design_matrix(
         raise DesignError(f"{group_column} has values other than {patient_label}/{control_label}")
     columns["group"] = (group == patient_label).to_numpy(float)
     columns["intercept"] = np.ones(len(table))
+    return _finish(_add_nuisance(columns, table, covariates, factors))
+
+
+def regression_design(
+    table: pd.DataFrame, *, tested: str, covariates: Sequence[str] = (), factors: Sequence[str] = ()
+) -> Design:
+    """Design testing a continuous column (e.g. pain intensity): the column (demeaned), intercept, covariates."""
+    values = pd.to_numeric(table[tested], errors="coerce")
+    if values.isna().any():
+        raise DesignError(f"{tested} is missing or not numeric for some participants")
+    if np.ptp(values.to_numpy(float)) == 0:
+        raise DesignError(f"{tested} is constant in these participants")
+    columns = {tested: values.to_numpy(float) - values.mean(), "intercept": np.ones(len(table))}
+    return _finish(_add_nuisance(columns, table, covariates, factors))
+
+
+def _add_nuisance(columns: dict[str, np.ndarray], table: pd.DataFrame, covariates, factors) -> dict[str, np.ndarray]:
+    """Demeaned covariates (sex coded 0/1) and dummy-coded factors (first level as reference)."""
     for name in covariates:
         values = pd.to_numeric(table[name], errors="coerce") if name != "sex" else _code_sex(table[name])
         if values.isna().any():
@@ -67,6 +85,11 @@ def design_matrix(
         levels = sorted(table[name].astype(str).unique())
         for level in levels[1:]:
             columns[f"{name}[{level}]"] = (table[name].astype(str) == level).to_numpy(float)
+    return columns
+
+
+def _finish(columns: dict[str, np.ndarray]) -> Design:
+    """The design with the first column tested, after checking it can be estimated."""
     matrix = np.column_stack(list(columns.values()))
     if matrix.shape[0] <= matrix.shape[1]:
         raise DesignError(
@@ -74,7 +97,7 @@ def design_matrix(
             "use fewer --covariates or more participants"
         )
     if np.linalg.matrix_rank(matrix) < matrix.shape[1]:
-        raise DesignError("the design is rank deficient (a covariate is confounded with group or another one)")
+        raise DesignError("the design is rank deficient (a covariate is confounded with the tested column or another)")
     return Design(matrix=matrix, names=list(columns), tested=0)
 
 
@@ -109,6 +132,52 @@ class PermutationResult:
     max_tfce_null: np.ndarray | None = None  # (n_perm,) max |TFCE| per permutation
 
 
+class FreedmanLaneT:
+    """Closed-form Freedman-Lane t of ``design.tested`` for blocks of permutations (Winkler 2014).
+
+    With Q an orthonormal basis of the nuisance columns Z, x_r the tested column orthogonal to Z and R the
+    nuisance residuals of the data: b = x_r' P R / x_r'x_r, RSS = |R|^2 - |Q' P R|^2 - (x_r' P R)^2 / x_r'x_r.
+    """
+
+    def __init__(self, data: np.ndarray, design: Design):
+        y = np.asarray(data, dtype=np.float64)
+        x_full = design.matrix
+        self.n, p = x_full.shape
+        tested = x_full[:, design.tested]
+        nuisance = np.delete(x_full, design.tested, axis=1)
+        self.q_basis, _ = np.linalg.qr(nuisance)
+        self.x_r = tested - self.q_basis @ (self.q_basis.T @ tested)
+        self.xx = self.x_r @ self.x_r
+        self.residuals = y - self.q_basis @ (self.q_basis.T @ y)
+        self.rss_total = (self.residuals**2).sum(axis=0)
+        self.dof = self.n - p
+
+    def __call__(self, perms: np.ndarray) -> np.ndarray:
+        """(permutations, columns) t for row orderings ``perms`` (each a permutation of 0..n-1)."""
+        n = self.n
+        inverse = np.argsort(perms, axis=1)
+        a = self.x_r[inverse] @ self.residuals
+        qz = self.q_basis[inverse].transpose(0, 2, 1)
+        b = (qz.reshape(-1, n) @ self.residuals).reshape(len(perms), -1, self.residuals.shape[1])
+        rss = self.rss_total - np.einsum("bqv,bqv->bv", b, b) - a**2 / self.xx
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = (a / self.xx) / np.sqrt(np.maximum(rss, 0) / self.dof / self.xx)
+        return np.nan_to_num(t)
+
+
+def permutation_stream(n: int, n_permutations: int, *, seed: int, block: int):
+    """Blocks of row orderings, identity first (the observed data), from ``default_rng(seed)``."""
+    rng = np.random.default_rng(seed)
+    done = 0
+    while done < n_permutations:
+        count = min(block, n_permutations - done)
+        perms = np.array([rng.permutation(n) for _ in range(count)])
+        if done == 0:
+            perms[0] = np.arange(n)
+        yield perms
+        done += count
+
+
 def permutation_test(
     data: np.ndarray,
     design: Design,
@@ -134,31 +203,8 @@ def permutation_test(
     """
     if tfce and mask is None:
         raise ValueError("TFCE needs the 3-D mask of the voxels")
-    y = np.asarray(data, dtype=np.float64)
-    x_full = design.matrix
-    n, p = x_full.shape
-    tested = x_full[:, design.tested]
-    nuisance = np.delete(x_full, design.tested, axis=1)
-    q_basis, _ = np.linalg.qr(nuisance)
-    x_r = tested - q_basis @ (q_basis.T @ tested)
-    xx = x_r @ x_r
-    residuals = y - q_basis @ (q_basis.T @ y)
-    rss_total = (residuals**2).sum(axis=0)
-    dof = n - p
-
-    def t_stats(perms: np.ndarray) -> np.ndarray:
-        """(permutations, voxels) t for row orderings ``perms`` (each a permutation of 0..n-1)."""
-        # x_r' P R = (P' x_r)' R : permuting residual rows by pi == using x_r[inverse(pi)]
-        inverse = np.argsort(perms, axis=1)
-        a = x_r[inverse] @ residuals  # (B, V)
-        qz = q_basis[inverse].transpose(0, 2, 1)  # (B, q, n): (P' Q)'
-        b = (qz.reshape(-1, n) @ residuals).reshape(len(perms), -1, residuals.shape[1])  # one BLAS product
-        rss = rss_total - np.einsum("bqv,bqv->bv", b, b) - a**2 / xx
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = (a / xx) / np.sqrt(np.maximum(rss, 0) / dof / xx)
-        return np.nan_to_num(t)
-
-    rng = np.random.default_rng(seed)
+    t_stats = FreedmanLaneT(data, design)
+    n = t_stats.n
     observed = t_stats(np.arange(n)[None, :])[0]
     stat_obs = np.abs(observed) if two_sided else observed
     exceed = np.zeros(observed.shape, dtype=np.int64)
@@ -171,11 +217,8 @@ def permutation_test(
     tfce_obs = None
     max_tfce_null = np.zeros(n_permutations)
     done = 0
-    while done < n_permutations:
-        count = min(block, n_permutations - done)
-        perms = np.array([rng.permutation(n) for _ in range(count)])
-        if done == 0:
-            perms[0] = np.arange(n)
+    for perms in permutation_stream(n, n_permutations, seed=seed, block=block):
+        count = len(perms)
         t_block = t_stats(perms)
         stat_block = np.abs(t_block) if two_sided else t_block
         exceed += (stat_block >= stat_obs - 1e-12).sum(axis=0)

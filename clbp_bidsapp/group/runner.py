@@ -10,6 +10,7 @@ import pandas as pd
 
 from clbp_bidsapp.config import Settings
 from clbp_bidsapp.errors import ExitCode, InputError
+from clbp_bidsapp.group.connectomes import run_connectome_stats
 from clbp_bidsapp.group.design import build_design, check_group_sizes, qc_summary
 from clbp_bidsapp.group.voxelwise import run_voxelwise
 from clbp_bidsapp.io import bids, derivatives
@@ -64,7 +65,14 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
         derivatives.write_tsv(group_dir / "desc-qc_summary.tsv", qc_summary(design, settings=settings.group))
     g = settings.group
     if "stats" not in ex.skip:
-        for result in run_voxelwise(design.included, output_dir=ex.output_dir, settings=g, seed=ex.random_seed):
+        results = run_voxelwise(
+            design.included,
+            output_dir=ex.output_dir,
+            settings=g,
+            seed=ex.random_seed,
+            smoothing_fwhm=settings.metrics.smoothing_fwhm,
+        )
+        for result in results:
             top = result.clusters.iloc[0] if len(result.clusters) else None
             where = (
                 f"; strongest cluster {top['voxels']} voxels at ({top['peak_x']:.0f}, {top['peak_y']:.0f}, "
@@ -72,9 +80,20 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
                 if top is not None
                 else ""
             )
+            tfce = f", {result.n_tfce_voxels} with TFCE FWE p < 0.05" if result.n_tfce_voxels is not None else ""
             print(
-                f"clbp-bidsapp: {result.metric}: {result.n_participants} participants, {result.n_fwe_voxels} voxels "
-                f"with FWE p < 0.05{where}",
+                f"clbp-bidsapp: {result.metric} ({result.contrast}): {result.n_participants} participants, "
+                f"{result.n_fwe_voxels} voxels with max-t FWE p < 0.05{tfce}{where}",
+                file=sys.stderr,
+            )
+    if "connectome" not in ex.skip:
+        for result in run_connectome_stats(design.included, output_dir=ex.output_dir, settings=g, seed=ex.random_seed):
+            components = result.components
+            significant = components[components["p_fwe"] < 0.05] if len(components) else components
+            print(
+                f"clbp-bidsapp: connectome {result.atlas}: {result.n_participants} participants, "
+                f"{len(result.regions)} regions ({len(result.dropped_regions)} dropped), {result.n_fdr_edges} edges "
+                f"with FDR q < 0.05, {len(significant)} NBS component(s) with FWE p < 0.05",
                 file=sys.stderr,
             )
     counts = design.included[g.group_column].astype(str).value_counts()

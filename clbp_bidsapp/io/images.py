@@ -193,9 +193,18 @@ def n_volumes(path: Path) -> int:
     return int(img.shape[3])
 
 
-def load_volume(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """A 3-D map as float64 and its affine."""
+def load_volume(path: Path, *, index: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A 3-D map as float64 and its affine; ``index`` picks one volume of a 4-D file."""
     img = _load(path)
+    if index is not None:
+        if img.ndim != 4 or index >= img.shape[3]:
+            raise InputError(f"{path}: expected a 4-D image with at least {index + 1} volumes, found {img.shape}")
+        return np.asarray(img.dataobj[..., index], dtype=np.float64), img.affine
     if img.ndim != 3:
         raise InputError(f"{path}: expected a 3-D map, found {img.ndim}-D")
     return np.asanyarray(img.dataobj, dtype=np.float64), img.affine
+
+
+def voxel_size(affine: np.ndarray) -> tuple[float, float, float]:
+    """Voxel edge lengths (mm) of an affine."""
+    return tuple(float(v) for v in np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0)))

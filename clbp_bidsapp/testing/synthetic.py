@@ -13,7 +13,9 @@ The BOLD signal of each in-mask voxel is a sum of
   fMRIPrep's csf / white_matter / CompCor regressors capture); a slow drift; a global signal;
 - motion artefacts: each voxel's intensity depends linearly on the six motion parameters (which are written to
   the confounds), plus intensity spikes at high-motion volumes (FD > 0.5 mm);
-- for patients with ``effects=True``, the planted effects of :data:`PLANTED_EFFECTS`.
+- for patients with ``effects=True``, the planted effects of :data:`PLANTED_EFFECTS`. The insula ALFF effect
+  scales with the patient's pain (amplitude x pain_vas / 5.5, the mean VAS), so that within patients ALFF
+  correlates with pain: a planted clinical correlation.
 
 The confounds table uses fMRIPrep's column names and is computed from the generated data (global signal,
 tissue means, DVARS, CompCor by SVD of WM/CSF voxels, cosine drift basis, outlier one-hot columns), so
@@ -50,6 +52,7 @@ class PlantedEffect:
     direction: str = "+"
 
 
+MEAN_PAIN_VAS = 5.5  # patients' VAS is uniform on [3, 8]
 PLANTED_EFFECTS: tuple[PlantedEffect, ...] = (
     PlantedEffect("insula_alff", "alff", (-36.0, 16.0, 2.0), 10.0),
     PlantedEffect("parahippocampal_reho", "reho", (24.0, -30.0, -16.0), 8.0),
@@ -174,6 +177,7 @@ def _simulate_run(
     effects: bool,
     high_motion: bool,
     n_dummy: int,
+    pain_scale: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(time, voxels) float32 BOLD, the motion parameters, and the spike volumes."""
     n, v = n_volumes, grid.coords.shape[0]
@@ -203,7 +207,7 @@ def _simulate_run(
         signal[spikes] += rng.normal(25.0, 5.0, (int(spikes.sum()), 1)).astype(np.float32)
 
     if patient and effects:
-        _plant_effects(rng, signal, noise, grid, n=n, tr=tr)
+        _plant_effects(rng, signal, noise, grid, n=n, tr=tr, pain_scale=pain_scale)
 
     baseline = (600.0 + 500.0 * grid.gm + 250.0 * grid.wm + 350.0 * grid.csf).astype(np.float32)
     bold = baseline + signal + noise
@@ -212,13 +216,15 @@ def _simulate_run(
     return bold, motion, spikes | (np.arange(n) < n_dummy)
 
 
-def _plant_effects(rng, signal: np.ndarray, noise: np.ndarray, grid: _Grid, *, n: int, tr: float) -> None:
+def _plant_effects(
+    rng, signal: np.ndarray, noise: np.ndarray, grid: _Grid, *, n: int, tr: float, pain_scale: float
+) -> None:
     by_metric = {e.metric: e for e in PLANTED_EFFECTS}
     alff = by_metric["alff"]
     inside = _sphere(grid.coords, alff.centre_mm, alff.radius_mm)
     if inside.any():  # more low-frequency amplitude, independent per voxel (ALFF up, little ReHo change)
         extra = _band_limited(rng, n, int(inside.sum()), tr, 0.01, 0.08).astype(np.float32)
-        signal[:, inside] += extra * 12.0
+        signal[:, inside] += extra * np.float32(12.0 * pain_scale)
     reho = by_metric["reho"]
     inside = _sphere(grid.coords, reho.centre_mm, reho.radius_mm)
     if inside.any():  # same variance, but the white noise becomes locally shared (ReHo up, ALFF unchanged)
@@ -228,7 +234,7 @@ def _plant_effects(rng, signal: np.ndarray, noise: np.ndarray, grid: _Grid, *, n
     a = _sphere(grid.coords, fc.centre_mm, fc.radius_mm)
     b = _sphere(grid.coords, fc.partner_centre_mm, fc.radius_mm)
     if a.any() and b.any():  # a shared time course couples mPFC and insula
-        coupling = _band_limited(rng, n, 1, tr, 0.01, 0.08).astype(np.float32) * 10.0
+        coupling = _band_limited(rng, n, 1, tr, 0.01, 0.08).astype(np.float32) * 16.0
         signal[:, a | b] += coupling
 
 
@@ -397,6 +403,7 @@ def make_dataset(
     res = str(voxel_size)
     space = f"space-{SPACE}_res-{res}"
     session_list: list[str | None] = list(sessions) or [None]
+    pain_of = {row["participant_id"].removeprefix("sub-"): float(row["pain_vas"]) for row in rows}
     for label in labels:
         sub = f"sub-{label}"
         anat = fmriprep / sub / "anat"
@@ -424,7 +431,7 @@ def make_dataset(
                 bold, motion, _ = _simulate_run(
                     rng, grid, voxel_size=voxel_size, n_volumes=n_volumes, tr=tr,
                     patient=groups[label] == "CLBP", effects=effects, high_motion=high_motion,
-                    n_dummy=n_dummy,
+                    n_dummy=n_dummy, pain_scale=pain_of[label] / MEAN_PAIN_VAS,
                 )  # fmt: skip
                 func = fmriprep / sub / ses_dir / "func"
                 volume = np.zeros((*grid.mask.shape, n_volumes), dtype=np.float32)

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from scipy import stats as sstats
 
-from clbp_bidsapp.core.nbs import network_based_statistic, permutation_stream
-from clbp_bidsapp.core.stats import design_matrix, ols_t, permutation_test
+from clbp_bidsapp.core.nbs import network_based_statistic
+from clbp_bidsapp.core.stats import design_matrix, ols_t, permutation_stream, permutation_test
 
 
 def _design(n_patients, n_controls, *, rng, covariates=("age",)):

@@ -7,7 +7,14 @@ import pandas as pd
 import pytest
 from scipy import ndimage, stats
 
-from clbp_bidsapp.core.stats import DesignError, design_matrix, fdr_bh, ols_t, permutation_test
+from clbp_bidsapp.core.stats import (
+    DesignError,
+    design_matrix,
+    fdr_bh,
+    ols_t,
+    permutation_test,
+    regression_design,
+)
 
 
 def _table(n_patients=10, n_controls=10, seed=0):
@@ -99,6 +106,28 @@ def test_design_errors():
         _design(table, covariates=["age"])
     with pytest.raises(DesignError, match=r"4 regressors .* for 4 participants"):
         _design(_table(2, 2), covariates=["age", "mean_fd"])
+
+
+def test_regression_design_tests_a_clinical_score_like_ordinary_regression():
+    """Pain score within patients: t equals scipy's linregress without covariates and OLS with them."""
+    table = _table(16, 0, seed=3)
+    rng = np.random.default_rng(3)
+    table["pain_vas"] = rng.uniform(3, 8, 16)
+    data = 0.8 * table["pain_vas"].to_numpy()[:, None] + rng.standard_normal((16, 30))
+    design = regression_design(table, tested="pain_vas")
+    assert design.names == ["pain_vas", "intercept"] and design.tested == 0
+    result = permutation_test(data, design, n_permutations=200, seed=0)
+    for v in (0, 7, 29):
+        fit = stats.linregress(table["pain_vas"], data[:, v])
+        assert result.t[v] == pytest.approx(fit.slope / fit.stderr, rel=1e-8)
+    with_covariates = regression_design(table, tested="pain_vas", covariates=["age", "sex"])
+    contrast = np.eye(with_covariates.matrix.shape[1])[0]
+    t = permutation_test(data, with_covariates, n_permutations=10, seed=0).t
+    np.testing.assert_allclose(t, ols_t(data, with_covariates.matrix, contrast), rtol=1e-8)
+    assert (result.p_fwe < 0.05).sum() > 10, "a strong planted slope is found"
+    table.loc[2, "pain_vas"] = np.nan
+    with pytest.raises(DesignError, match="pain_vas is missing"):
+        regression_design(table, tested="pain_vas")
 
 
 def _tfce_problem(seed=7):
