@@ -19,6 +19,7 @@ from __future__ import annotations
 import html as html_lib
 import io
 import json
+import logging
 import math
 import os
 import re
@@ -30,10 +31,12 @@ import numpy as np
 import pandas as pd
 
 from clbp_bidsapp.__about__ import __version__
+from clbp_bidsapp.errors import InputError
 from clbp_bidsapp.io import derivatives, images
 from clbp_bidsapp.reports import html
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+LOGGER = logging.getLogger(__name__)
 
 NEGATIVE_BOLD = (
     "A negative BOLD-derived difference is not evidence of reduced neural activity: "
@@ -43,6 +46,7 @@ ALPHA = 0.05
 GROUP_CONTRAST = "CLBPvsHC"
 MAP_ORDER = ("alff", "falff", "reho", "vmhc", "dc", "fcz", "dualreg")
 FIGURE_DPI = 72
+MAX_SIGNIFICANT_FIGURES = 60  # ~50 kB per map figure: 60 + 6 others stay under ~5 MB with the tables
 MAX_CLUSTER_ROWS = 20
 MAX_EDGE_ROWS = 20
 MAX_NODES_CHARS = 240
@@ -196,10 +200,11 @@ class _MapResult:
     clusters: pd.DataFrame | None
     n_sig_clusters: int | None
     max_abs_t: float
+    error: str | None = None
 
     @property
     def significant(self) -> bool:
-        return any(n for n in (self.n_fwe, self.n_tfce, self.n_sig_clusters) if n)
+        return self.error is None and any(n for n in (self.n_fwe, self.n_tfce, self.n_sig_clusters) if n)
 
     def file(self, suffix: str) -> Path:
         return self.prefix.parent / f"{self.prefix.name}{suffix}"
@@ -220,9 +225,15 @@ def _collect_maps(group_dir: Path) -> list[_MapResult]:
     results = []
     for name, contrast in sorted(found, key=lambda mc: _map_sort_key(*mc)):
         prefix = group_dir / f"{name}_contrast-{contrast}_"
-        t_map, _ = images.load_volume(Path(f"{prefix}stat-t_statmap.nii.gz"))
         sidecar = _read_json(Path(f"{prefix}stat-t_statmap.json"))
         clusters = _read_tsv(Path(f"{prefix}desc-clusters_table.tsv"))
+        try:
+            t_map, _ = images.load_volume(Path(f"{prefix}stat-t_statmap.nii.gz"))
+            n_fwe = _count_nonzero(Path(f"{prefix}stat-t_desc-fwe05_statmap.nii.gz"))
+            n_tfce = _count_nonzero(Path(f"{prefix}stat-t_desc-tfcefwe05_statmap.nii.gz"))
+        except InputError as exc:  # a damaged map must not stop the report: say so in the summary
+            results.append(_MapResult(name, contrast, prefix, sidecar, None, None, clusters, None, 0.0, str(exc)))
+            continue
         n_sig = None
         if clusters is not None and "p_fwe_cluster" in clusters.columns:
             n_sig = int((pd.to_numeric(clusters["p_fwe_cluster"], errors="coerce") < ALPHA).sum())
@@ -233,8 +244,8 @@ def _collect_maps(group_dir: Path) -> list[_MapResult]:
                 contrast=contrast,
                 prefix=prefix,
                 sidecar=sidecar,
-                n_fwe=_count_nonzero(Path(f"{prefix}stat-t_desc-fwe05_statmap.nii.gz")),
-                n_tfce=_count_nonzero(Path(f"{prefix}stat-t_desc-tfcefwe05_statmap.nii.gz")),
+                n_fwe=n_fwe,
+                n_tfce=n_tfce,
                 clusters=clusters,
                 n_sig_clusters=n_sig,
                 max_abs_t=float(finite.max()) if finite.size else 0.0,
@@ -255,10 +266,15 @@ def _voxelwise_section(group_dir: Path, *, max_other_figures: int) -> str:
         _table(pd.DataFrame([_summary_row(m) for m in maps])),
         _negative_bold_note(),
     ]
+    for m in maps:
+        if m.error:
+            parts.append(f"<p class='warn'>{_esc(m.name)}, contrast {_esc(m.contrast)}: {_esc(m.error)}</p>")
     others = sorted(
-        (m for m in maps if not m.significant), key=lambda m: (-m.max_abs_t, _map_sort_key(m.name, m.contrast))
+        (m for m in maps if not m.significant and not m.error),
+        key=lambda m: (-m.max_abs_t, _map_sort_key(m.name, m.contrast)),
     )
     shown_others = {id(m) for m in others[: max(0, max_other_figures)]}
+    n_figures = 0
     for m in maps:
         if not (m.significant or id(m) in shown_others):
             continue
@@ -266,7 +282,11 @@ def _voxelwise_section(group_dir: Path, *, max_other_figures: int) -> str:
         parts.append(f"<h3>{_esc(title)}{'' if m.significant else ' (no significant result)'}</h3>")
         if m.sidecar.get("Description"):
             parts.append(f"<p class='muted'>{_esc(str(m.sidecar['Description']))}</p>")
-        parts.append(_map_figure(m, title))
+        if not m.significant or n_figures < MAX_SIGNIFICANT_FIGURES:
+            parts.append(_map_figure(m, title))
+            n_figures += m.significant
+        else:
+            parts.append(f"<p class='muted'>Figure left out: more than {MAX_SIGNIFICANT_FIGURES} significant maps.</p>")
         if m.clusters is not None:
             parts.append(_cluster_table(m.clusters, significant=m.significant))
             parts.append(_negative_bold_note())
@@ -290,6 +310,8 @@ def _summary_row(m: _MapResult) -> dict[str, object]:
             f"{row.get('sign', '')} {_int(row.get('voxels'))} vox at ({_coord(row)}), "
             f"t = {_fmt(row.get('peak_t'))}, p = {_fmt(row.get('p_fwe_cluster'))}, {label}"
         )
+    if m.error:
+        best = f"unreadable: {m.error}"
     participants = m.sidecar.get("Participants", "n/a")
     if isinstance(participants, list):
         participants = len(participants)
@@ -583,9 +605,13 @@ def _negative_bold_note() -> str:
 def _read_tsv(path: Path, *, index_col: int | None = None) -> pd.DataFrame | None:
     if not path.is_file():
         return None
-    return pd.read_csv(
-        path, sep="\t", index_col=index_col, na_values=["n/a"], keep_default_na=False, dtype={"participant_id": str}
-    )
+    try:
+        return pd.read_csv(
+            path, sep="\t", index_col=index_col, na_values=["n/a"], keep_default_na=False, dtype={"participant_id": str}
+        )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        LOGGER.warning("group report: %s cannot be read as TSV (%s); left out of the report", path, exc)
+        return None
 
 
 def _read_json(path: Path) -> dict:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import re
 import shutil
@@ -13,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from nilearn.datasets import load_mni152_brain_mask
+from PIL import Image
 
 from clbp_bidsapp.__about__ import __version__
 from clbp_bidsapp.reports.group import NEGATIVE_BOLD, write_group_report
@@ -248,6 +251,9 @@ def test_self_contained(report):
     sources = re.findall(r"<img[^>]*\ssrc=\"([^\"]*)\"", report)
     assert sources and len(sources) == report.count("<img")
     assert all(src.startswith("data:image/png;base64,") for src in sources)
+    for src in sources:  # every image decodes as a PNG (nothing can be missing: all are inline)
+        with Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) as img:
+            assert img.format == "PNG" and min(img.size) > 50
     assert "<script" not in report.lower()
     assert "http" not in " ".join(sources)
     assert not re.search(r"(src|href)=['\"]?https?:", report)
@@ -267,7 +273,7 @@ def test_content(report):
 def test_summary_counts(output_dir, report):
     mask_img = load_mni152_brain_mask(resolution=4)
     n_insula = int(_sphere(mask_img, (-38, 14, 0), 10).sum())
-    tables = pd.read_html(__import__("io").StringIO(report))
+    tables = pd.read_html(io.StringIO(report))
     summary = next(t for t in tables if "voxels TFCE FWE<0.05" in t.columns)
     alff = summary[(summary["map"] == "alff") & (summary["contrast"] == "CLBPvsHC")].iloc[0]
     t_alff = np.asarray(
@@ -310,6 +316,16 @@ def test_only_existing_sections(tmp_path):
     for title in ("Voxelwise results", "Clinical correlations", "Connectomes"):
         assert title not in text
     assert ">Methods summary</h2>" in text and "<img" not in text
+
+
+def test_damaged_files_do_not_stop_the_report(tmp_path):
+    group = tmp_path / "group"
+    group.mkdir()
+    (group / "alff_contrast-CLBPvsHC_stat-t_statmap.nii.gz").write_bytes(b"not a nifti")
+    (group / "desc-design_participants.tsv").write_bytes(b"\xff\xfe\x00broken")
+    text = write_group_report(tmp_path, settings_summary=SETTINGS).read_text()
+    assert "Summary of all maps" in text and "unreadable" in text and "cannot be read as NIfTI" in text
+    assert ">Methods summary</h2>" in text
 
 
 def test_headless_chromium(output_dir, tmp_path):
