@@ -22,4 +22,5 @@ GROUP_STAGES: dict[str, str] = {
     "qc": "group QC table (motion, censoring, retained time per run and group)",
     "stats": "voxelwise CLBP-versus-control GLM (and clinical correlations) of every map with permutation inference",
     "connectome": "edge-wise tests, Network-Based Statistic and graph-measure comparisons of the ROI connectomes",
+    "report": "the group HTML report OUTPUT_DIR/group.html",
 }

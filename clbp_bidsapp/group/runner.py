@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,20 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
                 f"with FDR q < 0.05, {len(significant)} NBS component(s) with FWE p < 0.05",
                 file=sys.stderr,
             )
+    if "report" not in ex.skip:
+        from clbp_bidsapp.reports.group import write_group_report
+
+        report = write_group_report(
+            ex.output_dir,
+            settings_summary={
+                **{f"group.{k}": v for k, v in dataclasses.asdict(g).items()},
+                "denoise.strategy": settings.denoise.strategy,
+                "metrics.smoothing_fwhm": settings.metrics.smoothing_fwhm,
+                "execution.random_seed": ex.random_seed,
+            },
+            run_info={"config_hash": settings.result_hash()},
+        )
+        print(f"clbp-bidsapp: group report: {report}", file=sys.stderr)
     counts = design.included[g.group_column].astype(str).value_counts()
     print(
         f"clbp-bidsapp: group level: {counts.get(g.patient_label, 0)} {g.patient_label} and "

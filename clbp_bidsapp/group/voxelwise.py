@@ -36,6 +36,7 @@ from clbp_bidsapp.io import atlases, derivatives, images
 
 LOGGER = logging.getLogger("clbp_bidsapp.group")
 ALPHA = 0.05
+MIN_CLINICAL_DOF = 4  # residual degrees of freedom below which a within-patient correlation is not attempted
 # which standardised map each local metric is compared on
 MAP_QUERIES = {
     "alff": ("alff", "z"),
@@ -224,6 +225,14 @@ def _clinical(map_set, group_maps: GroupMaps, table, columns, folder, *, setting
         except DesignError as exc:
             LOGGER.warning("%s ~ %s within %s: not tested (%s)", map_set.label, column, settings.patient_label, exc)
             continue
+        n, p = design.matrix.shape
+        if n - p < MIN_CLINICAL_DOF:
+            LOGGER.warning(
+                "%s ~ %s: not tested: %d patients for %d regressors (%s) leave fewer than %d degrees of freedom; "
+                "use fewer --covariates or more patients", map_set.label, column, n, p, ", ".join(design.names),
+                MIN_CLINICAL_DOF,
+            )  # fmt: skip
+            continue
         tested = (
             f"two-sided GLM t of {column} within {settings.patient_label} on the participants' "
             f"{map_set.description}, runs averaged (positive: the map increases with {column})"
@@ -232,8 +241,14 @@ def _clinical(map_set, group_maps: GroupMaps, table, columns, folder, *, setting
                         settings=settings, seed=seed, notes=notes)  # fmt: skip
         roi = roi_statistics(sub_maps, design, settings=settings, seed=seed)
         prefix = f"{map_set.label}_contrast-{_safe(column)}"
-        path = derivatives.write_tsv(folder / f"{prefix}_desc-roi_stats.tsv", roi)
-        result.files["roi"] = path
+        result.files["roi"] = derivatives.write_tsv(folder / f"{prefix}_desc-roi_stats.tsv", roi)
+        names, values = roi_values(sub_maps)
+        per_participant = pd.DataFrame(values, columns=names)
+        per_participant.insert(0, column, sub_table[column].to_numpy())
+        per_participant.insert(0, "participant_id", sub_table["participant_id"].to_numpy())
+        result.files["roi_values"] = derivatives.write_tsv(
+            folder / f"{prefix}_desc-roivalues_stats.tsv", per_participant
+        )
         results.append(dataclasses.replace(result, roi_table=roi))
     return results
 

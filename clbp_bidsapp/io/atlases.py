@@ -301,18 +301,24 @@ def regions_from_spheres(
 ) -> RegionSet:  # fmt: skip
     """Spheres (voxel centres within the radius of each centre; overlapping spheres share voxels)."""
     world = _grid_coordinates(mask.shape, affine)
+    voxels = [
+        np.flatnonzero(((world - centre) ** 2).sum(axis=1) <= float(radius) ** 2 + 1e-9)
+        for centre, radius in zip(np.asarray(centres_mm, float), radii_mm, strict=True)
+    ]
+    return _region_set(name, labels, networks, voxels, mask, centres=np.asarray(centres_mm, dtype=float))
+
+
+def _region_set(name, labels, networks, voxels: Sequence[np.ndarray], mask: np.ndarray, *, centres) -> RegionSet:
+    """A RegionSet from each region's grid voxel indices (C order); only in-mask voxels enter ``membership``."""
     mask_index = np.full(mask.size, -1, dtype=np.int64)
     mask_index[np.flatnonzero(mask.reshape(-1))] = np.arange(int(mask.sum()))
-    rows, columns, grid_counts = [], [], []
-    for row, (centre, radius) in enumerate(zip(np.asarray(centres_mm, float), radii_mm, strict=True)):
-        inside = np.flatnonzero(((world - centre) ** 2).sum(axis=1) <= float(radius) ** 2 + 1e-9)
-        grid_counts.append(len(inside))
+    rows, columns = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for row, inside in enumerate(voxels):
         in_mask = mask_index[inside]
         in_mask = in_mask[in_mask >= 0]
-        rows.append(np.full(len(in_mask), row))
+        rows.append(np.full(len(in_mask), row, dtype=np.int64))
         columns.append(in_mask)
-    rows_a = np.concatenate(rows) if rows else np.zeros(0, int)
-    cols_a = np.concatenate(columns) if columns else np.zeros(0, int)
+    rows_a, cols_a = np.concatenate(rows), np.concatenate(columns)
     membership = sparse.csr_matrix((np.ones(len(rows_a)), (rows_a, cols_a)), shape=(len(labels), int(mask.sum())))
     membership.sort_indices()
     return RegionSet(
@@ -320,8 +326,8 @@ def regions_from_spheres(
         labels=tuple(labels),
         networks=tuple(networks),
         membership=membership,
-        grid_voxels=np.array(grid_counts, dtype=np.int64),
-        centres_mm=np.asarray(centres_mm, dtype=float).reshape(-1, 3),
+        grid_voxels=np.array([len(v) for v in voxels], dtype=np.int64),
+        centres_mm=np.asarray(centres, dtype=float).reshape(-1, 3),
     )
 
 
@@ -431,11 +437,8 @@ def select_seeds(selection: Sequence[str]) -> pd.DataFrame:
 def seed_regions(seeds: pd.DataFrame, mask: np.ndarray, affine: np.ndarray) -> RegionSet:
     """Seeds on the data grid: spheres around x/y/z, or atlas labels (``atlas`` + ``atlas_label``)."""
     world = _grid_coordinates(mask.shape, affine)
-    mask_flat = mask.reshape(-1)
-    mask_index = np.full(mask.size, -1, dtype=np.int64)
-    mask_index[np.flatnonzero(mask_flat)] = np.arange(int(mask.sum()))
-    rows, columns, grid_counts, centres = [], [], [], []
-    for row, seed in enumerate(seeds.itertuples(index=False)):
+    voxels = []
+    for seed in seeds.itertuples(index=False):
         if seed.atlas:
             labels, label_affine, names = label_image(seed.atlas)
             value = next((v for v, n in names.items() if n == seed.atlas_label), None)
@@ -445,27 +448,13 @@ def seed_regions(seeds: pd.DataFrame, mask: np.ndarray, affine: np.ndarray) -> R
             inside = np.flatnonzero(on_grid == value)
         else:
             centre = np.array([float(seed.x), float(seed.y), float(seed.z)])
-            inside = np.flatnonzero(((world - centre) ** 2).sum(axis=1) <= float(seed.radius) ** 2 + 1e-9)
+            distance2 = ((world - centre) ** 2).sum(axis=1)
+            inside = np.flatnonzero(distance2 <= float(seed.radius) ** 2 + 1e-9)
             if inside.size == 0:  # a sphere smaller than a voxel: the voxel nearest to the centre
-                inside = np.array([int(np.argmin(((world - centre) ** 2).sum(axis=1)))])
-        grid_counts.append(len(inside))
-        centres.append(world[inside].mean(axis=0) if len(inside) else np.full(3, np.nan))
-        in_mask = mask_index[inside]
-        in_mask = in_mask[in_mask >= 0]
-        rows.append(np.full(len(in_mask), row))
-        columns.append(in_mask)
-    rows_a = np.concatenate(rows) if rows else np.zeros(0, int)
-    cols_a = np.concatenate(columns) if columns else np.zeros(0, int)
-    membership = sparse.csr_matrix((np.ones(len(rows_a)), (rows_a, cols_a)), shape=(len(seeds), int(mask.sum())))
-    membership.sort_indices()
-    return RegionSet(
-        name="seeds",
-        labels=tuple(seeds["name"]),
-        networks=tuple(seeds["network"]),
-        membership=membership,
-        grid_voxels=np.array(grid_counts, dtype=np.int64),
-        centres_mm=np.array(centres).reshape(-1, 3),
-    )
+                inside = np.array([int(np.argmin(distance2))])
+        voxels.append(inside)
+    centres = [world[v].mean(axis=0) if len(v) else np.full(3, np.nan) for v in voxels]
+    return _region_set("seeds", seeds["name"], seeds["network"], voxels, mask, centres=centres)
 
 
 # -- reference networks for dual regression --------------------------------------------------------------------

@@ -234,7 +234,7 @@ def _plant_effects(
     a = _sphere(grid.coords, fc.centre_mm, fc.radius_mm)
     b = _sphere(grid.coords, fc.partner_centre_mm, fc.radius_mm)
     if a.any() and b.any():  # a shared time course couples mPFC and insula
-        coupling = _band_limited(rng, n, 1, tr, 0.01, 0.08).astype(np.float32) * 16.0
+        coupling = _band_limited(rng, n, 1, tr, 0.01, 0.08).astype(np.float32) * 10.0
         signal[:, a | b] += coupling
 
 

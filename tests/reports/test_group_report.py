@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -331,6 +332,8 @@ def test_damaged_files_do_not_stop_the_report(tmp_path):
 def test_headless_chromium(output_dir, tmp_path):
     chromium = shutil.which("chromium")
     if chromium is None:
+        if os.environ.get("CLBP_REQUIRE_CHROMIUM"):
+            pytest.fail("CLBP_REQUIRE_CHROMIUM is set but chromium is not installed (.ci/run installs it)")
         print("chromium not installed (Debian package `chromium`): browser rendering not checked")
         pytest.skip("chromium not installed")
     shot = tmp_path / "shot.png"
