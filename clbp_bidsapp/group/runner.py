@@ -11,6 +11,7 @@ import pandas as pd
 
 from clbp_bidsapp.config import Settings
 from clbp_bidsapp.errors import ExitCode, InputError
+from clbp_bidsapp.group.concordance import write_concordance
 from clbp_bidsapp.group.connectomes import run_connectome_stats
 from clbp_bidsapp.group.design import build_design, check_group_sizes, qc_summary
 from clbp_bidsapp.group.voxelwise import run_voxelwise
@@ -87,6 +88,11 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
                 f"{result.n_fwe_voxels} voxels with max-t FWE p < 0.05{tfce}{where}",
                 file=sys.stderr,
             )
+    if "stats" not in ex.skip:
+        path, table = write_concordance(group_dir, patient_label=g.patient_label, control_label=g.control_label)
+        found = table["status"].str.startswith("found").sum()
+        print(f"clbp-bidsapp: literature concordance: {found} of {len(table)} published CLBP findings seen here; "
+              f"{path}", file=sys.stderr)  # fmt: skip
     if "connectome" not in ex.skip:
         for result in run_connectome_stats(design.included, output_dir=ex.output_dir, settings=g, seed=ex.random_seed):
             components = result.components

@@ -92,6 +92,7 @@ def write_group_report(
         ("voxelwise", "Voxelwise results", lambda d: _voxelwise_section(d, max_other_figures=max_other_figures)),
         ("clinical", "Clinical correlations", _clinical_section),
         ("connectomes", "Connectomes", _connectome_section),
+        ("literature", "Literature concordance", _concordance_section),
     ):
         body = builder(group_dir) if group_dir.is_dir() else ""
         if body:
@@ -486,6 +487,19 @@ def _scatter_figure(x: np.ndarray, y: np.ndarray, *, xlabel: str, ylabel: str, t
 
 
 # ------------------------------------------------------------------------------------------------- connectomes
+def _concordance_section(group_dir: Path) -> str:
+    table = _read_tsv(group_dir / "desc-concordance_literature.tsv")
+    if table is None or table.empty:
+        return ""
+    shown = table[["finding", "map", "contrast", "reported_direction", "region", "status", "this_study_peak_mm",
+                   "this_study_label", "this_study_p", "citation"]]  # fmt: skip
+    return (
+        "<p>Published resting-state findings in chronic back pain (bundled, cited table) next to this study's "
+        "significant clusters of the same map and contrast, matched on the peak's Harvard-Oxford label and sign. "
+        "The matching is coarse; read it as an aid to the discussion.</p>" + _table(shown) + _negative_bold_note()
+    )
+
+
 def _connectome_section(group_dir: Path) -> str:
     found = []
     for path in group_dir.glob("atlas-*_contrast-*_stat-t_relmat.tsv"):
