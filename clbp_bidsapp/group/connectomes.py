@@ -72,6 +72,7 @@ def run_connectome_stats(
     if not relmats:
         LOGGER.warning("no connectome (relmat) files found; connectome statistics skipped")
         return []
+    series_files = _files_by_atlas(layout, participants, stat="mean", suffix="timeseries")
     graph_files = _files_by_atlas(layout, participants, stat="graph", suffix="measures")
     nodal_files = _files_by_atlas(layout, participants, stat="nodal", suffix="measures")
     folder = output_dir / "group"
@@ -84,6 +85,7 @@ def run_connectome_stats(
                 relmats[atlas],
                 graph_files.get(atlas, {}),
                 nodal_files.get(atlas, {}),
+                series_files.get(atlas, {}),
                 folder=folder,
                 settings=settings,
                 seed=seed,
@@ -170,7 +172,7 @@ def _design(table: pd.DataFrame, settings: GroupSettings, covariates, factors, w
 
 
 def _atlas_stats(
-    atlas, included, relmat_files, graph_files, nodal_files, *, folder: Path, settings, seed, model
+    atlas, included, relmat_files, graph_files, nodal_files, series_files, *, folder: Path, settings, seed, model
 ) -> ConnectomeResult:
     covariates, factors, notes = model
     patient, control = settings.patient_label, settings.control_label
@@ -238,6 +240,27 @@ def _atlas_stats(
                            f"mean_z_{control}"]].sort_values(["nbs_component", "t"], key=_abs_if_t)  # fmt: skip
     derivatives.write_tsv(folder / f"{prefix}_desc-nbsedges_stats.tsv", nbs_edges.reset_index(drop=True))
 
+    tangent_info = {"Computed": False}
+    if labels and all(label in series_files for label in labels):
+        tangent = tangent_edges(
+            {label: series_files[label] for label in labels}, regions, design, settings=settings, seed=seed
+        )
+        derivatives.write_tsv(folder / f"{prefix}_stat-t_desc-tangent_relmat.tsv", _square(tangent["t"].to_numpy(),
+                              regions), index=True)  # fmt: skip
+        tangent.insert(0, "region_b", np.asarray(regions)[cols])
+        tangent.insert(0, "region_a", np.asarray(regions)[rows])
+        order = np.lexsort((-tangent["t"].abs().to_numpy(), tangent["p_uncorrected"].to_numpy()))
+        derivatives.write_tsv(folder / f"{prefix}_desc-tangentedges_stats.tsv", tangent.iloc[order])
+        tangent_info = {
+            "Computed": True,
+            "Method": "tangent-space embedding (Varoquaux 2010) of each participant's Ledoit-Wolf covariance at "
+            "the geometric mean of all included participants (nilearn ConnectivityMeasure(kind='tangent'); "
+            "unsupervised: group labels are not used), runs z-scored and concatenated",
+            "EdgesFDR05": int((tangent["q_fdr"] < ALPHA).sum()),
+        }
+    else:
+        notes.append(f"{atlas}: region series missing for some participant; tangent-space test not computed")
+
     graph, graph_info = _measure_tests(
         "global", graph_files, included, settings, covariates, factors, seed, patient, control, read=_global_auc
     )
@@ -279,6 +302,7 @@ def _atlas_stats(
                 "Components": len(nbs.components),
                 "SignificantComponents": len(significant),
             },
+            "TangentSpace": tangent_info,
             "GraphMeasures": graph_info,
             "NodalMeasures": nodal_info,
             "RandomSeed": seed,
@@ -297,6 +321,33 @@ def _atlas_stats(
         nodal=nodal if nodal is not None else pd.DataFrame(),
         notes=notes,
     )
+
+
+def tangent_edges(
+    series_files: dict[str, list[Path]], regions: list[str], design: Design, *, settings: GroupSettings, seed: int
+) -> pd.DataFrame:
+    """Edge-wise GLM on tangent-space connectivity: t, permutation p, max-t FWE and FDR per edge.
+
+    Each participant's runs (region series TSVs) are z-scored and concatenated; nilearn's
+    ``ConnectivityMeasure(kind="tangent")`` is fitted on all participants in ``series_files`` (in the design's
+    order), which uses no group labels, so the test stays a valid permutation test.
+    """
+    from nilearn.connectome import ConnectivityMeasure
+
+    series = []
+    for paths in series_files.values():
+        runs = []
+        for path in paths:
+            values = _read_tsv(path)[regions].to_numpy(dtype=np.float64)
+            runs.append((values - values.mean(axis=0)) / values.std(axis=0))
+        series.append(np.concatenate(runs))
+    tangent = ConnectivityMeasure(kind="tangent", standardize=False).fit_transform(series)
+    rows, cols = edge_indices(len(regions))
+    edges = tangent[:, rows, cols]
+    result = permutation_test(edges, design, n_permutations=settings.n_permutations, seed=seed)
+    return pd.DataFrame({
+        "t": result.t, "p_uncorrected": result.p_uncorrected, "p_fwe": result.p_fwe, "q_fdr": result.q_fdr,
+    })  # fmt: skip
 
 
 def _abs_if_t(column: pd.Series) -> pd.Series:

@@ -170,3 +170,32 @@ def test_no_connectomes_returns_nothing(tmp_path):
     )
     included = pd.DataFrame({"participant_id": ["01", "02"], "group": ["CLBP", "HC"]})
     assert run_connectome_stats(included, output_dir=tmp_path, settings=GroupSettings(), seed=0) == []
+
+
+def test_tangent_space_edges_find_a_planted_coupling(tmp_path):
+    """Patients' regions 0 and 1 share a signal: that edge has the largest tangent-space t and FDR q < 0.05."""
+
+    from clbp_bidsapp.core.stats import design_matrix
+    from clbp_bidsapp.group.connectomes import tangent_edges
+
+    rng = np.random.default_rng(4)
+    regions = [f"r{i}" for i in range(6)]
+    files, groups = {}, []
+    for k in range(24):
+        patient = k < 12
+        series = rng.standard_normal((150, 6))
+        if patient:
+            shared = rng.standard_normal(150)
+            series[:, 0] += shared
+            series[:, 1] += shared
+        path = tmp_path / f"sub-{k:02d}_timeseries.tsv"
+        pd.DataFrame(series, columns=regions).to_csv(path, sep="\t", index=False)
+        files[f"{k:02d}"] = [path]
+        groups.append("CLBP" if patient else "HC")
+    table = pd.DataFrame({"participant_id": list(files), "group": groups})
+    design = design_matrix(table, group_column="group", patient_label="CLBP", control_label="HC")
+    result = tangent_edges(files, regions, design, settings=GroupSettings(n_permutations=500), seed=0)
+    assert len(result) == 15
+    assert int(np.argmax(result["t"].to_numpy())) == 0  # edge (r0, r1) comes first in upper-triangle order
+    assert result["q_fdr"].iloc[0] < 0.05
+    assert (result["q_fdr"].iloc[1:] > 0.05).mean() > 0.8
