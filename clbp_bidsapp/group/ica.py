@@ -41,6 +41,7 @@ from clbp_bidsapp.io import atlases, derivatives, images
 LOGGER = logging.getLogger("clbp_bidsapp.group")
 NETWORKS_OF_INTEREST = ("DefaultMode", "Salience", "FrontoParietal", "SomatomotorDorsal", "Visual")
 PREFIX = "desc-groupica"
+MIN_MATCH_R = 0.1  # below this spatial r a component is not taken to be the network it matches best
 
 
 @dataclass(frozen=True)
@@ -69,10 +70,14 @@ class GroupICAResult:
             return None
         return max(matches, key=lambda i: float(self.correlations.iloc[i][network]))
 
-    def map_sets(self, networks=NETWORKS_OF_INTEREST, *, smoothing_fwhm: float = 0.0) -> list:
+    def map_sets(self, networks=NETWORKS_OF_INTEREST, *, smoothing_fwhm: float = 0.0, min_r: float = MIN_MATCH_R):
         """Voxelwise :class:`~clbp_bidsapp.group.voxelwise.MapSet` (label ``groupica-<network>``) of the
-        best-matching component of each network in ``networks``; networks no component matches are skipped
-        with a warning. ``smoothing_fwhm`` is applied by the voxelwise loader to each participant's map."""
+        best-matching component of each network in ``networks``.
+
+        A network is skipped with a warning when no component is labelled with it, or when its best component
+        correlates with the reference map by less than ``min_r`` (such a component is not that network).
+        ``smoothing_fwhm`` is applied by the voxelwise loader to each participant's map.
+        """
         from clbp_bidsapp.group.voxelwise import MapSet  # lazy: voxelwise may wire this module in
 
         sets = []
@@ -86,6 +91,16 @@ class GroupICAResult:
                 )
                 continue
             r = float(self.correlations.iloc[index][network])
+            if r < min_r:
+                LOGGER.warning(
+                    "group ICA: the best %s component %s has spatial r = %.2f < %.2f with the reference map; "
+                    "not tested",
+                    network,
+                    self.names[index],
+                    r,
+                    min_r,
+                )
+                continue
             description = (
                 f"dual-regression map of group ICA component {self.names[index]} (best match {network}, "
                 f"spatial r = {r:.2f}; variance-normalised, smoothed {smoothing_fwhm:g} mm)"

@@ -12,12 +12,14 @@ import pytest
 from nilearn import datasets
 
 from clbp_bidsapp.group.ica import NETWORKS_OF_INTEREST, label_components, run_group_ica, spatial_correlations
+from clbp_bidsapp.group.maps import load_group_maps
 from clbp_bidsapp.io import atlases, derivatives, images
 
 PLANTED = ("DefaultMode", "Visual", "SomatomotorDorsal", "FrontoParietal", "Salience")
 N_PARTICIPANTS = 6
 N_VOLUMES = 80
-N_COMPONENTS = 7
+N_COMPONENTS = 7  # more than planted: two noise components
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # noise components
 
 
 def _output_root(path):
@@ -140,6 +142,23 @@ def test_map_sets(planted):
     assert first.smoothing_fwhm == 6.0
     assert set(first.maps) == set(included["participant_id"])
     assert all(len(paths) == 1 for paths in first.maps.values())
+    # the voxelwise loader reads them: the doubled-DefaultMode participants have the larger maps
+    loaded = load_group_maps(first.maps, metric=first.label, volume=first.volume, smoothing_fwhm=first.smoothing_fwhm)
+    assert loaded.participants == sorted(included["participant_id"])
+    means = loaded.data.mean(axis=1)
+    assert means[3:].min() > means[:3].max()
+
+
+def test_map_sets_skip_unmatched_networks(planted, caplog):
+    _, _, result, _ = planted
+    # Auditory was not planted: if a noise component is labelled with it, its r is far below 0.5
+    with caplog.at_level(logging.WARNING, logger="clbp_bidsapp.group"):
+        sets = result.map_sets(["DefaultMode", "Auditory", "CinguloOpercular"], min_r=0.5)
+    assert [s.label for s in sets] == ["groupica-DefaultMode"]
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 2
+    # a threshold above the best match drops the network too
+    r = result.correlations.iloc[result.best_component("DefaultMode")]["DefaultMode"]
+    assert result.map_sets(["DefaultMode"], min_r=r + 0.01) == []
 
 
 def test_deterministic(planted, tmp_path):
