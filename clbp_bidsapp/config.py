@@ -128,6 +128,7 @@ class GroupSettings:
     networks: tuple[str, ...] = ("DefaultMode", "Salience", "FrontoParietal", "SomatomotorDorsal", "Visual")
     clinical_columns: tuple[str, ...] = ("pain_vas", "pain_duration_months")  # used when present
     nbs_threshold: float = 3.0  # |t| that forms Network-Based Statistic components
+    ica_components: int = 20  # group ICA (CanICA) components; needs the participant level's --save-denoised
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ PARTICIPANT_STAGES: dict[str, str] = {
 
 GROUP_STAGES: dict[str, str] = {
     "qc": "group QC table (motion, censoring, retained time per run and group)",
+    "ica": "group ICA (CanICA) with dual regression, when the denoised series were saved (--save-denoised)",
     "stats": "voxelwise CLBP-versus-control GLM (and clinical correlations) of every map with permutation inference",
     "connectome": "edge-wise tests, Network-Based Statistic and graph-measure comparisons of the ROI connectomes",
     "report": "the group HTML report OUTPUT_DIR/group.html",

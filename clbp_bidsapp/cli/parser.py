@@ -117,6 +117,7 @@ CONVERTERS = {
     "group.n_permutations": _positive_int,
     "group.cluster_forming_p": _probability,
     "group.nbs_threshold": _positive_float,
+    "group.ica_components": _positive_int,
     "metrics.reho_neighbourhood": _positive_int,
     "metrics.dc_threshold": _correlation,
     "metrics.dc_resolution": _positive_float,
@@ -474,6 +475,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=SUPPRESS,
         help=_help("participants.tsv columns correlated with the maps within patients (those present are used)",
                    "group", "clinical_columns"),
+    )  # fmt: skip
+    grp.add_argument(
+        "--ica-components",
+        dest="group.ica_components",
+        metavar="N",
+        default=SUPPRESS,
+        help=_help("group ICA (CanICA) components; group ICA runs when the participant level wrote the denoised "
+                   "series (--save-denoised)", "group", "ica_components"),
     )  # fmt: skip
     grp.add_argument(
         "--nbs-threshold",

@@ -14,6 +14,7 @@ from clbp_bidsapp.errors import ExitCode, InputError
 from clbp_bidsapp.group.concordance import write_concordance
 from clbp_bidsapp.group.connectomes import run_connectome_stats
 from clbp_bidsapp.group.design import build_design, check_group_sizes, qc_summary
+from clbp_bidsapp.group.ica import run_group_ica
 from clbp_bidsapp.group.voxelwise import run_voxelwise
 from clbp_bidsapp.io import bids, derivatives
 
@@ -66,6 +67,18 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
     if "qc" not in ex.skip:
         derivatives.write_tsv(group_dir / "desc-qc_summary.tsv", qc_summary(design, settings=settings.group))
     g = settings.group
+    ica_sets = []
+    if "ica" not in ex.skip:
+        try:
+            ica = run_group_ica(design.included, output_dir=ex.output_dir, n_components=g.ica_components,
+                                seed=ex.random_seed, smoothing_fwhm=settings.metrics.smoothing_fwhm)  # fmt: skip
+        except InputError as exc:
+            ica = None
+            print(f"clbp-bidsapp: group ICA skipped: {exc}", file=sys.stderr)
+        if ica is not None:
+            ica_sets = ica.map_sets(g.networks, smoothing_fwhm=settings.metrics.smoothing_fwhm)
+            print(f"clbp-bidsapp: group ICA: {len(ica.names)} components over {len(ica.participant_maps)} "
+                  f"participants ({', '.join(ica.names)})", file=sys.stderr)  # fmt: skip
     if "stats" not in ex.skip:
         results = run_voxelwise(
             design.included,
@@ -73,6 +86,7 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
             settings=g,
             seed=ex.random_seed,
             smoothing_fwhm=settings.metrics.smoothing_fwhm,
+            extra_map_sets=ica_sets,
         )
         for result in results:
             top = result.clusters.iloc[0] if len(result.clusters) else None

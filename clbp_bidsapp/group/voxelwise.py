@@ -21,6 +21,7 @@ import dataclasses
 import json
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,9 +145,19 @@ def _dual_regression_sets(layout, *, settings: GroupSettings, participants: list
 
 
 def run_voxelwise(
-    included: pd.DataFrame, *, output_dir: Path, settings: GroupSettings, seed: int, smoothing_fwhm: float = 6.0
+    included: pd.DataFrame,
+    *,
+    output_dir: Path,
+    settings: GroupSettings,
+    seed: int,
+    smoothing_fwhm: float = 6.0,
+    extra_map_sets: Sequence[MapSet] = (),
 ) -> list[MetricResult]:
-    """Compare groups, and correlate with clinical columns within patients, on every available map."""
+    """Compare groups, and correlate with clinical columns within patients, on every available map.
+
+    ``extra_map_sets`` are analysed too (e.g. the group-ICA dual-regression maps, which live under ``group/``
+    where the derivatives layout does not look).
+    """
     from clbp_bidsapp.io.bids import build_output_layout
 
     layout = build_output_layout(output_dir)
@@ -156,9 +167,10 @@ def run_voxelwise(
     clinical = clinical_columns(included, settings)
     results = []
     folder = output_dir / "group"
-    for map_set in collect_map_sets(
+    map_sets = collect_map_sets(
         layout, settings=settings, participants=list(included["participant_id"]), smoothing_fwhm=smoothing_fwhm
-    ):
+    )
+    for map_set in [*map_sets, *extra_map_sets]:
         table = included[included["participant_id"].isin(map_set.maps)].reset_index(drop=True)
         group_maps = load_group_maps(
             {pid: map_set.maps[pid] for pid in table["participant_id"]},

@@ -34,6 +34,12 @@ class _RunReportInputSpec(BaseInterfaceInputSpec):
     fd_thresh = traits.Float(mandatory=True)
     maps = InputMultiObject(File(exists=True), desc="maps to show as mosaics")
     map_titles = traits.List(traits.Str, desc="one title per map")
+    fc_maps = InputMultiObject(File(exists=True), desc="seed FC (Fisher z) maps, shown with a symmetric scale")
+    fc_titles = traits.List(traits.Str, desc="one title per FC map")
+    relmats = InputMultiObject(File(exists=True), desc="connectome TSVs (first column: region names)")
+    regions = InputMultiObject(File(exists=True), desc="the regions TSV of each connectome (network column)")
+    graphs = InputMultiObject(File(exists=True), desc="global graph-measure TSVs (last row: AUC)")
+    atlas_names = traits.List(traits.Str, desc="one atlas name per connectome")
 
 
 class _RunReportOutputSpec(TraitedSpec):
@@ -74,6 +80,28 @@ class RunReport(SimpleInterface):
             parts.append("<h3>Maps</h3>")
             for path, title in zip(self.inputs.maps, self.inputs.map_titles, strict=True):
                 parts.append(html.image(figures.mosaic_figure(Path(path), title=title), title))
+        if self.inputs.fc_maps:
+            parts.append("<h3>Seed-based functional connectivity (Fisher z)</h3>")
+            for path, title in zip(self.inputs.fc_maps, self.inputs.fc_titles, strict=True):
+                parts.append(html.image(figures.mosaic_figure(Path(path), title=title, symmetric=True), title))
+        if self.inputs.relmats:
+            parts.append("<h3>Connectomes and graph measures</h3>")
+            graphs = list(self.inputs.graphs) if self.inputs.graphs else []
+            for index, (path, regions, atlas) in enumerate(
+                zip(self.inputs.relmats, self.inputs.regions, self.inputs.atlas_names, strict=True)
+            ):
+                matrix = pd.read_csv(path, sep="\t", index_col=0, na_values="n/a")
+                networks = pd.read_csv(regions, sep="\t")["network"].astype(str).tolist()
+                title = f"{atlas}: Pearson correlation (regions ordered by network)"
+                parts.append(
+                    html.image(figures.matrix_figure(matrix.to_numpy(), title=title, networks=networks), title)
+                )
+                if index < len(graphs):
+                    table = pd.read_csv(graphs[index], sep="\t", dtype={"sparsity": str})
+                    auc = table[table["sparsity"] == "auc"].drop(columns=["sparsity"]).dropna(axis=1)
+                    if len(auc):
+                        parts.append(f"<p>{atlas}: area under the curve over the densities</p>")
+                        parts.append(html.table({k: float(v) for k, v in auc.iloc[0].items()}))
         out = Path(runtime.cwd) / "fragment.html"
         out.write_text("".join(parts))
         self._results["out_fragment"] = str(out)

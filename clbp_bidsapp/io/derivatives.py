@@ -72,6 +72,15 @@ def subject_dir(output_dir: Path, entities: Mapping[str, str], datatype: str = "
     return path / datatype
 
 
+def _file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _file_mode()
+
+
 @contextlib.contextmanager
 def atomic_path(final: Path) -> Iterator[Path]:
     """Yield a temporary path next to ``final``; rename it onto ``final`` only if the block succeeds."""
@@ -82,6 +91,7 @@ def atomic_path(final: Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, _FILE_MODE)  # mkstemp makes 0600; outputs get the usual mode under the user's umask
         os.replace(tmp_path, final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -88,3 +88,23 @@ def mosaic_figure(map_path: Path, *, title: str, symmetric: bool = False) -> byt
         draw_cross=False,
     )
     return _png(fig)
+
+
+def matrix_figure(matrix: np.ndarray, *, title: str, networks: list[str] | None = None) -> bytes:
+    """Heat map of a correlation matrix (symmetric colour scale), regions ordered by network when given."""
+    import matplotlib.pyplot as plt
+
+    values = np.asarray(matrix, dtype=float)
+    if networks is not None:
+        order = np.argsort(np.asarray(networks), kind="stable")
+        values = values[np.ix_(order, order)]
+    values = values.copy()
+    np.fill_diagonal(values, np.nan)
+    limit = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
+    fig, ax = plt.subplots(figsize=(5.2, 4.5))
+    image = ax.imshow(values, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+    fig.colorbar(image, ax=ax, fraction=0.046, label="r")
+    ax.set_title(title, fontsize=10)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return _png(fig)

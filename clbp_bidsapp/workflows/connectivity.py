@@ -30,8 +30,8 @@ def add_connectivity(
     smoothing_fwhm: float,
     random_seed: int,
     skip: Collection[str] = (),
-) -> None:
-    """Add the connectivity nodes of one run to ``workflow``.
+) -> dict[str, list]:
+    """Add the connectivity nodes of one run to ``workflow``; return what the run report shows.
 
     Parameters
     ----------
@@ -42,7 +42,15 @@ def add_connectivity(
     smoothing_fwhm : FWHM (mm) of the smoothed seed maps
     random_seed : seed of the random networks of the graph measures
     skip : stage names not to run (``seedfc``, ``connectome``, ``graph``, ``dualreg``)
+
+    Returns
+    -------
+    ``{report input: [(node, output, ...)]}`` for the run report: the first seeds' FC maps (``fc_maps`` with
+    their ``fc_titles``), each atlas's Pearson matrix (``relmats``, ``regions``, ``atlas_names``) and global
+    graph measures (``graphs``).
     """
+    report: dict[str, list] = {"fc_maps": [], "fc_titles": [], "relmats": [], "regions": [], "atlas_names": [],
+                               "graphs": []}  # fmt: skip
     inputs = [(denoise_node, "filtered", "series"), (load, "grid", "grid")]
 
     def feed(node: pe.Node) -> None:
@@ -67,6 +75,9 @@ def add_connectivity(
             name="seed_fc",
         )
         feed(seed_fc)
+        for index, name in enumerate(seeds["name"][:REPORT_SEEDS]):
+            report["fc_maps"].append((seed_fc, ("fcz", _pick, index)))
+            report["fc_titles"].append(f"seed {name}")
         for index, name in enumerate(seeds["name"]):
             for field, desc, smoothed in (("fcz", name, 0.0), ("fcz_smoothed", f"{name}Smoothed", smoothing_fwhm)):
                 ds = sink(
@@ -109,6 +120,9 @@ def add_connectivity(
             )
             feed(node)
             connectomes[label] = node
+            report["relmats"].append((node, "pearson"))
+            report["regions"].append((node, "regions"))
+            report["atlas_names"].append(label)
             ents = {"atlas": label, "extension": ".tsv"}
             publish(
                 node,
@@ -154,6 +168,7 @@ def add_connectivity(
                 name=f"graph_{label}",
             )
             workflow.connect([(node, graph, [("pearson", "relmat"), ("regions", "regions")])])
+            report["graphs"].append((graph, "global_measures"))
             ents = {"atlas": label, "extension": ".tsv"}
             publish(
                 graph,
@@ -208,6 +223,10 @@ def add_connectivity(
             desc="dualreg",
             metadata={"Description": "dual regression stage-1 series, one column per reference network"},
         )
+    return report
+
+
+REPORT_SEEDS = 2  # seed FC maps shown in the run report
 
 
 def _listify(value):

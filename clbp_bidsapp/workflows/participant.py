@@ -202,7 +202,7 @@ def init_run_wf(
         workflow, run=run, load=load, denoise_node=denoise_node, sink=sink, denoise=denoise, metrics=metrics,
         skip=skip,
     )  # fmt: skip
-    add_connectivity(
+    connectivity_report = add_connectivity(
         workflow, load=load, denoise_node=denoise_node, sink=sink, settings=connectivity or ConnectivitySettings(),
         smoothing_fwhm=metrics.smoothing_fwhm, random_seed=random_seed, skip=skip,
     )  # fmt: skip
@@ -220,6 +220,17 @@ def init_run_wf(
                                         ("qc", "qc")]),
             (run_report, outputnode, [("out_fragment", "report_fragment")]),
         ])  # fmt: skip
+        run_report.inputs.fc_titles = connectivity_report["fc_titles"]
+        run_report.inputs.atlas_names = connectivity_report["atlas_names"]
+        if connectivity_report["graphs"] and len(connectivity_report["graphs"]) != len(connectivity_report["relmats"]):
+            connectivity_report["graphs"] = []  # graphs are shown next to their connectome only when all exist
+        for field in ("fc_maps", "relmats", "regions", "graphs"):
+            sources = connectivity_report[field]
+            if sources:
+                merge = pe.Node(niu.Merge(len(sources)), name=f"report_{field}", run_without_submitting=True)
+                for index, (node, output) in enumerate(sources, start=1):
+                    workflow.connect(node, output, merge, f"in{index}")
+                workflow.connect(merge, "out", run_report, field)
         if report_maps:
             maps = pe.Node(niu.Merge(len(report_maps)), name="report_maps")
             for index, (node, field, _) in enumerate(report_maps, start=1):

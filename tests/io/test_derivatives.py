@@ -64,3 +64,16 @@ def test_dataset_description_records_container(monkeypatch):
     assert desc["SourceDatasets"] == [{"URL": "file:///data", "Name": "study"}]
     assert desc["ConfigHash"] == "abc"
     assert Path(desc["SourceDatasets"][0]["URL"][7:]).is_absolute()
+
+
+def test_atomic_writes_get_the_usual_file_mode(tmp_path):
+    """Outputs are readable by the group under the usual umask (mkstemp alone would leave them 0600)."""
+    import os
+    import stat
+
+    from clbp_bidsapp.io import derivatives
+
+    path = derivatives.write_text(tmp_path / "x.txt", "hello")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
