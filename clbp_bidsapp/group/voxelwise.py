@@ -374,11 +374,12 @@ def _infer(map_set, group_maps, table, design: Design, contrast, tested, folder:
 def cluster_table(result, mask: np.ndarray, affine: np.ndarray) -> pd.DataFrame:
     """One row per cluster: size, peak t and MNI coordinate, cluster FWE p, atlas labels of the peak."""
     columns = ["cluster", "sign", "voxels", "volume_mm3", "peak_t", "peak_x", "peak_y", "peak_z", "p_fwe_cluster",
-               "p_fwe_peak", "p_tfce_fwe_peak", "harvard_oxford", "aal"]  # fmt: skip
+               "p_fwe_peak", "p_tfce_fwe_peak", "harvard_oxford", "aal", "harvard_oxford_overlap"]  # fmt: skip
     if result.cluster_labels is None or result.cluster_p_fwe is None or not result.cluster_labels.any():
         return pd.DataFrame(columns=columns)
     ijk = np.argwhere(mask)
     voxel_volume = float(abs(np.linalg.det(affine[:3, :3])))
+    overlap = atlases.region_overlap(mask, affine)
     rows = []
     for label in range(1, int(result.cluster_labels.max()) + 1):
         members = np.flatnonzero(result.cluster_labels == label)
@@ -401,6 +402,7 @@ def cluster_table(result, mask: np.ndarray, affine: np.ndarray) -> pd.DataFrame:
                 "p_tfce_fwe_peak": float(result.p_tfce_fwe[peak]) if result.p_tfce_fwe is not None else np.nan,
                 "harvard_oxford": atlases.label_at(xyz, "harvard_oxford"),
                 "aal": atlases.label_at(xyz, "aal"),
+                "harvard_oxford_overlap": overlap(members),
             }
         )
     table = pd.DataFrame(rows, columns=columns)

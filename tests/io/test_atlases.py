@@ -177,3 +177,12 @@ def test_network_templates_cover_the_default_mode_network(grid):
     pcc = int(np.argmin(((world - np.array([-5, -52, 28])) ** 2).sum(axis=1)))
     assert names[int(np.argmax(maps[:, pcc]))] in ("DefaultMode", "ParietoMedial")
     assert maps.max() <= 1.0 and maps.min() >= 0
+
+
+def test_region_overlap_describes_a_cluster_by_its_atlas_regions(grid):
+    mask, affine = grid
+    world = atlases._grid_coordinates(mask.shape, affine)[mask.reshape(-1)]
+    thalamus = np.flatnonzero(((world - np.array([-11.0, -18, 7])) ** 2).sum(axis=1) <= 5.0**2)
+    text = atlases.region_overlap(mask, affine)(thalamus)
+    first, share = text.split(";")[0].rsplit(" ", 1)
+    assert first == "Left_Thalamus" and int(share.rstrip("%")) >= 50
