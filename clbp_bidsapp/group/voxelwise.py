@@ -32,6 +32,7 @@ from scipy import stats as sstats
 from clbp_bidsapp.config import GroupSettings
 from clbp_bidsapp.core import connectivity
 from clbp_bidsapp.core.stats import Design, DesignError, design_matrix, permutation_test, regression_design
+from clbp_bidsapp.errors import ExitCode, InputError
 from clbp_bidsapp.group.maps import GroupMaps, find_maps, load_group_maps
 from clbp_bidsapp.io import atlases, derivatives, images
 
@@ -191,7 +192,7 @@ def run_voxelwise(
                 factors=factors,
             )
         except DesignError as exc:
-            LOGGER.warning("%s: no group comparison (%s)", map_set.label, exc)
+            raise InputError(f"group design for {map_set.label}: {exc}", exit_code=ExitCode.NOTHING_PROCESSED) from None
         else:
             contrast = f"{settings.patient_label}vs{settings.control_label}"
             tested = (

@@ -84,7 +84,7 @@ def test_participant_and_group_read_only_any_uid(image, small_dataset, tmp_path)
     # the docker-py wrapper, for real: host paths in, mounted read-only, run as the calling user
     wrapped = subprocess.run(
         [sys.executable, "-m", "clbp_bidsapp.cli.docker", "--image", image, str(small_dataset.root), str(out),
-         "group", "--skip", "qc", "stats"],
+         "group", "--skip", "qc", "stats", "--covariates"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert wrapped.returncode == 0, wrapped.stderr
