@@ -16,7 +16,7 @@ from clbp_bidsapp.group.connectomes import run_connectome_stats
 from clbp_bidsapp.group.design import build_design, check_group_sizes, qc_summary
 from clbp_bidsapp.group.ica import run_group_ica
 from clbp_bidsapp.group.voxelwise import run_voxelwise
-from clbp_bidsapp.io import bids, derivatives
+from clbp_bidsapp.io import bids, derivatives, manifest
 
 
 def read_participants(path: Path) -> pd.DataFrame:
@@ -138,4 +138,6 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
         f"outputs in {group_dir}",
         file=sys.stderr,
     )
+    manifest.record_inputs(ex.output_dir, run_id, [table_path])
+    manifest.write_manifest(ex.output_dir)
     return ExitCode.OK

@@ -14,7 +14,7 @@ from clbp_bidsapp.config import Settings
 from clbp_bidsapp.core.denoise import ConfoundError
 from clbp_bidsapp.errors import ExitCode, InputError, UserError
 from clbp_bidsapp.interfaces.denoise import plan_denoising
-from clbp_bidsapp.io import bids, derivatives, images
+from clbp_bidsapp.io import bids, derivatives, images, manifest
 from clbp_bidsapp.io.confounds import read_confounds
 from clbp_bidsapp.workflows.execution import run_graph
 from clbp_bidsapp.workflows.participant import init_participant_wf
@@ -90,6 +90,15 @@ def run_participant_level(settings: Settings, *, run_id: str, source: dict[str, 
         )
     failed.update(outcome.failed)
     report(outcome.succeeded, failed, skipped)
+    read = [
+        path
+        for label in outcome.succeeded
+        for run in collection.runs.get(label, [])
+        for path in (run.bold, run.mask, run.confounds, run.confounds_json, *run.probsegs.values())
+        if path is not None
+    ]
+    manifest.record_inputs(ex.output_dir, run_id, read)
+    manifest.write_manifest(ex.output_dir)
     if not outcome.succeeded:
         if not failed:
             raise InputError(

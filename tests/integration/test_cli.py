@@ -282,6 +282,29 @@ def test_connectivity_finds_the_planted_networks(long_run):
     assert (similarity.argmax(axis=1) == np.arange(len(names))).mean() >= 0.75
 
 
+def test_manifest_records_outputs_and_inputs_and_verify_finds_changes(small_dataset, participant_run, tmp_path):
+    out, _ = participant_run
+    manifest = json.loads((out / "logs" / "manifest.json").read_text())
+    assert manifest["Software"]["Name"] == "clbp-bidsapp" and "nilearn" in manifest["Software"]["Dependencies"]
+    assert any(name.endswith("_stat-reho_boldmap.nii.gz") for name in manifest["Outputs"])
+    bold = next((small_dataset.fmriprep_dir / "sub-01" / "func").glob("*preproc_bold.nii.gz"))
+    assert manifest["Inputs"][str(bold.resolve())] == hashlib.sha256(bold.read_bytes()).hexdigest()
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("work"))
+    verify = [sys.executable, "-m", "clbp_bidsapp.cli.verify"]
+    same = subprocess.run([*verify, str(copy)], capture_output=True, text=True)
+    assert same.returncode == 0, same.stdout + same.stderr
+    changed = next(copy.glob("sub-01/func/*_stat-reho_boldmap.json"))
+    changed.write_text(changed.read_text() + " ")
+    (copy / "sub-01" / "func" / "extra.tsv").write_text("x\n")
+    differs = subprocess.run([*verify, str(copy), "--outputs-only"], capture_output=True, text=True)
+    assert differs.returncode == 1
+    assert f"changed output: {changed.relative_to(copy)}" in differs.stdout
+    assert "output not in the manifest: sub-01/func/extra.tsv" in differs.stdout
+    missing = subprocess.run([*verify, str(tmp_path)], capture_output=True, text=True)
+    assert missing.returncode == 2 and "manifest.json not found" in missing.stderr
+
+
 def test_saved_config_replays_the_run(small_dataset, participant_run, tmp_path):
     """A run's logs/config-*.toml reproduces its outputs byte for byte; --skip and --clean-workdir act."""
     out, _ = participant_run
