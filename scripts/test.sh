@@ -10,5 +10,9 @@ echo "== ruff"
 .venv/bin/ruff format --check .
 echo "== import-linter"
 .venv/bin/lint-imports --no-cache
+echo "== docs (mkdocs --strict: any warning fails)"
+DOCS_SITE=$(mktemp -d)
+.venv/bin/mkdocs build --strict --quiet --site-dir "$DOCS_SITE"
+rm -rf "$DOCS_SITE"
 echo "== pytest"
 .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" -p no:cacheprovider "$@"
