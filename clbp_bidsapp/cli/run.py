@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -31,6 +32,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         messages.error("interrupted")
         code = int(ExitCode.INTERRUPTED)
+    except OSError as exc:  # a full or read-only disk outside the atomic writers (e.g. a folder of the logs)
+        from clbp_bidsapp.io.derivatives import FULL_OR_READ_ONLY
+
+        if exc.errno not in FULL_OR_READ_ONLY:
+            raise
+        messages.error(f"cannot write {exc.filename or 'the output'} ({exc.strerror}); free space or choose another")
+        code = int(ExitCode.OUTPUT_NOT_WRITABLE)
     sys.exit(code)
 
 
@@ -248,10 +256,14 @@ def _check_paths(settings: Settings, errors: list[str], output_errors: list[str]
         inputs.append(fmriprep)
     except InputError as exc:
         errors.append(str(exc))
+    created = not ex.output_dir.exists()
     try:
         derivatives.check_output_dir(ex.output_dir, inputs)
     except OutputError as exc:
         output_errors.append(str(exc))
+    if errors and created:  # refused arguments leave nothing behind, not even an empty output folder
+        with contextlib.suppress(OSError):
+            ex.output_dir.rmdir()
     return source
 
 

@@ -20,6 +20,7 @@ and initial conditions as nilearn's ``butterworth`` (order 5, odd padding).
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -49,19 +50,44 @@ class DenoiseResult:
 # -- choosing columns --------------------------------------------------------------------------------------
 
 
+_SET_RE = re.compile(r"\[([^\]!^]+)\]")
+
+
+def _expand_sets(pattern: str) -> list[str] | None:
+    """Every name a pattern of literals and ``[...]`` sets stands for; None if it has a wildcard or negation."""
+    if any(ch in pattern for ch in "*?") or "[!" in pattern or "[^" in pattern:
+        return None
+    names = [""]
+    position = 0
+    for match in _SET_RE.finditer(pattern):
+        literal = pattern[position : match.start()]
+        members = re.sub(r"(.)-(.)", lambda m: "".join(map(chr, range(ord(m[1]), ord(m[2]) + 1))), match[1])
+        names = [n + literal + c for n in names for c in members]
+        position = match.end()
+    if "[" in pattern[position:] or "]" in pattern[position:]:
+        return None  # not a simple set: keep fnmatch's own reading
+    return [n + pattern[position:] for n in names]
+
+
 def resolve_confound_columns(
     available: Sequence[str], *, patterns: Sequence[str], compcor_columns: Sequence[str] = ()
 ) -> list[str]:
     """Expand shell-style patterns (``trans_*``, ``a_comp_cor_0[0-4]``) against the table's columns.
 
     Returns the matched columns in pattern order (table order within a pattern), then ``compcor_columns``,
-    without duplicates. Every pattern that matches nothing is reported in one :class:`ConfoundError`.
+    without duplicates. A pattern with a wildcard (``*``, ``?``) must match at least one column; a pattern made
+    of names and character sets only (``trans_[xyz]``, ``a_comp_cor_0[0-4]``) names every column it expands to,
+    and each must be present (24P means 24 regressors). Every pattern that matches nothing and every named
+    column that is absent is reported in one :class:`ConfoundError`.
     """
     chosen: list[str] = []
     missing: list[str] = []
     for pattern in patterns:
         matched = [c for c in available if fnmatch.fnmatchcase(c, pattern)]
-        if not matched:
+        named = _expand_sets(pattern)
+        if named is not None:
+            missing.extend(name for name in named if name not in matched)
+        elif not matched:
             missing.append(pattern)
         chosen.extend(c for c in matched if c not in chosen)
     absent = [c for c in compcor_columns if c not in available]

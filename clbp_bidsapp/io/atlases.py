@@ -415,6 +415,20 @@ def default_seeds() -> tuple[str, ...]:
     return tuple(library.loc[library["default"] == "yes", "name"])
 
 
+def _bad_seed_row(table: pd.DataFrame) -> str | None:
+    """The first row of a user seed table whose sphere is not numbers with radius > 0 (atlas rows are skipped)."""
+    for line, row in enumerate(table.to_dict("records"), start=2):
+        if row.get("atlas"):
+            continue
+        try:
+            x, y, z, radius = (float(row.get(c, "")) for c in ("x", "y", "z", "radius"))
+        except ValueError:
+            return f"line {line} (seed {row.get('name')!r}): x, y, z and radius must be numbers (mm)"
+        if not np.isfinite([x, y, z, radius]).all() or radius <= 0:
+            return f"line {line} (seed {row.get('name')!r}): coordinates must be finite and radius > 0 mm"
+    return None
+
+
 def select_seeds(selection: Sequence[str]) -> pd.DataFrame:
     """Rows of the seeds named in ``selection`` (library names and/or paths of user TSVs with the same columns).
 
@@ -434,6 +448,10 @@ def select_seeds(selection: Sequence[str]) -> pd.DataFrame:
             missing = [c for c in ("name", "x", "y", "z", "radius") if c not in user.columns]
             if missing and not {"name", "atlas", "atlas_label"} <= set(user.columns):
                 problems.append(f"{item}: missing column(s) {', '.join(missing)} (see the columns of seeds.tsv)")
+                continue
+            bad_row = _bad_seed_row(user)
+            if bad_row:
+                problems.append(f"{item}: {bad_row}")
                 continue
             rows.append(user)
         else:

@@ -9,6 +9,7 @@ refuses an output folder inside the input.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -81,22 +82,40 @@ def _file_mode() -> int:
 _FILE_MODE = _file_mode()
 
 
+# Write errors that are the disk's fault, not the program's: no space, quota exceeded, file too big, read-only.
+FULL_OR_READ_ONLY = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+
+
 @contextlib.contextmanager
 def atomic_path(final: Path) -> Iterator[Path]:
     """Yield a temporary path next to ``final``; rename it onto ``final`` only if the block succeeds."""
-    final.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(final.suffixes)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{final.name.split('.')[0]}-", suffix=suffix, dir=final.parent)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{final.name.split('.')[0]}-", suffix=suffix, dir=final.parent)
+    except OSError as exc:
+        if exc.errno in FULL_OR_READ_ONLY:
+            raise _cannot_write(final, exc) from None
+        raise
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.chmod(tmp_path, _FILE_MODE)  # mkstemp makes 0600; outputs get the usual mode under the user's umask
         os.replace(tmp_path, final)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if isinstance(exc, OSError) and exc.errno in FULL_OR_READ_ONLY:
+            raise _cannot_write(final, exc) from None
         raise
+
+
+def _cannot_write(final: Path, exc: OSError) -> OutputError:
+    return OutputError(
+        f"cannot write {final} ({exc.strerror}); free space on that disk or choose another output folder, "
+        "then rerun (finished outputs are kept)"
+    )
 
 
 def write_text(path: Path, text: str) -> Path:

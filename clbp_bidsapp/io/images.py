@@ -65,18 +65,36 @@ def load_mask(path: Path, *, reference: nb.Nifti1Image | None = None) -> tuple[n
     img = _load(path)
     if img.ndim != 3:
         raise InputError(f"{path}: a mask must be 3-D, found {img.ndim}-D")
-    mask = np.asanyarray(img.dataobj) > 0
+    try:
+        mask = np.asanyarray(img.dataobj) > 0
+    except Exception as exc:
+        raise InputError(f"{path} is truncated or corrupt ({exc}); re-run fMRIPrep for this run") from None
     if not mask.any():
         raise InputError(f"{path}: the mask is empty")
-    same_grid = reference is None or (
-        reference.shape[:3] == img.shape and np.allclose(reference.affine, img.affine, atol=1e-3)
-    )
-    if not same_grid:
-        raise InputError(
-            f"{path}: mask grid {img.shape} does not match the BOLD grid {reference.shape[:3]} "
-            "(shape or affine differ); use the mask fMRIPrep wrote for this run"
-        )
+    if reference is not None:
+        _check_same_grid(path, img, reference)
     return mask, img.affine
+
+
+def _check_same_grid(path: Path, mask: nb.Nifti1Image, bold: nb.Nifti1Image) -> None:
+    if tuple(bold.shape[:3]) != tuple(mask.shape[:3]):
+        raise InputError(
+            f"{path}: mask shape {tuple(mask.shape)} does not match the BOLD grid {tuple(bold.shape[:3])}; "
+            "use the mask fMRIPrep wrote for this run"
+        )
+    if not np.allclose(bold.affine, mask.affine, atol=1e-3):
+        raise InputError(
+            f"{path}: mask affine differs from the BOLD affine (same shape, different position or voxel size); "
+            "use the mask fMRIPrep wrote for this run"
+        )
+
+
+def check_grid(bold: Path, mask_path: Path) -> None:
+    """Raise an :class:`InputError` naming the mask unless it is 3-D on the BOLD run's grid (headers only)."""
+    img, mask = _load(bold), _load(mask_path)
+    if mask.ndim != 3:
+        raise InputError(f"{mask_path}: a mask must be 3-D, found {mask.ndim}-D")
+    _check_same_grid(mask_path, mask, img)
 
 
 def load_masked_run(bold: Path, mask_path: Path) -> MaskedRun:

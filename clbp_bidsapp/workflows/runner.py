@@ -78,6 +78,9 @@ def run_participant_level(settings: Settings, *, run_id: str, source: dict[str, 
             )
         except (UserError, ConfoundError) as exc:
             failed[label] = str(exc)
+        except Exception as exc:  # one participant's unforeseen problem never stops the others
+            LOGGER.debug("checking the runs of sub-%s failed", label, exc_info=True)  # traceback with -vv
+            failed[label] = f"unexpected {type(exc).__name__}: {exc} (please report this, with the -vv log)"
     limit_threads(ex.omp_nthreads)
     from threadpoolctl import threadpool_limits
 
@@ -127,10 +130,12 @@ def limit_threads(n: int) -> None:
 def check_run(run: bids.RunInputs, *, settings: Settings, skipped: list[tuple[str, str]]) -> bool:
     """Plan the run's denoising from its confounds before building any graph.
 
-    Confound problems (missing columns, wrong number of rows) raise here, naming the run. A run with less
+    A mask not on the BOLD grid (headers only) and confound problems (missing columns, wrong number of rows)
+    raise here, naming the file or run. A run with less
     retained time than ``--min-time`` is not analysed: its QC row is written with ``used = false`` and the
     reason is listed among the skipped runs (heavy censoring never crashes the graph).
     """
+    images.check_grid(run.bold, run.mask)
     table, metadata = read_confounds(run.confounds, run.confounds_json)
     plan = plan_denoising(
         table,
@@ -138,7 +143,7 @@ def check_run(run: bids.RunInputs, *, settings: Settings, skipped: list[tuple[st
         settings=settings.denoise,
         tr=run.tr,
         n_volumes=images.n_volumes(run.bold),
-        where=run.source_name,
+        where=str(run.confounds),
     )
     if plan.qc["used"]:
         return True

@@ -188,7 +188,12 @@ def test_resolve_columns_reports_every_missing_pattern():
     with pytest.raises(ConfoundError) as exc:
         resolve_confound_columns(available, patterns=["rot_[xyz]", "white_matter", "global_signal"])
     assert "white_matter" in str(exc.value) and "global_signal" in str(exc.value)
-    assert "rot_[xyz]" not in str(exc.value)  # rot_x matches
+    # a set pattern names every column it stands for: rot_x alone does not satisfy rot_[xyz]
+    assert "rot_y, rot_z" in str(exc.value) and "rot_x" not in str(exc.value)
+    with pytest.raises(ConfoundError, match=r"missing confound column\(s\): a_comp_cor_01$|a_comp_cor_01 "):
+        resolve_confound_columns(available, patterns=["a_comp_cor_0[0-1]"])
+    # a wildcard pattern needs one match only
+    assert resolve_confound_columns(available, patterns=["rot_*"]) == ["rot_x"]
 
 
 def test_select_compcor_from_metadata():
