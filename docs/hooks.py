@@ -254,6 +254,41 @@ def methods_markdown() -> str:
 
 
 # -- MkDocs events ----------------------------------------------------------------------------------------------
+# Pages being written in parallel: listed in the nav (after the named page) once they exist, so that the strict
+# build neither fails on a nav entry without a file nor on a file missing from the nav.
+OPTIONAL_PAGES = {"machine-learning.md": ("Machine learning", "group-statistics.md")}
+
+
+def _nav_files(nav) -> list[str]:
+    found = []
+    for item in nav or []:
+        value = next(iter(item.values())) if isinstance(item, dict) else item
+        found += _nav_files(value) if isinstance(value, list) else [value]
+    return found
+
+
+def _insert_after(nav, after: str, entry: dict) -> bool:
+    for i, item in enumerate(nav):
+        value = next(iter(item.values())) if isinstance(item, dict) else item
+        if isinstance(value, list) and _insert_after(value, after, entry):
+            return True
+        if value == after:
+            nav.insert(i + 1, entry)
+            return True
+    return False
+
+
+def on_config(config):
+    """Add the optional pages that exist to the nav."""
+    from pathlib import Path
+
+    for page, (title, after) in OPTIONAL_PAGES.items():
+        exists = (Path(config["docs_dir"]) / page).is_file()
+        if exists and page not in _nav_files(config["nav"]) and not _insert_after(config["nav"], after, {title: page}):
+            config["nav"].append({title: page})
+    return config
+
+
 def on_files(files, config):
     """Add the generated pages to the site (they exist only in the build, never in the repository)."""
     from mkdocs.structure.files import File

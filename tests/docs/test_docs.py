@@ -1,13 +1,13 @@
 """The documentation site: it builds with no warning, documents every option, and lists every file a run writes.
 
-The outputs check runs the participant and group levels once on a small synthetic dataset (4 patients, so the
-clinical correlations run; --save-denoised, so group ICA runs) and requires that every file written matches a
-pattern of docs/outputs.md.
+The outputs check runs the participant and group levels once on the shared small synthetic dataset
+(--save-denoised, so group ICA runs) and requires that every file written matches a pattern of docs/outputs.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.util
 import re
 import subprocess
@@ -217,40 +217,45 @@ def test_pattern_matching_is_not_vacuous():
 
 
 @pytest.fixture(scope="module")
-def full_run(tmp_path_factory):
-    """Participant + group level on 4 CLBP + 2 HC (4 mm, 60 volumes) with the cheapest settings that still write
-    every kind of output: one seed, one atlas, two densities, one random network, group ICA, clinical columns."""
-    from clbp_bidsapp.testing.synthetic import make_dataset
-
+def full_run(small_dataset, tmp_path_factory):
+    """Participant + group level on the shared 2 CLBP + 2 HC dataset with the cheapest settings that still write
+    every kind of output: one seed, one atlas, two densities, one random network, the denoised series (so group
+    ICA runs), few permutations. (Clinical correlations need 6 patients; their outputs are not exercised here.)"""
     root = tmp_path_factory.mktemp("docs-run")
-    dataset = make_dataset(root / "bids", n_patients=4, n_controls=2, voxel_size=4, n_volumes=60, tr=2.0, seed=5)
     out, work = root / "out", root / "work"
 
     def cli(*args):
-        done = subprocess.run(
-            [sys.executable, "-m", "clbp_bidsapp.cli", str(dataset.root), str(out), *map(str, args), "-w", str(work)],
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
+        command = [sys.executable, "-m", "clbp_bidsapp.cli", str(small_dataset.root), str(out), *args, "-w", str(work)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stderr
         return done
 
-    cli("participant", "--nprocs", "2", "--save-denoised", "--min-time", "30", "--seeds", "pcc", "--atlases",
-        "dosenbach160", "--graph-sparsity", "0.1", "0.2", "0.1", "--graph-random-networks", "1")  # fmt: skip
+    cli("participant", "--nprocs", "2", "--save-denoised", "--seeds", "pcc", "--atlases", "dosenbach160",
+        "--graph-sparsity", "0.1", "0.2", "0.1", "--graph-random-networks", "1")  # fmt: skip
     cli("group", "--n-permutations", "20", "--covariates", "--ica-components", "3", "--group-networks", "DefaultMode")
-    files = sorted(
+    return sorted(
         str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.relative_to(out).parts[0] != "work"
     )
-    return files
 
 
 @pytest.mark.integration
 def test_every_file_a_run_writes_is_in_outputs_md(full_run):
     files = full_run
     patterns = documented_patterns((DOCS / "outputs.md").read_text())
-    assert any(f.startswith("group/") for f in files) and any("/func/" in f for f in files)
-    assert any("_contrast-painvas_" in f for f in files), "clinical correlations ran"
+    for expected in ("group.html", "sub-01.html", "dataset_description.json", "logs/manifest.json"):
+        assert expected in files
     assert any(f.startswith("group/ica/") for f in files), "group ICA ran"
+    assert any(f.startswith("group/atlas-dosenbach160_contrast-") for f in files), "connectome statistics ran"
+    assert any(f.endswith("_desc-denoised_bold.nii.gz") for f in files)
     missing = undocumented(files, patterns)
     assert missing == [], "written but not in docs/outputs.md:\n" + "\n".join(missing)
+
+
+def test_optional_pages_join_the_nav_once_they_exist(tmp_path):
+    nav = [{"Home": "index.md"}, {"Methods": [{"Group": "group-statistics.md"}, {"Cite": "methods.md"}]}]
+    config = {"docs_dir": str(tmp_path), "nav": copy.deepcopy(nav)}
+    assert hooks.on_config(config)["nav"] == nav  # the page does not exist yet: nav unchanged
+    (tmp_path / "machine-learning.md").write_text("# ML\n")
+    methods = hooks.on_config(config)["nav"][1]["Methods"]
+    assert methods[1] == {"Machine learning": "machine-learning.md"}
+    assert len(hooks.on_config(config)["nav"][1]["Methods"]) == 3, "added once"
