@@ -132,6 +132,28 @@ class GroupSettings:
 
 
 @dataclass(frozen=True)
+class MLSettings:
+    """Machine learning at the group level (see docs/machine-learning.md)."""
+
+    feature_sets: tuple[str, ...] = ("roi", "edges", "graph", "dualreg", "combined")
+    atlas: str = "harvardoxford"  # regions of the ROI-mean features
+    models: tuple[str, ...] = ("linear_svm", "rbf_svm", "logistic_l2", "logistic_enet", "random_forest")
+    primary_model: str = "linear_svm"  # the model whose score is permutation-tested
+    regression_models: tuple[str, ...] = ("ridge", "svr")  # the first one is permutation-tested
+    clinical_target: str = "pain_vas"  # predicted within patients
+    n_splits: int = 10
+    n_repeats: int = 10
+    inner_splits: int = 5
+    k_best: int = 1000  # univariate selection inside the folds (0 = none)
+    n_permutations: int = 1000
+    permutation_repeats: int = 1  # repeats of the outer splits refitted per permutation
+    permutation_inner_search: bool = False  # grid search inside each permutation (slow) or fixed defaults
+    harmonize: str = "auto"  # auto (ComBat when several sites), combat, none
+    leave_site_out: bool = True  # leave-one-site-out validation too, when there are several sites
+    n_top_features: int = 20
+
+
+@dataclass(frozen=True)
 class Settings:
     """All settings of one run, one attribute per section."""
 
@@ -141,6 +163,7 @@ class Settings:
     metrics: MetricSettings = field(default_factory=MetricSettings)
     connectivity: ConnectivitySettings = field(default_factory=ConnectivitySettings)
     group: GroupSettings = field(default_factory=GroupSettings)
+    ml: MLSettings = field(default_factory=MLSettings)
 
     # -- serialisation -------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, dict[str, Any]]:

@@ -23,5 +23,6 @@ GROUP_STAGES: dict[str, str] = {
     "ica": "group ICA (CanICA) with dual regression, when the denoised series were saved (--save-denoised)",
     "stats": "voxelwise CLBP-versus-control GLM (and clinical correlations) of every map with permutation inference",
     "connectome": "edge-wise tests, Network-Based Statistic and graph-measure comparisons of the ROI connectomes",
+    "ml": "machine learning: CLBP-versus-control classification and pain prediction (nested CV, permutation p)",
     "report": "the group HTML report OUTPUT_DIR/group.html",
 }

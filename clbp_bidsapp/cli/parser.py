@@ -27,6 +27,9 @@ EPILOG = (
 )
 
 SUPPRESS = argparse.SUPPRESS
+# model names of clbp_bidsapp.core.ml (listed here so that building the parser does not import scikit-learn)
+ML_CLASSIFIERS = ("linear_svm", "rbf_svm", "logistic_l2", "logistic_enet", "random_forest")
+ML_REGRESSORS = ("ridge", "svr")
 
 
 def _default(section: str, name: str) -> object:
@@ -129,6 +132,14 @@ CONVERTERS = {
     "execution.omp_nthreads": _positive_int,
     "execution.mem_gb": _non_negative_float,
     "execution.random_seed": _integer,
+    # machine learning
+    "ml.n_splits": _positive_int,
+    "ml.n_repeats": _positive_int,
+    "ml.inner_splits": _positive_int,
+    "ml.k_best": _integer,
+    "ml.n_permutations": _integer,
+    "ml.permutation_repeats": _positive_int,
+    "ml.n_top_features": _positive_int,
 }
 
 
@@ -492,6 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
         help=_help("|t| forming Network-Based Statistic components", "group", "nbs_threshold"),
     )
 
+    _add_ml_arguments(parser)
+
     exe = parser.add_argument_group("Execution")
     exe.add_argument(
         "-w",
@@ -578,3 +591,95 @@ def build_parser() -> argparse.ArgumentParser:
         help="more log output (repeat for more)",
     )
     return parser
+
+
+def _add_ml_arguments(parser: argparse.ArgumentParser) -> None:
+    """The "Machine learning" group (stage ml of the group level; see docs/machine-learning.md)."""
+    ml = parser.add_argument_group("Machine learning (group level, stage ml)")
+    ml.add_argument("--ml-feature-sets", dest="ml.feature_sets", nargs="+", default=SUPPRESS,
+                    choices=["roi", "edges", "graph", "dualreg", "combined"],
+                    help=_help("feature sets classified separately (combined: all side by side)", "ml",
+                               "feature_sets"))  # fmt: skip
+    ml.add_argument(
+        "--ml-atlas",
+        dest="ml.atlas",
+        metavar="ATLAS",
+        default=SUPPRESS,
+        help=_help("atlas whose regions give the ROI-mean features", "ml", "atlas"),
+    )
+    ml.add_argument(
+        "--ml-models",
+        dest="ml.models",
+        nargs="+",
+        choices=ML_CLASSIFIERS,
+        default=SUPPRESS,
+        help=_help("classifiers", "ml", "models"),
+    )
+    ml.add_argument(
+        "--ml-primary-model",
+        dest="ml.primary_model",
+        choices=ML_CLASSIFIERS,
+        default=SUPPRESS,
+        help=_help("classifier whose score gets the permutation test", "ml", "primary_model"),
+    )
+    ml.add_argument("--ml-regression-models", dest="ml.regression_models", nargs="*", choices=ML_REGRESSORS,
+                    default=SUPPRESS, help=_help("regressors of the clinical target within patients (the first is "
+                                                 "permutation-tested; none: no regression)", "ml",
+                                                 "regression_models"))  # fmt: skip
+    ml.add_argument(
+        "--ml-target",
+        dest="ml.clinical_target",
+        metavar="COLUMN",
+        default=SUPPRESS,
+        help=_help("participants.tsv column predicted within patients", "ml", "clinical_target"),
+    )
+    ml.add_argument(
+        "--ml-splits",
+        dest="ml.n_splits",
+        metavar="K",
+        default=SUPPRESS,
+        help=_help("outer folds of the repeated stratified k-fold", "ml", "n_splits"),
+    )
+    ml.add_argument(
+        "--ml-repeats",
+        dest="ml.n_repeats",
+        metavar="N",
+        default=SUPPRESS,
+        help=_help("repeats of the outer k-fold", "ml", "n_repeats"),
+    )
+    ml.add_argument(
+        "--ml-inner-splits",
+        dest="ml.inner_splits",
+        metavar="K",
+        default=SUPPRESS,
+        help=_help("folds of the inner hyper-parameter search", "ml", "inner_splits"),
+    )
+    ml.add_argument("--ml-k-best", dest="ml.k_best", metavar="K", default=SUPPRESS,
+                    help=_help("features kept by univariate selection inside the folds (0: no selection)", "ml",
+                               "k_best"))  # fmt: skip
+    ml.add_argument("--ml-permutations", dest="ml.n_permutations", metavar="N", default=SUPPRESS,
+                    help=_help("label permutations for the p-value of the primary model (0: none)", "ml",
+                               "n_permutations"))  # fmt: skip
+    ml.add_argument("--ml-permutation-repeats", dest="ml.permutation_repeats", metavar="N", default=SUPPRESS,
+                    help=_help("repeats of the outer splits refitted for each permutation", "ml",
+                               "permutation_repeats"))  # fmt: skip
+    ml.add_argument("--ml-permutation-search", dest="ml.permutation_inner_search", action="store_true",
+                    default=SUPPRESS, help="run the inner grid search inside every permutation too (slow; default: "
+                    "fixed default hyper-parameters for the permuted and the observed statistic)")  # fmt: skip
+    ml.add_argument("--ml-harmonize", dest="ml.harmonize", choices=["auto", "combat", "none"], default=SUPPRESS,
+                    help=_help("ComBat site harmonisation inside the folds (auto: when site has several levels)", "ml",
+                               "harmonize"))  # fmt: skip
+    ml.add_argument(
+        "--no-ml-leave-site-out",
+        dest="ml.leave_site_out",
+        action="store_false",
+        default=SUPPRESS,
+        help="skip the leave-one-site-out validation",
+    )
+    ml.add_argument(
+        "--ml-top-features",
+        dest="ml.n_top_features",
+        metavar="N",
+        default=SUPPRESS,
+        help=_help("most informative features listed per model", "ml", "n_top_features"),
+    )

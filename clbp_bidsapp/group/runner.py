@@ -117,6 +117,17 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
                 f"with FDR q < 0.05, {len(significant)} NBS component(s) with FWE p < 0.05",
                 file=sys.stderr,
             )
+    if "ml" not in ex.skip:
+        from clbp_bidsapp.group.ml import describe, run_ml
+
+        try:
+            ml_results = run_ml(design.included, output_dir=ex.output_dir, settings=settings.ml, group=g,
+                                seed=ex.random_seed)  # fmt: skip
+        except InputError as exc:
+            print(f"clbp-bidsapp: machine learning skipped: {exc}", file=sys.stderr)
+        else:
+            print(f"clbp-bidsapp: machine learning: {describe(ml_results, settings.ml)}; "
+                  f"{group_dir / 'desc-ml_summary.json'}", file=sys.stderr)  # fmt: skip
     if "report" not in ex.skip:
         from clbp_bidsapp.reports.group import write_group_report
 
