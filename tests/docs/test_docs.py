@@ -219,8 +219,9 @@ def test_pattern_matching_is_not_vacuous():
 @pytest.fixture(scope="module")
 def full_run(small_dataset, tmp_path_factory):
     """Participant + group level on the shared 2 CLBP + 2 HC dataset with the cheapest settings that still write
-    every kind of output: one seed, one atlas, two densities, one random network, the denoised series (so group
-    ICA runs), few permutations. (Clinical correlations need 6 patients; their outputs are not exercised here.)"""
+    every kind of output: one seed, one atlas, two densities, one random network, degree centrality on an 8 mm
+    grid, the denoised series (so group ICA runs), three kinds of group maps, few permutations. (Clinical
+    correlations need 6 patients; their outputs are not exercised here.)"""
     root = tmp_path_factory.mktemp("docs-run")
     out, work = root / "out", root / "work"
 
@@ -231,8 +232,9 @@ def full_run(small_dataset, tmp_path_factory):
         return done
 
     cli("participant", "--nprocs", "2", "--save-denoised", "--seeds", "pcc", "--atlases", "dosenbach160",
-        "--graph-sparsity", "0.1", "0.2", "0.1", "--graph-random-networks", "1")  # fmt: skip
-    cli("group", "--n-permutations", "20", "--covariates", "--ica-components", "3", "--group-networks", "DefaultMode")
+        "--graph-sparsity", "0.1", "0.2", "0.1", "--graph-random-networks", "1", "--dc-resolution", "8")  # fmt: skip
+    cli("group", "--n-permutations", "20", "--covariates", "--ica-components", "3", "--group-networks", "DefaultMode",
+        "--group-metrics", "alff", "fcz", "dualreg")  # fmt: skip
     return sorted(
         str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.relative_to(out).parts[0] != "work"
     )
@@ -247,6 +249,8 @@ def test_every_file_a_run_writes_is_in_outputs_md(full_run):
     assert any(f.startswith("group/ica/") for f in files), "group ICA ran"
     assert any(f.startswith("group/atlas-dosenbach160_contrast-") for f in files), "connectome statistics ran"
     assert any(f.endswith("_desc-denoised_bold.nii.gz") for f in files)
+    for kind in ("alff", "fcz-pcc", "dualreg-DefaultMode", "groupica-DefaultMode"):
+        assert f"group/{kind}_contrast-CLBPvsHC_stat-t_statmap.nii.gz" in files, kind
     missing = undocumented(files, patterns)
     assert missing == [], "written but not in docs/outputs.md:\n" + "\n".join(missing)
 
