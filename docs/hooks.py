@@ -58,9 +58,11 @@ def _split_help(text: str | None) -> tuple[str, str | None]:
 
 def _default_text(action: argparse.Action, help_default: str | None) -> str:
     """The default a user gets: the settings dataclass value, else the help's wording, else the parser's."""
-    if isinstance(action, argparse._StoreConstAction | argparse._StoreTrueAction | argparse._StoreFalseAction):
-        return "off"
     known, value = config_default(action.dest)
+    if isinstance(action, argparse._StoreTrueAction):
+        return "off"
+    if isinstance(action, argparse._StoreConstAction | argparse._StoreFalseAction):  # a switch that turns a default off
+        return f"off (without it, `{action.dest}` = `{_format_value(value)}`)" if known else "off"
     if known and value not in (None, (), {}, ""):
         return f"`{_format_value(value)}`"
     if help_default:

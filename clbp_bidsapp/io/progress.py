@@ -49,6 +49,9 @@ class Progress:
         Seconds as a float (default ``time.monotonic``); tests pass a fake clock.
     min_interval : float
         Shortest time between two redraws of the terminal bar.
+    tty : bool, optional
+        Force the bar (``True``) or plain lines (``False``) instead of asking ``stream.isatty()``; e.g. plain
+        lines inside nipype nodes, whose parallel workers share the terminal.
     """
 
     def __init__(
@@ -59,6 +62,7 @@ class Progress:
         stream: IO[str] | None = None,
         clock: Callable[[], float] = time.monotonic,
         min_interval: float = 0.1,
+        tty: bool | None = None,
     ) -> None:
         self.total = None if total is None else max(int(total), 0)
         self.label = label
@@ -68,7 +72,7 @@ class Progress:
         self.done = 0
         self.closed = False
         isatty = getattr(self.stream, "isatty", None)
-        self.tty = bool(isatty and isatty())
+        self.tty = bool(isatty and isatty()) if tty is None else tty
         self._start = clock()
         self._last_draw = -float("inf")
         self._next_tenth = 1  # plain mode: the next tenth of the total to announce
@@ -159,6 +163,7 @@ def progress(
     total: int | None = None,
     clock: Callable[[], float] = time.monotonic,
     min_interval: float = 0.1,
+    tty: bool | None = None,
 ) -> Any:
     """Report progress over an iterable (yielding its items) or a count of items updated by hand.
 
@@ -167,14 +172,15 @@ def progress(
     (a context manager) for ``bar.update(k)`` calls. ``total`` overrides ``len(iterable)`` (or gives it for
     generators); see :class:`Progress` for the other arguments.
     """
+    options = {"label": label, "stream": stream, "clock": clock, "min_interval": min_interval, "tty": tty}
     if isinstance(iterable_or_total, int):
-        return Progress(iterable_or_total, label=label, stream=stream, clock=clock, min_interval=min_interval)
+        return Progress(iterable_or_total, **options)
     if total is None:
         try:
             total = len(iterable_or_total)  # type: ignore[arg-type]
         except TypeError:
             total = None
-    bar = Progress(total, label=label, stream=stream, clock=clock, min_interval=min_interval)
+    bar = Progress(total, **options)
     return _iterate(iterable_or_total, bar)
 
 

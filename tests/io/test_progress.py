@@ -122,3 +122,13 @@ def test_default_stream_is_stderr_at_call_time(capsys):
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.splitlines()[-1] == "default: 10/10 done in 10.0 s"
+
+
+def test_tty_argument_overrides_the_stream():
+    terminal, plain = Terminal(), io.StringIO()
+    for _ in progress(range(10), label="a", stream=terminal, clock=FakeClock(1.0), tty=False):
+        pass
+    for _ in progress(range(10), label="b", stream=plain, clock=FakeClock(1.0), tty=True, min_interval=0):
+        pass
+    assert "\r" not in terminal.getvalue() and terminal.getvalue().splitlines()[-1] == "a: 10/10 done in 10.0 s"
+    assert plain.getvalue().count("\r") == 11 and plain.getvalue().endswith("\n")
