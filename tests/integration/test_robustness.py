@@ -50,7 +50,7 @@ def assert_user_error(result: subprocess.CompletedProcess, code: int, *fragments
     """Exit ``code``; a short stderr without a traceback that contains every fragment (file names, labels)."""
     err = result.stderr
     assert result.returncode == code, err
-    assert "Traceback" not in err, err
+    assert "Traceback" not in err + result.stdout, err + result.stdout
     lines = [line for line in err.splitlines() if line.strip()]
     assert 1 <= len(lines) <= max_lines, err
     for fragment in fragments:
@@ -415,7 +415,7 @@ def test_full_disk_leaves_no_partial_file(dataset, tmp_path):
                      "report", "-w", tmp_path / "work")  # fmt: skip
         err = result.stderr
         assert result.returncode in (3, 4), err  # the participant failed (3) or the app's own log could not (4)
-        assert "Traceback" not in err, err
+        assert "Traceback" not in err + result.stdout, err + result.stdout
         assert "No space left on device" in err and "free space on that disk" in err, err
         leftovers = list(out.rglob(".tmp-*"))
         assert leftovers == [], leftovers
@@ -548,7 +548,7 @@ def test_one_failure_is_listed_and_the_other_participant_finishes(base, tmp_path
     result = cli(root, out, "participant", "--min-time", "20", "--no-band-pass", "--skip", "tsnr", "reho", "vmhc",
                  "dc", "seedfc", "connectome", "graph", "dualreg", "report", "-w", tmp_path / "work")  # fmt: skip
     assert result.returncode == 1, result.stderr
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
     assert "finished: 1 participant(s) succeeded, 1 failed" in result.stderr
     assert "ok      sub-02" in result.stderr
     assert (
