@@ -468,14 +468,46 @@ def test_atomic_writers_on_a_full_disk(tmp_path, monkeypatch):
 # -- the group level -----------------------------------------------------------------------------------------------
 
 
+def _read_only_view(source: Path, target: Path) -> bool:
+    """Bind-mount ``source`` read-only at ``target`` (root only); True if writing there is refused even to root."""
+    target.mkdir(parents=True)
+    if not shutil.which("mount"):
+        return False
+    bind = subprocess.run(["mount", "--bind", str(source), str(target)], capture_output=True)
+    if bind.returncode != 0:
+        return False
+    subprocess.run(["mount", "-o", "remount,ro,bind", str(target)], capture_output=True)
+    try:
+        (target / ".probe").write_text("x")
+    except OSError as exc:
+        return exc.errno == errno.EROFS
+    (target / ".probe").unlink()
+    _unmount(target)
+    return False
+
+
 @pytest.fixture(scope="module")
 def processed(base, tmp_path_factory):
-    """Participant outputs of both participants (the minimum of stages), shared by the group-level cases."""
-    out = tmp_path_factory.mktemp("processed") / "out"
-    result = cli(base.root, out, "participant", "--min-time", "20", "--no-band-pass", "--skip", "tsnr", "reho",
-                 "vmhc", "dc", "seedfc", "connectome", "graph", "dualreg", "report",
-                 "-w", out.parent / "work")  # fmt: skip
+    """Participant outputs of both participants (the minimum of stages), shared by the group-level cases.
+
+    The input is a read-only bind mount of the dataset where the system allows it, so a write to the input
+    would fail the run even as root (and the files are hashed before and after in any case)."""
+    folder = tmp_path_factory.mktemp("processed")
+    out = folder / "out"
+    view = folder / "read-only-input"
+    read_only = _read_only_view(base.root, view)
+    bids_dir = view if read_only else base.root
+    before = tree_digest(base.root)
+    try:
+        result = cli(bids_dir, out, "participant", "--min-time", "20", "--no-band-pass", "--skip", "tsnr", "reho",
+                     "vmhc", "dc", "seedfc", "connectome", "graph", "dualreg", "report",
+                     "-w", folder / "work")  # fmt: skip
+    finally:
+        if read_only:
+            _unmount(view)
     assert result.returncode == 0, result.stderr
+    assert "2 participant(s) succeeded, 0 failed" in result.stderr
+    assert tree_digest(base.root) == before
     return out
 
 
