@@ -556,25 +556,58 @@ def permute_labels(y: np.ndarray, sites: np.ndarray, rng: np.random.Generator) -
     return out
 
 
-def cv_statistic(pipeline, grid, X, y, splits: Sequence[Split], *, task, inner_splits, inner_sites, search, seed):
+LABEL_FREE_STEPS = ("combat", "covariates", "variance", "scale")  # steps whose fit ignores y
+
+
+def _prefix_cache(pipeline: Pipeline, X: np.ndarray, splits: Sequence[Split]) -> tuple[Pipeline, list]:
+    """Fit the label-free leading steps (ComBat, covariates, variance filter, scaling) once per split.
+
+    Their fit does not look at ``y``, so refitting them for every permutation would give the same numbers; the
+    label-dependent rest (selection, model) is still refitted on every permuted training fold.
+    """
+    names = [name for name, _ in pipeline.steps]
+    cut = 0
+    while cut < len(names) and names[cut] in LABEL_FREE_STEPS:
+        cut += 1
+    prefix, suffix = Pipeline(pipeline.steps[:cut]), Pipeline(pipeline.steps[cut:])
+    cache = []
+    for split in splits:
+        if cut:
+            fitted = clone(prefix).fit(X[split.train])
+            cache.append((fitted.transform(X[split.train]), fitted.transform(X[split.test])))
+        else:
+            cache.append((X[split.train], X[split.test]))
+    return suffix, cache
+
+
+def cv_statistic(
+    pipeline, grid, X, y, splits: Sequence[Split], *, task, inner_splits, inner_sites, search, seed, cache=None
+):
     """Balanced accuracy (classification) or Pearson r (regression) of the pooled out-of-fold predictions,
-    averaged over the repeats in ``splits``."""
+    averaged over the repeats in ``splits``. With ``cache`` (from :func:`_prefix_cache`, no inner search),
+    ``pipeline`` is the label-dependent suffix fitted on the cached label-free transforms."""
     values = []
     for repeat in sorted({s.repeat for s in splits}):
         truth, preds = [], []
-        for split in (s for s in splits if s.repeat == repeat):
-            _, pred, _, _ = fit_predict(
-                pipeline,
-                grid,
-                X,
-                y,
-                split,
-                task=task,
-                inner_splits=inner_splits,
-                inner_sites=inner_sites,
-                search=search,
-                seed=seed,
-            )
+        for index, split in enumerate(splits):
+            if split.repeat != repeat:
+                continue
+            if cache is not None:
+                z_train, z_test = cache[index]
+                pred = clone(pipeline).fit(z_train, y[split.train]).predict(z_test)
+            else:
+                _, pred, _, _ = fit_predict(
+                    pipeline,
+                    grid,
+                    X,
+                    y,
+                    split,
+                    task=task,
+                    inner_splits=inner_splits,
+                    inner_sites=inner_sites,
+                    search=search,
+                    seed=seed,
+                )
             truth.append(y[split.test])
             preds.append(pred)
         t, p = np.concatenate(truth), np.concatenate(preds)
@@ -605,6 +638,8 @@ def permutation_test(
     """(observed statistic, null distribution): the whole pipeline refitted on the same splits for each
     within-site permutation of the labels (``numpy.random.default_rng(seed)``)."""
     kwargs = {"task": task, "inner_splits": inner_splits, "inner_sites": inner_sites, "search": search, "seed": seed}
+    if not search:
+        pipeline, kwargs["cache"] = _prefix_cache(pipeline, X, splits)
     observed = cv_statistic(pipeline, grid, X, y, splits, **kwargs)
     rng = np.random.default_rng([seed, 1])
     null = np.empty(n_permutations)

@@ -93,6 +93,7 @@ def write_group_report(
         ("clinical", "Clinical correlations", _clinical_section),
         ("connectomes", "Connectomes", _connectome_section),
         ("literature", "Literature concordance", _concordance_section),
+        ("ml", "Machine learning", _ml_section),
     ):
         body = builder(group_dir) if group_dir.is_dir() else ""
         if body:
@@ -595,6 +596,74 @@ def _methods_section(settings_summary: Mapping[str, object], run_info: Mapping[s
 
 
 # ----------------------------------------------------------------------------------------------------- helpers
+# ---------------------------------------------------------------------------------------------- machine learning
+ML_SHOWN = (
+    "task", "feature_set", "model", "scheme", "balanced_accuracy", "balanced_accuracy_ci_low",
+    "balanced_accuracy_ci_high", "roc_auc", "sensitivity", "specificity", "r", "mae", "r2", "p_value",
+)  # fmt: skip
+
+
+def _ml_section(group_dir: Path) -> str:
+    """Scores table, ROC curves and permutation null of the ML stage (group/desc-ml_*)."""
+    summary = _read_tsv(group_dir / "desc-ml_summary.tsv")
+    if summary is None or summary.empty:
+        return ""
+    meta = _read_json(group_dir / "desc-ml_summary.json")
+    primary = meta.get("PrimaryModel", "linear_svm")
+    parts = [
+        "<p>Cross-validated classification of patients versus controls (and prediction of the clinical score within "
+        "patients). Everything that learns from data (ComBat with several sites, covariate regression, scaling, "
+        "feature selection, the model and its hyper-parameters) is fitted inside each training fold. Scores are "
+        "means over the repeats of the outer k-fold; intervals are the 2.5-97.5 percentiles over repeats (split "
+        f"variability, not a sampling CI). The permutation p-value is computed for {_esc(primary)} only "
+        "(see docs/machine-learning.md).</p>",
+        _table(summary[[c for c in ML_SHOWN if c in summary.columns]]),
+    ]
+    roc = _read_tsv(group_dir / "desc-ml_roc.tsv")
+    if roc is not None and not roc.empty:
+        parts.append(_image(_roc_figure(roc, primary), "ROC curves", f"mean ROC over repeats, {primary}, k-fold"))
+    null = _read_tsv(group_dir / "desc-ml_null.tsv")
+    if null is not None and not null.empty:
+        parts.append(_image(_null_figure(null, meta), "permutation null", "permutation null distribution of the "
+                            "statistic (line: observed, same splits)"))  # fmt: skip
+    features = _read_tsv(group_dir / "desc-ml_features.tsv")
+    if features is not None and not features.empty:
+        top = features[(features["model"] == primary) & (features["rank"] <= 10)]
+        cols = ["feature_set", "rank", "feature", "mean_weight", "selection_frequency", "sign_consistency"]
+        parts.append("<h3>Most informative features (primary model)</h3>" + _table(top[cols]))
+    return "".join(parts)
+
+
+def _roc_figure(roc: pd.DataFrame, primary: str) -> bytes:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 4))
+    chosen = roc[(roc["model"] == primary) & (roc["scheme"] == "kfold")]
+    for name, chunk in chosen.groupby("feature_set", sort=True):
+        ax.plot(chunk["fpr"], chunk["tpr_mean"], lw=1.2, label=str(name))
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.legend(fontsize=7, loc="lower right")
+    return _png(fig)
+
+
+def _null_figure(null: pd.DataFrame, meta: dict) -> bytes:
+    import matplotlib.pyplot as plt
+
+    groups = list(null.groupby(["task", "feature_set", "model", "scheme"], sort=True))
+    fig, axes = plt.subplots(1, len(groups), figsize=(3 * len(groups), 2.6), squeeze=False)
+    for ax, ((task, fs, model, scheme), chunk) in zip(axes[0], groups, strict=True):
+        ax.hist(chunk["statistic"], bins=20, color="lightgrey", edgecolor="grey")
+        entry = meta.get(task, {}).get(fs, {}).get(model, {})
+        entry = entry.get("leave_site_out", {}) if scheme == "loso" else entry
+        observed = entry.get("permutation_observed")
+        if observed is not None:
+            ax.axvline(float(observed), color="tab:red")
+        ax.set_title(f"{fs} {model} {scheme}", fontsize=7)
+    return _png(fig)
+
+
 def _png(fig) -> bytes:
     import matplotlib.pyplot as plt
 

@@ -10,6 +10,7 @@ from sklearn.feature_selection import SelectKBest, f_classif
 from sklearn.metrics import confusion_matrix
 
 from clbp_bidsapp.core import ml
+from clbp_bidsapp.core.combat import with_metadata
 
 FAST = {"n_splits": 5, "n_repeats": 2, "inner_splits": 3, "k_best": 100}
 
@@ -105,13 +106,13 @@ def test_deterministic_and_inputs_untouched():
     x, y = _null(3, p=300)
     x[y == 1, :5] += 0.8
     copy = x.copy()
-    a = ml.nested_cv(x, y, model="logistic_l2", n_permutations=5, seed=4, **FAST)
-    b = ml.nested_cv(x, y, model="logistic_l2", n_permutations=5, seed=4, **FAST)
+    a = ml.nested_cv(x, y, model="linear_svm", n_permutations=5, seed=4, **FAST)
+    b = ml.nested_cv(x, y, model="linear_svm", n_permutations=5, seed=4, **FAST)
     np.testing.assert_array_equal(x, copy)
     assert a.summary == b.summary
     np.testing.assert_array_equal(a.null, b.null)
     assert a.folds.equals(b.folds)
-    c = ml.nested_cv(x, y, model="logistic_l2", n_permutations=5, seed=5, **FAST)
+    c = ml.nested_cv(x, y, model="linear_svm", n_permutations=5, seed=5, **FAST)
     assert not np.array_equal(a.null, c.null)
 
 
@@ -200,3 +201,24 @@ def test_pipeline_contains_every_learning_step():
     assert grid == {"model__C": [0.01, 0.1, 1.0]}
     with pytest.raises(ValueError, match="unknown"):
         ml.build_pipeline("knn")
+
+
+def test_cached_label_free_steps_give_the_same_permutation_statistic_as_full_refits():
+    """The permutation loop fits ComBat/covariates/variance/scaling once per split (they ignore y); the
+    statistic must equal refitting the whole pipeline for each permuted label vector."""
+    rng = np.random.default_rng(4)
+    sites = np.repeat(["a", "b"], 12)
+    x = rng.normal(size=(24, 80)) + np.repeat([[0.0], [2.0]], 12, axis=0)
+    y = np.tile(np.repeat([1, 0], 6), 2)
+    cov = rng.normal(size=(24, 1))
+    X = with_metadata(x, sites, cov)
+    pipe, grid = ml.build_pipeline("linear_svm", n_meta=2, harmonize=True, k_best=10)
+    splits = ml.kfold_splits(y, strata=None, n_splits=4, n_repeats=1, seed=0)
+    kwargs = {"task": "classification", "inner_splits": 2, "inner_sites": None, "search": False, "seed": 0}
+    suffix, cache = ml._prefix_cache(pipe, X, splits)
+    assert [n for n, _ in suffix.steps] == ["select", "model"]
+    for _ in range(3):
+        y_perm = ml.permute_labels(y, sites, rng)
+        full = ml.cv_statistic(pipe, grid, X, y_perm, splits, **kwargs)
+        cached = ml.cv_statistic(suffix, grid, X, y_perm, splits, **kwargs, cache=cache)
+        assert cached == full

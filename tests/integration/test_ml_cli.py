@@ -70,7 +70,6 @@ def test_ml_stage_writes_summary_and_reruns_identically(tmp_path):
         "stats",
         "ica",
         "connectome",
-        "report",
         "--ml-splits",
         "3",
         "--ml-repeats",
@@ -135,6 +134,8 @@ def test_ml_stage_writes_summary_and_reruns_identically(tmp_path):
     img = nb.load(group / WEIGHTS)
     assert img.ndim == 4 and img.shape[3] == 2  # alff and falff
     assert np.count_nonzero(np.asarray(img.dataobj)) > 0
+    report = (out / "group.html").read_text()
+    assert "Machine learning" in report and "permutation null" in report
     first = _digest(group)
     _run(info.root, out, "group", "-w", tmp_path / "work", *ml_args)
     assert _digest(group) == first
