@@ -373,25 +373,29 @@ def run_ml(
                 entry = summary["classification"][fs.name][model] = {}
                 for scheme in schemes:
                     n_perm = settings.n_permutations if model == settings.primary_model else 0
-                    result = core_ml.nested_cv(
-                        fs.values,
-                        y_all,
-                        model=model,
-                        task="classification",
-                        sites=sites,
-                        covariates=cov,
-                        harmonize=harmonize,
-                        scheme=scheme,
-                        n_splits=settings.n_splits,
-                        n_repeats=settings.n_repeats,
-                        inner_splits=settings.inner_splits,
-                        k_best=settings.k_best,
-                        n_permutations=n_perm,
-                        permutation_repeats=settings.permutation_repeats,
-                        permutation_inner_search=settings.permutation_inner_search,
-                        seed=seed,
-                        progress=progress,
-                    )
+                    try:
+                        result = core_ml.nested_cv(
+                            fs.values,
+                            y_all,
+                            model=model,
+                            task="classification",
+                            sites=sites,
+                            covariates=cov,
+                            harmonize=harmonize,
+                            scheme=scheme,
+                            n_splits=settings.n_splits,
+                            n_repeats=settings.n_repeats,
+                            inner_splits=settings.inner_splits,
+                            k_best=settings.k_best,
+                            n_permutations=n_perm,
+                            permutation_repeats=settings.permutation_repeats,
+                            permutation_inner_search=settings.permutation_inner_search,
+                            seed=seed,
+                            progress=progress,
+                        )
+                    except ValueError as exc:  # e.g. a site too small for ComBat in some fold
+                        notes.append(f"{fs.name}: {model} ({scheme}) not possible: {exc}")
+                        continue
                     _collect(
                         result,
                         fs,
@@ -586,5 +590,5 @@ def describe(results: list[MLResult], settings: MLSettings) -> str:
     p_text = f", permutation p = {p:.3g}" if p is not None else ""
     return (
         f"{len(results)} cross-validated models; best {settings.primary_model} balanced accuracy "
-        f"{best.summary['balanced_accuracy']:.2f} on {best.feature_set}{p_text}"
+        f"{best.summary.get('balanced_accuracy') or float('nan'):.2f} on {best.feature_set}{p_text}"
     )
