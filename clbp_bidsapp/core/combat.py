@@ -18,8 +18,9 @@ Why our own implementation
   ``neuroCombatFromTraining`` is marked "under development" and applies the *training* samples' average covariate
   effect (``mod.mean.mean(axis=1)``) to every new sample instead of the new sample's own covariates, so it cannot
   be used to apply a training-fold model to a test fold.
-- ``neuroHarmonize`` (1.3.x) has a learn/apply split, but requires ``statsmodels`` (for the GAM variant) and pins
-  old ``pandas``/``numpy`` releases in its metadata, which conflicts with this project's pinned stack.
+- ``neuroHarmonize`` (2.5.2, checked with ``pip download --no-deps``) has a learn/apply split, but its metadata
+  requires ``numpy<2``, ``pandas<3``, ``statsmodels`` and ``neuroCombat==0.2.12``, which conflicts with this
+  project's stack (numpy 2.x, pandas 3.x).
 - Neither is a scikit-learn transformer, so neither can be cross-validated inside a ``Pipeline``.
 
 Labels never enter ComBat here: the covariates preserved are the nuisance/biological ones the caller passes
