@@ -178,6 +178,7 @@ def cli_reference_markdown() -> str:
 # -- methods and citations --------------------------------------------------------------------------------------
 # Where each bundled reference is used (keys of citations.yaml). Strategies cite their own keys in their YAML.
 METHOD_CITATIONS: dict[str, tuple[str, ...]] = {
+    "Inputs and software": ("esteban2019", "gorgolewski2011", "abraham2014", "pedregosa2011"),
     "Framewise displacement censoring (scrubbing)": ("power2012",),
     "Confound regression and band-pass in one step": ("lindquist2019",),
     "Seed-based connectivity and anticorrelations": ("fox2005", "fox2009", "fox2012"),
@@ -193,12 +194,22 @@ METHOD_CITATIONS: dict[str, tuple[str, ...]] = {
     "Permutation inference for the GLM": ("winkler2014",),
     "Threshold-free cluster enhancement": ("smith2009tfce",),
     "Network-Based Statistic": ("zalesky2010",),
+    "ALFF and fALFF": ("zang2007", "zou2008"),
+    "Regional homogeneity": ("zang2004",),
+    "Voxel-mirrored homotopic connectivity": ("zuo2010",),
+    "Degree centrality": ("buckner2009", "zuo2012"),
+    "Freedman-Lane permutation of nuisance-adjusted models": ("freedman1983",),
+    "False discovery rate": ("benjamini1995",),
+    "Tangent-space connectomes": ("varoquaux2010tangent",),
+    "Group ICA (CanICA)": ("varoquaux2010",),
+    "Site harmonisation (ComBat) inside cross-validation folds": ("johnson2007", "fortin2018"),
 }
 
 
 def load_citations() -> dict[str, str]:
-    text = resources.files("clbp_bidsapp.data").joinpath("citations.yaml").read_text(encoding="utf-8")
-    return dict(yaml.safe_load(text))
+    from clbp_bidsapp.io.citations import load_references
+
+    return {key: reference.text for key, reference in load_references().items()}
 
 
 def load_strategies() -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from clbp_bidsapp.group.design import build_design, check_group_sizes, qc_summar
 from clbp_bidsapp.group.ica import run_group_ica
 from clbp_bidsapp.group.voxelwise import run_voxelwise
 from clbp_bidsapp.io import bids, derivatives, manifest
+from clbp_bidsapp.reports.methods import write_citation_files
 
 
 def read_participants(path: Path) -> pd.DataFrame:
@@ -149,6 +150,9 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
         f"outputs in {group_dir}",
         file=sys.stderr,
     )
+    citation, _ = write_citation_files(ex.output_dir, settings, level="group")
+    print(f"clbp-bidsapp: methods text with citations: {citation} (BibTeX: {citation.with_suffix('.bib')})",
+          file=sys.stderr)  # fmt: skip
     manifest.record_inputs(ex.output_dir, run_id, [table_path])
     manifest.write_manifest(ex.output_dir)
     return ExitCode.OK

@@ -111,6 +111,19 @@ def atomic_path(final: Path) -> Iterator[Path]:
         raise
 
 
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the ``.tmp-*`` files a killed run left under ``folder`` (never a final name); return them.
+
+    Call it only on a folder that no other running job writes to (a participant's own folder at the start of
+    its processing): a concurrent job's temporary file would otherwise be removed under its feet.
+    """
+    stale = sorted(p for p in folder.rglob(".tmp-*") if p.is_file()) if folder.is_dir() else []
+    for path in stale:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    return stale
+
+
 def _cannot_write(final: Path, exc: OSError) -> OutputError:
     return OutputError(
         f"cannot write {final} ({exc.strerror}); free space on that disk or choose another output folder, "

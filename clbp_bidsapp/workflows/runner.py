@@ -16,6 +16,7 @@ from clbp_bidsapp.errors import ExitCode, InputError, UserError
 from clbp_bidsapp.interfaces.denoise import plan_denoising
 from clbp_bidsapp.io import bids, derivatives, images, manifest
 from clbp_bidsapp.io.confounds import read_confounds
+from clbp_bidsapp.reports.methods import write_citation_files
 from clbp_bidsapp.workflows.execution import run_graph
 from clbp_bidsapp.workflows.participant import init_participant_wf
 
@@ -65,6 +66,7 @@ def run_participant_level(settings: Settings, *, run_id: str, source: dict[str, 
             if not usable:
                 failed[label] = "no run has enough data after censoring (see the skipped runs below)"
                 continue
+            derivatives.remove_stale_temporaries(ex.output_dir / f"sub-{label}")  # left by a killed run
             workflows[label] = init_participant_wf(
                 participant=label,
                 runs=usable,
@@ -100,6 +102,8 @@ def run_participant_level(settings: Settings, *, run_id: str, source: dict[str, 
         for path in (run.bold, run.mask, run.confounds, run.confounds_json, *run.probsegs.values())
         if path is not None
     ]
+    if outcome.succeeded:
+        write_citation_files(ex.output_dir, settings, level="participant")
     manifest.record_inputs(ex.output_dir, run_id, read)
     manifest.write_manifest(ex.output_dir)
     if not outcome.succeeded:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nibabel as nb
@@ -132,6 +135,32 @@ def test_rerun_is_byte_identical(small_dataset, participant_run, tmp_path):
         return {k: v for k, v in tree_digest(root).items() if not k.startswith(("logs", "work", "group"))}
 
     assert outputs(again) == outputs(out)
+
+
+def test_killed_run_resumes_to_identical_outputs(small_dataset, participant_run, tmp_path):
+    """SIGKILL mid-run: no partial file under a final name; the rerun with the same work dir finishes identically."""
+    out, work = tmp_path / "out", tmp_path / "work"
+    command = [sys.executable, "-m", "clbp_bidsapp.cli", small_dataset.root, out, "participant", "--nprocs", "2"]
+    process = subprocess.Popen(
+        [*map(str, command), "-w", str(work)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: the kill reaches the MultiProc workers too
+    )  # fmt: skip
+    deadline = time.monotonic() + 600
+    while not list(out.glob("sub-*/func/*.nii.gz")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, "the run ended before it could be killed"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    reference = {k: v for k, v in tree_digest(participant_run[0]).items() if k.startswith("sub-")}
+    at_kill = {k: v for k, v in tree_digest(out).items() if k.startswith("sub-")}
+    final_names = {k: v for k, v in at_kill.items() if not Path(k).name.startswith(".tmp-")}
+    assert final_names, "nothing was written before the kill"
+    assert len(final_names) < len(reference), "the run had finished before the kill"
+    assert {k: reference.get(k) for k in final_names} == final_names, "a final name holds a partial or wrong file"
+
+    result = cli(small_dataset.root, out, "participant", "--nprocs", "2", "-w", work)
+    assert result.returncode == 0, result.stderr
+    assert {k: v for k, v in tree_digest(out).items() if k.startswith("sub-")} == reference
 
 
 def test_one_failing_participant_does_not_stop_the_others(small_dataset, tmp_path):

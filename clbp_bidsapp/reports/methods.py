@@ -1,0 +1,171 @@
+"""Methods boilerplate with citations, generated from the settings a run actually used.
+
+Each level writes its paragraph to ``logs/methods-<level>.json`` (text + citation keys); ``logs/CITATION.md``
+and ``logs/CITATION.bib`` are then rebuilt from every level present, so after a participant and a group run the
+two files describe both, with one reference list.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from clbp_bidsapp import __version__
+from clbp_bidsapp.config import Settings
+from clbp_bidsapp.io import derivatives
+from clbp_bidsapp.io.citations import load_references
+from clbp_bidsapp.io.strategies import load_strategy
+
+ATLAS_CITATIONS = {
+    "seitzman300": "seitzman2020",
+    "power264": "power2011",
+    "dosenbach160": "dosenbach2010",
+    "aal": "tzouriomazoyer2002",
+    "harvardoxford": "desikan2006",
+}
+LEVELS = ("participant", "group")
+_CITE = re.compile(r"\[@([\w;@ ]+)\]")
+
+
+def _join(items) -> str:
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def participant_methods(settings: Settings) -> str:
+    """The participant level's paragraph; citations are written ``[@key1; @key2]``."""
+    d, m, c, skip = settings.denoise, settings.metrics, settings.connectivity, set(settings.execution.skip)
+    strategy = load_strategy(d.strategy)
+    cites = "; ".join(f"@{k}" for k in strategy.citations)
+    text = [
+        f"Resting-state BOLD runs preprocessed with fMRIPrep [@esteban2019] were analysed with clbp-bidsapp "
+        f"{__version__}, a Nipype [@gorgolewski2011] workflow using nilearn and scikit-learn [@abraham2014; "
+        f"@pedregosa2011]. Volumes with framewise displacement above {d.fd_thresh:g} mm"
+        + (f" or standardised DVARS above {d.dvars_thresh:g}" if d.dvars_thresh is not None else "")
+        + (" and their neighbours" if d.censor_neighbours else "")
+        + f" were censored [@power2012]; runs with less than {d.min_time:g} s of retained data were not analysed.",
+        f"The {strategy.name} confound model ({strategy.description.rstrip('.')})"
+        + (f" [{cites}]" if cites else "")
+        + (
+            f" was regressed out together with a Butterworth band-pass filter ({d.band_pass[0]:g}-"
+            f"{d.band_pass[1]:g} Hz) in one step, so that filtering does not reintroduce the regressed signals "
+            "[@lindquist2019]."
+            if d.band_pass
+            else " was regressed out (no band-pass filter)."
+        ),
+    ]
+    maps = []
+    if "alff" not in skip:
+        maps.append("ALFF and fALFF [@zang2007; @zou2008] from the unfiltered denoised series")
+    if "reho" not in skip:
+        maps.append(f"regional homogeneity (Kendall's W over {m.reho_neighbourhood} voxels) [@zang2004]")
+    if "vmhc" not in skip:
+        maps.append("voxel-mirrored homotopic connectivity [@zuo2010]")
+    if "dc" not in skip:
+        maps.append(f"binarised and weighted degree centrality (r > {m.dc_threshold:g}) [@buckner2009; @zuo2012]")
+    if maps:
+        text.append(
+            f"Local measures were {_join(maps)}; each map was standardised (z-scored and divided by its mean "
+            f"within the brain mask) and smoothed with a {m.smoothing_fwhm:g} mm FWHM Gaussian kernel."
+        )
+    if "seedfc" not in skip:
+        text.append(
+            f"Seed-based functional connectivity (Pearson r, Fisher z) was mapped for {len(c.seeds)} seeds "
+            f"({', '.join(c.seeds)}) [@fox2005]."
+        )
+    if "connectome" not in skip:
+        atlas_cites = "; ".join(f"@{ATLAS_CITATIONS[a]}" for a in c.atlases if a in ATLAS_CITATIONS)
+        text.append(
+            f"Region time series of the {_join(c.atlases)} atlases"
+            + (f" [{atlas_cites}]" if atlas_cites else "")
+            + f" (regions with less than {c.min_region_coverage:.0%} of their voxels in the brain mask left out) "
+            "gave Pearson and partial correlation connectomes (Ledoit-Wolf shrinkage) [@ledoit2004]."
+        )
+        if "graph" not in skip:
+            low, high, step = c.graph_sparsity
+            text.append(
+                f"Graph measures were computed on the proportionally thresholded connectomes at densities "
+                f"{low:g} to {high:g} (step {step:g}) and summarised by their area under the curve, normalised by "
+                f"{c.graph_random_networks} degree-preserving random networks [@maslov2002; @humphries2008; "
+                "@latora2001; @blondel2008]."
+            )
+    if "dualreg" not in skip:
+        text.append(f"Dual regression [@beckmann2009; @nickerson2017] onto the {c.networks} network maps gave "
+                    "each participant's network maps and time courses.")  # fmt: skip
+    return " ".join(text)
+
+
+def group_methods(settings: Settings) -> str:
+    """The group level's paragraph; citations are written ``[@key1; @key2]``."""
+    g, skip = settings.group, set(settings.execution.skip)
+    covariates = _join(g.covariates) if g.covariates else "no covariates"
+    text = [
+        f"{g.patient_label} and {g.control_label} participants were compared with a general linear model "
+        f"({covariates} as covariates; runs averaged per participant). Inference used {g.n_permutations} "
+        f"permutations (Freedman-Lane, random seed {settings.execution.random_seed}) [@freedman1983; @winkler2014] "
+        "for voxelwise family-wise error (max-t), cluster-extent family-wise error at a cluster-forming "
+        f"p < {g.cluster_forming_p:g}"
+        + (" and threshold-free cluster enhancement [@smith2009tfce]" if g.tfce else "")
+        + ", with Benjamini-Hochberg false discovery rate maps [@benjamini1995]. Within patients, maps were "
+        f"correlated with {_join(g.clinical_columns)} (when recorded) under the same model and inference.",
+    ]
+    if "connectome" not in skip:
+        text.append(
+            "Connectome edges were compared with the same model (FDR across edges) and with the Network-Based "
+            f"Statistic at |t| > {g.nbs_threshold:g} [@zalesky2010]; tangent-space connectomes "
+            "[@varoquaux2010tangent] and graph measures were compared likewise."
+        )
+    if "ica" not in skip:
+        text.append(f"Group ICA (CanICA, {g.ica_components} components) [@varoquaux2010] followed by dual "
+                    "regression [@beckmann2009] gave network maps that entered the same voxelwise test.")  # fmt: skip
+    if "ml" not in skip and hasattr(settings, "ml"):
+        ml = settings.ml
+        text.append(
+            f"Classification of {g.patient_label} versus {g.control_label} used scikit-learn pipelines "
+            f"[@pedregosa2011] in {ml.n_repeats} x {ml.n_splits}-fold stratified cross-validation with an inner "
+            "cross-validation for hyper-parameters; scaling, covariate regression, feature selection and, with "
+            "several sites, ComBat harmonisation [@johnson2007; @fortin2018] were fitted within the training folds, "
+            f"and the score was tested with {ml.n_permutations} label permutations."
+        )
+    return " ".join(text)
+
+
+def write_citation_files(output_dir: Path, settings: Settings, *, level: str) -> tuple[Path, Path]:
+    """Record ``level``'s paragraph, then rebuild ``logs/CITATION.md`` and ``logs/CITATION.bib``."""
+    logs = output_dir / "logs"
+    paragraph = participant_methods(settings) if level == "participant" else group_methods(settings)
+    derivatives.write_text(logs / f"methods-{level}.json", json.dumps({"text": paragraph}, indent=2) + "\n")
+    references = load_references()
+    sections, keys = [], []
+    for name in LEVELS:
+        path = logs / f"methods-{name}.json"
+        if not path.is_file():
+            continue
+        text = json.loads(path.read_text())["text"]
+        for group in _CITE.findall(text):
+            keys += [k.strip().lstrip("@") for k in group.split(";") if k.strip().lstrip("@") not in keys]
+        sections.append(f"## {name.capitalize()} level\n\n{_render(text, references)}\n")
+    unknown = sorted(set(keys) - set(references))
+    if unknown:  # a programming error, caught by the tests: every cited key must be bundled
+        raise KeyError(f"methods text cites unknown reference(s): {', '.join(unknown)}")
+    cited = sorted({k: references[k] for k in keys}.values(), key=lambda r: r.text.lower())
+    markdown = "\n".join([
+        "# Methods (generated by clbp-bidsapp from the settings of this output folder's runs)", "",
+        "You may copy this text into a manuscript. BibTeX entries are in CITATION.bib.", "",
+        *sections, "## References", "", *[f"- {r.text}" for r in cited], "",
+    ])  # fmt: skip
+    md_path, bib_path = logs / "CITATION.md", logs / "CITATION.bib"
+    derivatives.write_text(md_path, markdown)
+    derivatives.write_text(bib_path, "\n\n".join(r.bibtex for r in cited) + "\n")
+    return md_path, bib_path
+
+
+def _render(text: str, references) -> str:
+    """``[@a; @b]`` -> ``(A et al. 2001; B & C 2002)``."""
+
+    def replace(match: re.Match) -> str:
+        keys = [k.strip().lstrip("@") for k in match.group(1).split(";")]
+        return "(" + "; ".join(references[k].short if k in references else k for k in keys) + ")"
+
+    return _CITE.sub(replace, text)

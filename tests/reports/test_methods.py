@@ -1,0 +1,83 @@
+"""Methods boilerplate: generated from the settings used, every citation bundled, valid BibTeX."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from clbp_bidsapp.config import Settings
+from clbp_bidsapp.io.citations import Reference, load_references
+from clbp_bidsapp.reports.methods import group_methods, participant_methods, write_citation_files
+
+
+def _settings(**sections) -> Settings:
+    return Settings().replace(sections)
+
+
+def test_every_reference_is_complete_and_renders():
+    references = load_references()
+    assert len(references) >= 40
+    for key, ref in references.items():
+        assert ref.key == key
+        assert 1900 < ref.year < 2030 and ref.title and ref.journal and ref.volume and ref.pages, key
+        assert ref.text.startswith(ref.authors) and f"({ref.year})" in ref.text
+        assert ref.bibtex.count("{") == ref.bibtex.count("}"), key
+        assert ref.bibtex.startswith(f"@article{{{key},")
+
+
+def test_short_citations_and_bibtex_authors():
+    two = Reference("a", "Ledoit O, Wolf M", 2004, "T", "J", "1", "1-2")
+    many = Reference("b", "Van Essen DC, Smith SM, Jones A", 2001, "T", "J", "1", "3-4")
+    etal = Reference("c", "Power JD, Cohen AL, et al.", 2011, "T", "J", "72", "665-678")
+    assert (two.short, many.short, etal.short) == ("Ledoit & Wolf 2004", "Van Essen et al. 2001", "Power et al. 2011")
+    assert "author = {Van Essen, DC and Smith, SM and Jones, A}" in many.bibtex
+    assert "author = {Power, JD and Cohen, AL and others}" in etal.bibtex
+    assert "pages = {665--678}" in etal.bibtex
+
+
+def test_participant_text_follows_the_settings():
+    default = participant_methods(Settings())
+    assert "24P" in default and "0.5 mm" in default and "0.01-0.08 Hz" in default
+    assert "regional homogeneity" in default and "@zang2004" in default
+    changed = participant_methods(
+        _settings(
+            denoise={"strategy": "36P", "fd_thresh": 0.3, "band_pass": ()},
+            execution={"skip": ("reho", "graph")},
+            connectivity={"atlases": ("aal",)},
+        )
+    )
+    assert "36P" in changed and "@satterthwaite2013" in changed and "0.3 mm" in changed
+    assert "no band-pass filter" in changed and "@lindquist2019" not in changed
+    assert "regional homogeneity" not in changed and "@maslov2002" not in changed
+    assert "@tzouriomazoyer2002" in changed and "@seitzman2020" not in changed
+
+
+def test_group_text_follows_the_settings():
+    text = group_methods(_settings(group={"n_permutations": 777, "tfce": False, "covariates": ("age",)}))
+    assert "777 permutations" in text and "age as covariates" in text and "@smith2009tfce" not in text
+    assert "@smith2009tfce" in group_methods(Settings())
+
+
+def test_citation_files_cover_both_levels_with_one_reference_list(tmp_path):
+    settings = _settings(execution={"skip": ("ml",)})
+    write_citation_files(tmp_path, settings, level="participant")
+    md_path, bib_path = write_citation_files(tmp_path, settings, level="group")
+    markdown, bib = md_path.read_text(), bib_path.read_text()
+    assert "## Participant level" in markdown and "## Group level" in markdown
+    assert "[@" not in markdown and "(Power et al. 2012)" in markdown
+    cited = set(re.findall(r"@article\{(\w+),", bib))
+    assert {"power2012", "winkler2014", "zalesky2010", "esteban2019"} <= cited
+    assert len(cited) == bib.count("@article")  # each reference once
+    references = load_references()
+    listed = [line[2:] for line in markdown.splitlines() if line.startswith("- ")]
+    assert listed == sorted((references[k].text for k in cited), key=str.lower)
+    again = write_citation_files(tmp_path, settings, level="group")
+    assert again[0].read_text() == markdown and again[1].read_text() == bib  # deterministic
+
+
+@pytest.mark.parametrize("strategy", ["24P", "27P", "36P", "acompcor", "acompcor_gsr", "none"])
+def test_every_bundled_strategy_has_a_methods_sentence_with_known_citations(strategy):
+    text = participant_methods(_settings(denoise={"strategy": strategy}))
+    keys = {k for group in re.findall(r"\[@([^\]]+)\]", text) for k in re.findall(r"@?(\w+)", group)}
+    assert keys <= set(load_references()), keys - set(load_references())
