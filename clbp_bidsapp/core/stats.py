@@ -18,7 +18,7 @@ FDR q from Benjamini-Hochberg on the permutation-uncorrected p.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -192,6 +192,7 @@ def permutation_test(
     tfce_dh: float | str = "auto",
     tfce_connectivity: int = 6,
     tfce_block: int = 16,
+    on_progress: Callable[[int], None] | None = None,
 ) -> PermutationResult:
     """Freedman-Lane permutation test of ``design.tested`` for every column of ``data``.
 
@@ -200,6 +201,7 @@ def permutation_test(
     ``tfce`` (needs ``mask``) adds threshold-free cluster enhancement (Smith & Nichols 2009) with E = 0.5, H = 2,
     step ``tfce_dh`` and ``tfce_connectivity`` as in nilearn's ``permuted_ols(tfce=True)`` (100 steps, 6-connected)
     and its max-statistic FWE p; ``tfce_block`` maps are enhanced together (memory grows with it).
+    ``on_progress(count)`` is called after each block of ``count`` permutations (e.g. a progress bar's update).
     """
     if tfce and mask is None:
         raise ValueError("TFCE needs the 3-D mask of the voxels")
@@ -234,6 +236,8 @@ def permutation_test(
                     tfce_obs = scores[0]
                 max_tfce_null[done + first : done + first + scores.shape[0]] = np.abs(scores).max(axis=1)
         done += count
+        if on_progress is not None:
+            on_progress(count)
     p_unc = exceed / n_permutations
     at_least = n_permutations - np.searchsorted(np.sort(max_null), stat_obs - 1e-12, side="left")
     p_fwe = at_least / n_permutations

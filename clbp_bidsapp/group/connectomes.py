@@ -34,6 +34,7 @@ from clbp_bidsapp.core.stats import Design, DesignError, design_matrix, permutat
 from clbp_bidsapp.errors import ExitCode, InputError
 from clbp_bidsapp.group.voxelwise import model_columns
 from clbp_bidsapp.io import derivatives
+from clbp_bidsapp.io.progress import progress
 
 LOGGER = logging.getLogger("clbp_bidsapp.group")
 ALPHA = 0.05
@@ -198,7 +199,8 @@ def _atlas_stats(
     edges = np.stack([matrices[label].loc[regions, regions].to_numpy()[rows, cols] for label in labels])
     is_patient = design.matrix[:, 0] == 1
     n_perm = settings.n_permutations
-    edge_test = permutation_test(edges, design, n_permutations=n_perm, seed=seed)
+    with progress(n_perm, label=f"atlas {atlas} edge permutations", quiet_below=10) as bar:
+        edge_test = permutation_test(edges, design, n_permutations=n_perm, seed=seed, on_progress=bar.update)
     nbs = network_based_statistic(
         edges, design, len(regions), threshold=settings.nbs_threshold, n_permutations=n_perm, seed=seed
     )

@@ -37,6 +37,7 @@ import pandas as pd
 from clbp_bidsapp.core import connectivity
 from clbp_bidsapp.errors import InputError
 from clbp_bidsapp.io import atlases, derivatives, images
+from clbp_bidsapp.io.progress import progress
 
 LOGGER = logging.getLogger("clbp_bidsapp.group")
 NETWORKS_OF_INTEREST = ("DefaultMode", "Salience", "FrontoParietal", "SomatomotorDorsal", "Visual")
@@ -218,7 +219,9 @@ def run_group_ica(
         memory_level=0,
         n_jobs=1,
     )
-    canica.fit([str(p) for p in all_runs])
+    with progress(1, label=f"group ICA (CanICA, {n_components} components, {len(all_runs)} runs)") as bar:
+        canica.fit([str(p) for p in all_runs])  # one opaque call: the log shows when it ends and how long it took
+        bar.update()
     raw = np.asarray(canica.components_, dtype=np.float64)  # (components, in-mask voxels)
     network_names, templates = atlases.network_templates(mask, affine)
     components, labels, r = label_components(raw, templates, network_names)

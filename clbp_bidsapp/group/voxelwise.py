@@ -35,6 +35,7 @@ from clbp_bidsapp.core.stats import Design, DesignError, design_matrix, permutat
 from clbp_bidsapp.errors import ExitCode, InputError
 from clbp_bidsapp.group.maps import GroupMaps, find_maps, load_group_maps
 from clbp_bidsapp.io import atlases, derivatives, images
+from clbp_bidsapp.io.progress import progress
 
 LOGGER = logging.getLogger("clbp_bidsapp.group")
 ALPHA = 0.05
@@ -302,15 +303,17 @@ def _infer(map_set, group_maps, table, design: Design, contrast, tested, folder:
     """Permutation inference on one map set and one design; write every output map, table and sidecar."""
     n, p = design.matrix.shape
     cluster_t = float(sstats.t.isf(settings.cluster_forming_p / 2, n - p))
-    result = permutation_test(
-        group_maps.data,
-        design,
-        n_permutations=settings.n_permutations,
-        seed=seed,
-        mask=group_maps.mask,
-        cluster_threshold=cluster_t,
-        tfce=settings.tfce,
-    )
+    with progress(settings.n_permutations, label=f"{map_set.label} ({contrast}) permutations", quiet_below=10) as bar:
+        result = permutation_test(
+            group_maps.data,
+            design,
+            n_permutations=settings.n_permutations,
+            seed=seed,
+            mask=group_maps.mask,
+            cluster_threshold=cluster_t,
+            tfce=settings.tfce,
+            on_progress=bar.update,
+        )
     grid = (group_maps.mask, group_maps.affine)
     prefix = f"{map_set.label}_contrast-{contrast}"
     floor = 1.0 / settings.n_permutations

@@ -52,6 +52,9 @@ class Progress:
     tty : bool, optional
         Force the bar (``True``) or plain lines (``False``) instead of asking ``stream.isatty()``; e.g. plain
         lines inside nipype nodes, whose parallel workers share the terminal.
+    quiet_below : float
+        Plain mode only: write nothing until the work has taken this many seconds, so that a log is not filled
+        with the lines of many short tasks (0 = always report).
     """
 
     def __init__(
@@ -63,7 +66,9 @@ class Progress:
         clock: Callable[[], float] = time.monotonic,
         min_interval: float = 0.1,
         tty: bool | None = None,
+        quiet_below: float = 0.0,
     ) -> None:
+        self.quiet_below = quiet_below
         self.total = None if total is None else max(int(total), 0)
         self.label = label
         self.stream = sys.stderr if stream is None else stream
@@ -100,11 +105,12 @@ class Progress:
         if self.tty:
             self._draw(self._start + elapsed)
             self.stream.write("\n")
-        else:
+            self.stream.flush()
+        elif elapsed >= self.quiet_below:
             total = "" if self.total is None else f"/{self.total}"
             word = "done" if self.total is None or self.done >= self.total else "stopped"
             self.stream.write(f"{self.label}: {self.done}{total} {word} in {elapsed:.1f} s\n")
-        self.stream.flush()
+            self.stream.flush()
 
     def __enter__(self) -> Progress:
         return self
@@ -148,6 +154,8 @@ class Progress:
         if crossed is None:
             return
         elapsed = self.clock() - self._start
+        if elapsed < self.quiet_below:
+            return
         rate = self._rate(elapsed)
         left = f", about {(self.total - self.done) / rate:.1f} s left" if rate else ""
         percent = int(100 * self.done / self.total)
@@ -164,6 +172,7 @@ def progress(
     clock: Callable[[], float] = time.monotonic,
     min_interval: float = 0.1,
     tty: bool | None = None,
+    quiet_below: float = 0.0,
 ) -> Any:
     """Report progress over an iterable (yielding its items) or a count of items updated by hand.
 
@@ -172,7 +181,8 @@ def progress(
     (a context manager) for ``bar.update(k)`` calls. ``total`` overrides ``len(iterable)`` (or gives it for
     generators); see :class:`Progress` for the other arguments.
     """
-    options = {"label": label, "stream": stream, "clock": clock, "min_interval": min_interval, "tty": tty}
+    options = {"label": label, "stream": stream, "clock": clock, "min_interval": min_interval, "tty": tty,
+               "quiet_below": quiet_below}  # fmt: skip
     if isinstance(iterable_or_total, int):
         return Progress(iterable_or_total, **options)
     if total is None:

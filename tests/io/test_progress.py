@@ -132,3 +132,14 @@ def test_tty_argument_overrides_the_stream():
         pass
     assert "\r" not in terminal.getvalue() and terminal.getvalue().splitlines()[-1] == "a: 10/10 done in 10.0 s"
     assert plain.getvalue().count("\r") == 11 and plain.getvalue().endswith("\n")
+
+
+def test_plain_stream_stays_quiet_for_short_work():
+    quick = io.StringIO()
+    list(progress(range(20), label="short", stream=quick, clock=FakeClock(0.1), quiet_below=10))
+    assert quick.getvalue() == ""  # 2 s of work: no line at all
+    slow = io.StringIO()
+    list(progress(range(20), label="long", stream=slow, clock=FakeClock(1.0), quiet_below=5))
+    lines = slow.getvalue().splitlines()
+    assert lines[0].startswith("long: 10/20 (50%) after 5.0 s")  # first tenth reached after 5 s of work
+    assert lines[-1] == "long: 20/20 done in 10.0 s"
