@@ -144,7 +144,7 @@ class MLSettings:
     n_splits: int = 10
     n_repeats: int = 10
     inner_splits: int = 5
-    k_best: int = 1000  # univariate selection inside the folds (0 = none)
+    k_best: tuple[int, ...] = (10, 100, 1000)  # features kept by selection inside the folds, tuned (0/() = none)
     n_permutations: int = 1000
     permutation_repeats: int = 1  # repeats of the outer splits refitted per permutation
     permutation_inner_search: bool = False  # grid search inside each permutation (slow) or fixed defaults

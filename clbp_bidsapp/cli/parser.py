@@ -654,9 +654,9 @@ def _add_ml_arguments(parser: argparse.ArgumentParser) -> None:
         default=SUPPRESS,
         help=_help("folds of the inner hyper-parameter search", "ml", "inner_splits"),
     )
-    ml.add_argument("--ml-k-best", dest="ml.k_best", metavar="K", default=SUPPRESS,
-                    help=_help("features kept by univariate selection inside the folds (0: no selection)", "ml",
-                               "k_best"))  # fmt: skip
+    ml.add_argument("--ml-k-best", dest="ml.k_best", metavar="K", nargs="+", default=SUPPRESS,
+                    help=_help("features kept by univariate selection inside the folds; several values are tuned "
+                               "by the inner CV (0: no selection)", "ml", "k_best"))  # fmt: skip
     ml.add_argument("--ml-permutations", dest="ml.n_permutations", metavar="N", default=SUPPRESS,
                     help=_help("label permutations for the p-value of the primary model (0: none)", "ml",
                                "n_permutations"))  # fmt: skip

@@ -6,7 +6,10 @@ fold only (Varoquaux et al. 2017; Poldrack, Huckins & Varoquaux 2020 on leakage 
 1. ``ComBatTransformer`` (:mod:`clbp_bidsapp.core.combat`; Johnson 2007, Fortin 2018) when harmonisation is on;
 2. ``CovariateRegressor``: OLS removal of the covariates (age, sex, mean FD) fitted on the training rows;
 3. ``VarianceThreshold`` (drops features constant in the training rows), ``StandardScaler``;
-4. ``KBest``: univariate selection (ANOVA F / correlation F) of the ``k_best`` best training features;
+4. ``KBest``: univariate selection (ANOVA F / correlation F) of the ``k`` best training features, ``k`` tuned in
+   the inner CV among ``k_best`` (a few strong features among many noisy ones need a small ``k``: a linear SVM
+   on all 339 ROI features of the synthetic planted dataset reaches a balanced accuracy of 0.67, with k = 10
+   0.83); the permutation test's fixed pipeline uses the smallest ``k``;
 5. the model (linear SVM, RBF SVM, L2 logistic, elastic-net logistic, random forest; linear SVR, ridge).
 
 The covariates and the site travel with the rows in the leading columns of ``X`` (:func:`core.combat.with_metadata`),
@@ -125,13 +128,15 @@ def build_pipeline(
     n_meta: int = 1,
     harmonize: bool = False,
     unseen_site: str = "error",
-    k_best: int | None = 1000,
+    k_best: int | Sequence[int] | None = 1000,
     task: str = "classification",
     seed: int = 0,
 ) -> tuple[Pipeline, dict[str, list]]:
-    """The leak-free pipeline of ``model`` and its hyper-parameter grid (names prefixed ``model__``).
+    """The leak-free pipeline of ``model`` and its hyper-parameter grid (names prefixed with the step).
 
     ``X`` given to the pipeline is ``[site code, covariates..., features...]`` with ``n_meta = 1 + covariates``.
+    ``k_best``: features kept by the selection step; several values are tuned by the grid (``select__k``) and the
+    pipeline's own (untuned) value is the smallest; ``None``, 0 or ``()``: no selection.
     """
     zoo = _classifiers(seed) if task == "classification" else _regressors(seed)
     if model not in zoo:
@@ -145,10 +150,14 @@ def build_pipeline(
         ("variance", VarianceThreshold()),
         ("scale", StandardScaler()),
     ]
-    if k_best:
-        steps.append(("select", KBest(k=k_best, task=task)))
+    candidates = sorted({int(k) for k in ([k_best] if isinstance(k_best, int) else k_best or ()) if int(k) > 0})
+    if candidates:
+        steps.append(("select", KBest(k=candidates[0], task=task)))
     steps.append(("model", estimator))
-    return Pipeline(steps), {f"model__{k}": v for k, v in grid.items()}
+    search = {f"model__{k}": v for k, v in grid.items()}
+    if len(candidates) > 1:
+        search["select__k"] = candidates
+    return Pipeline(steps), search
 
 
 @dataclass(frozen=True)
@@ -323,7 +332,7 @@ def nested_cv(
     n_splits: int = 10,
     n_repeats: int = 10,
     inner_splits: int = 5,
-    k_best: int | None = 1000,
+    k_best: int | Sequence[int] | None = 1000,
     n_permutations: int = 0,
     permutation_repeats: int = 1,
     permutation_inner_search: bool = False,
@@ -339,7 +348,7 @@ def nested_cv(
         permutations are within site, and ComBat runs inside the pipeline when ``harmonize`` is True or "auto".
     covariates : (participants, covariates) removed inside the folds (and preserved by ComBat).
     scheme : "kfold" (repeated stratified k-fold) or "loso" (leave one site out; needs >= 2 sites).
-    k_best : univariate selection inside the folds (None: none).
+    k_best : univariate selection inside the folds (None: none); several values are tuned in the inner CV.
     n_permutations : permutation test of the score (0: none); statistic = balanced accuracy (classification) or
         Pearson r (regression) on the first ``permutation_repeats`` repeats of the same outer splits.
     seed : seeds the splits, the permutations and the stochastic models; the result is deterministic.

@@ -3,9 +3,11 @@
 ``clbp_bidsapp/data/clbp_literature.tsv`` lists resting-state findings in chronic (low) back pain, one row per
 map, contrast, direction and region, with the citation (the abstract's words; nothing inferred). A finding is
 matched against this study's cluster table of the same map and contrast: a significant cluster (cluster-extent
-FWE or peak TFCE FWE p < 0.05) whose peak Harvard-Oxford label is among the finding's labels is a match, and its
-sign says whether the direction agrees. Matching on peak labels is coarse (a large cluster can span several
-regions); the table is an aid for the discussion, not a test.
+FWE or peak TFCE FWE p < 0.05) is a match when its peak Harvard-Oxford label, or a label holding at least
+:data:`MIN_OVERLAP` of its voxels (the table's ``harvard_oxford_overlap``), is among the finding's labels; its sign
+says whether the direction agrees. Overlap matters: a cluster that is mostly insula can peak in the putamen next to
+it. Matching on labels is coarse (a large cluster can span several regions); the table is an aid for the
+discussion, not a test.
 """
 
 from __future__ import annotations
@@ -18,9 +20,20 @@ import pandas as pd
 from clbp_bidsapp.io import derivatives
 
 ALPHA = 0.05
+MIN_OVERLAP = 0.2  # share of a cluster's voxels in a region for the region to count as where the cluster is
 COLUMNS = ["finding", "map", "contrast", "reported_direction", "region", "status", "this_study_peak_t",
            "this_study_peak_mm", "this_study_label", "this_study_p", "population", "method", "citation",
            "doi"]  # fmt: skip
+
+
+def _regions(cluster) -> set[str]:
+    """The cluster's peak label and every label holding at least MIN_OVERLAP of its voxels."""
+    regions = {cluster.harvard_oxford}
+    for part in str(getattr(cluster, "harvard_oxford_overlap", "") or "").split(";"):
+        name, _, share = part.strip().rpartition(" ")
+        if name and share.endswith("%") and float(share[:-1]) >= 100 * MIN_OVERLAP:
+            regions.add(name)
+    return regions
 
 
 def literature_table(path: Path | None = None) -> pd.DataFrame:
@@ -49,7 +62,7 @@ def concordance(literature: pd.DataFrame, group_dir: Path, *, patient_label: str
             clusters = pd.read_csv(table_path, sep="\t")
             labels = set(finding.harvard_oxford_labels.split(";"))
             significant = clusters[(clusters["p_fwe_cluster"] < ALPHA) | (clusters["p_tfce_fwe_peak"] < ALPHA)]
-            hits = significant[significant["harvard_oxford"].isin(labels)]
+            hits = significant[[bool(_regions(cluster) & labels) for cluster in significant.itertuples()]]
             if len(hits):
                 same = hits[hits["sign"] == finding.direction]
                 best = (same if len(same) else hits).iloc[0]

@@ -222,3 +222,13 @@ def test_cached_label_free_steps_give_the_same_permutation_statistic_as_full_ref
         full = ml.cv_statistic(pipe, grid, X, y_perm, splits, **kwargs)
         cached = ml.cv_statistic(suffix, grid, X, y_perm, splits, **kwargs, cache=cache)
         assert cached == full
+
+
+def test_number_of_selected_features_is_tuned_in_the_inner_cv():
+    pipe, grid = ml.build_pipeline("linear_svm", k_best=(100, 10, 1000, 0))
+    assert grid["select__k"] == [10, 100, 1000]  # 0 (no selection) is not a candidate
+    assert pipe.named_steps["select"].k == 10  # the untuned pipeline (permutation test) keeps the smallest
+    single, grid = ml.build_pipeline("linear_svm", k_best=50)
+    assert single.named_steps["select"].k == 50 and "select__k" not in grid
+    none, _ = ml.build_pipeline("linear_svm", k_best=())
+    assert "select" not in none.named_steps

@@ -20,23 +20,25 @@ def test_bundled_literature_is_cited_and_uses_real_atlas_labels():
 
 def _clusters(rows):
     columns = ["cluster", "sign", "voxels", "peak_t", "peak_x", "peak_y", "peak_z", "p_fwe_cluster",
-               "p_tfce_fwe_peak", "harvard_oxford"]  # fmt: skip
+               "p_tfce_fwe_peak", "harvard_oxford", "harvard_oxford_overlap"]  # fmt: skip
     return pd.DataFrame(rows, columns=columns)
 
 
 def test_findings_are_matched_by_map_contrast_label_and_sign(tmp_path):
     literature = pd.DataFrame({
-        "finding": ["up_insula", "down_insula", "up_thalamus", "untested"],
-        "map": ["alff", "alff", "alff", "reho"],
-        "contrast": ["CLBPvsHC"] * 4,
-        "direction": ["+", "-", "+", "+"],
-        "region": ["insula", "insula", "thalamus", "x"],
-        "harvard_oxford_labels": ["Right_Insular_Cortex", "Right_Insular_Cortex", "Left_Thalamus", "Left_Thalamus"],
-        "population": [""] * 4, "method": [""] * 4, "citation": ["c"] * 4, "doi": [""] * 4,
+        "finding": ["up_insula", "down_insula", "up_thalamus", "untested", "up_operculum", "up_caudate"],
+        "map": ["alff", "alff", "alff", "reho", "alff", "alff"],
+        "contrast": ["CLBPvsHC"] * 6,
+        "direction": ["+", "-", "+", "+", "+", "+"],
+        "region": ["insula", "insula", "thalamus", "x", "operculum", "caudate"],
+        "harvard_oxford_labels": ["Right_Insular_Cortex", "Right_Insular_Cortex", "Left_Thalamus", "Left_Thalamus",
+                                  "Right_Frontal_Operculum_Cortex", "Right_Caudate"],
+        "population": [""] * 6, "method": [""] * 6, "citation": ["c"] * 6, "doi": [""] * 6,
     })  # fmt: skip
     _clusters([
-        [1, "+", 40, 5.1, 38, 16, 2, 0.01, 0.02, "Right_Insular_Cortex"],
-        [2, "+", 9, 3.9, -10, -18, 6, 0.30, 0.20, "Left_Thalamus"],  # not significant
+        [1, "+", 40, 5.1, 38, 16, 2, 0.01, 0.02, "Right_Putamen",  # peak in the putamen, cluster mostly insula
+         "Right_Insular_Cortex 46%; Right_Frontal_Operculum_Cortex 22%; Right_Caudate 5%"],
+        [2, "+", 9, 3.9, -10, -18, 6, 0.30, 0.20, "Left_Thalamus", "Left_Thalamus 100%"],  # not significant
     ]).to_csv(tmp_path / "alff_contrast-CLBPvsHC_desc-clusters_table.tsv", sep="\t", index=False)  # fmt: skip
     result = concordance(literature, tmp_path, patient_label="CLBP", control_label="HC").set_index("finding")
     assert result.loc["up_insula", "status"] == "found, same direction"
@@ -44,3 +46,5 @@ def test_findings_are_matched_by_map_contrast_label_and_sign(tmp_path):
     assert result.loc["down_insula", "status"] == "found, opposite direction"
     assert result.loc["up_thalamus", "status"] == "not found"
     assert result.loc["untested", "status"] == "not tested here"
+    assert result.loc["up_operculum", "status"] == "found, same direction"  # 22 % of the cluster
+    assert result.loc["up_caudate", "status"] == "not found"  # 5 % of the cluster: below MIN_OVERLAP
