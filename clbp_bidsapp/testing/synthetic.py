@@ -13,9 +13,9 @@ The BOLD signal of each in-mask voxel is a sum of
   fMRIPrep's csf / white_matter / CompCor regressors capture); a slow drift; a global signal;
 - motion artefacts: each voxel's intensity depends linearly on the six motion parameters (which are written to
   the confounds), plus intensity spikes at high-motion volumes (FD > 0.5 mm);
-- for patients with ``effects=True``, the planted effects of :data:`PLANTED_EFFECTS`. The insula ALFF effect
-  scales with the patient's pain (amplitude x pain_vas / 5.5, the mean VAS), so that within patients ALFF
-  correlates with pain: a planted clinical correlation.
+- for patients with ``effects=True``, the planted effects of :data:`PLANTED_EFFECTS` (see
+  :func:`_plant_effects`). The insula ALFF effect scales with the patient's pain (gain 1 + pain_vas / 5.5, the
+  mean VAS), so that within patients ALFF correlates with pain: a planted clinical correlation.
 
 The confounds table uses fMRIPrep's column names and is computed from the generated data (global signal,
 tissue means, DVARS, CompCor by SVD of WM/CSF voxels, cosine drift basis, outlier one-hot columns), so
@@ -54,9 +54,9 @@ class PlantedEffect:
 
 MEAN_PAIN_VAS = 5.5  # patients' VAS is uniform on [3, 8]
 PLANTED_EFFECTS: tuple[PlantedEffect, ...] = (
-    PlantedEffect("insula_alff", "alff", (-36.0, 16.0, 2.0), 10.0),
+    PlantedEffect("insula_alff", "alff", (36.0, 16.0, 2.0), 10.0),  # right anterior insula (Zhou et al. 2018)
     PlantedEffect("parahippocampal_reho", "reho", (24.0, -30.0, -16.0), 8.0),
-    PlantedEffect("mpfc_insula_fc", "fc", (2.0, 52.0, -2.0), 10.0, partner_centre_mm=(-36.0, 16.0, 2.0)),
+    PlantedEffect("mpfc_insula_fc", "fc", (2.0, 52.0, -2.0), 10.0, partner_centre_mm=(36.0, 16.0, 2.0)),
 )
 
 
@@ -189,8 +189,16 @@ def _simulate_run(
     fields = _smooth_fields(rng, grid, k_local, voxel_size)
     local_t = _band_limited(rng, n, k_local, tr, 0.01, 0.15).astype(np.float32)
     signal += (local_t @ fields.T) * (4.0 / np.sqrt(k_local)) * grid.gm.astype(np.float32)
-
     noise = rng.standard_normal((n, v), dtype=np.float32) * 5.0
+    reho = next(e for e in PLANTED_EFFECTS if e.metric == "reho")
+    region = _sphere(grid.coords, reho.centre_mm, reho.radius_mm)
+    shared = patient and effects  # parahippocampal fluctuations: one time course in patients, one per voxel else
+    if region.any():
+        local = _band_limited(rng, n, 1 if shared else int(region.sum()), tr, 0.01, 0.08).astype(np.float32)
+        signal[:, region] += local * np.float32(REHO_AMPLITUDE)
+    if patient and effects:
+        _plant_effects(signal, grid, pain_scale=pain_scale)
+
     physio = _band_limited(rng, n, 2, tr, 0.1, 1 / (2 * tr)).astype(np.float32)
     signal += np.outer(physio[:, 0], grid.wm * 8.0) + np.outer(physio[:, 1], grid.csf * 15.0)
     t = np.linspace(-1, 1, n, dtype=np.float32)
@@ -206,9 +214,6 @@ def _simulate_run(
     if spikes.any():
         signal[spikes] += rng.normal(25.0, 5.0, (int(spikes.sum()), 1)).astype(np.float32)
 
-    if patient and effects:
-        _plant_effects(rng, signal, noise, grid, n=n, tr=tr, pain_scale=pain_scale)
-
     baseline = (600.0 + 500.0 * grid.gm + 250.0 * grid.wm + 350.0 * grid.csf).astype(np.float32)
     bold = baseline + signal + noise
     if n_dummy:
@@ -216,26 +221,40 @@ def _simulate_run(
     return bold, motion, spikes | (np.arange(n) < n_dummy)
 
 
-def _plant_effects(
-    rng, signal: np.ndarray, noise: np.ndarray, grid: _Grid, *, n: int, tr: float, pain_scale: float
-) -> None:
+FC_SHARE = 0.8  # share of the mPFC's neural variance taken over by the insula's time course
+ALFF_GAIN = 1.5  # insula fluctuations x (1 + ALFF_GAIN x pain_vas / mean VAS) in patients
+REHO_AMPLITUDE = 10.0  # band-limited fluctuations in the parahippocampal sphere: independent (HC) or shared (CLBP)
+
+
+def _mix_in(own: np.ndarray, common: np.ndarray, share: float) -> np.ndarray:
+    """``sqrt(1 - share) x own + sqrt(share) x sd(own) x z(common)``: more of ``common``, same variance."""
+    common = (common - common.mean()) / common.std()
+    return (np.sqrt(1 - share) * own + np.sqrt(share) * common[:, None] * own.std(axis=0)).astype(np.float32)
+
+
+def _plant_effects(signal: np.ndarray, grid: _Grid, *, pain_scale: float) -> None:
+    """Plant the ALFF and FC effects of :data:`PLANTED_EFFECTS` in a patient's neural signal (in place).
+
+    Each effect changes one property and as little else as possible:
+
+    - insula ALFF: the insula's own fluctuations are amplified by ``1 + ALFF_GAIN x pain_scale`` (x2.5 at the
+      mean VAS), so ALFF rises with pain while the insula's correlations with the rest of the brain keep their
+      sign and size;
+    - parahippocampal ReHo is planted by the caller: every participant has extra band-limited fluctuations of
+      the same amplitude there, independent per voxel in controls and one shared time course in patients, so
+      neighbours synchronise (ReHo up) while ALFF stays the same;
+    - mPFC-insula FC: the mPFC takes on part of the insula's time course at unchanged variance. The insula,
+      the seed of the tested map, keeps its own time course, so its FC with the rest of the brain is unchanged.
+    """
     by_metric = {e.metric: e for e in PLANTED_EFFECTS}
+    fc = by_metric["fc"]
+    partner = _sphere(grid.coords, fc.centre_mm, fc.radius_mm)
+    insula = _sphere(grid.coords, fc.partner_centre_mm, fc.radius_mm)
+    if partner.any() and insula.any():
+        signal[:, partner] = _mix_in(signal[:, partner], signal[:, insula].mean(axis=1), FC_SHARE)
     alff = by_metric["alff"]
     inside = _sphere(grid.coords, alff.centre_mm, alff.radius_mm)
-    if inside.any():  # more low-frequency amplitude, independent per voxel (ALFF up, little ReHo change)
-        extra = _band_limited(rng, n, int(inside.sum()), tr, 0.01, 0.08).astype(np.float32)
-        signal[:, inside] += extra * np.float32(12.0 * pain_scale)
-    reho = by_metric["reho"]
-    inside = _sphere(grid.coords, reho.centre_mm, reho.radius_mm)
-    if inside.any():  # same variance, but the white noise becomes locally shared (ReHo up, ALFF unchanged)
-        shared = rng.standard_normal((n, 1), dtype=np.float32) * 5.0
-        noise[:, inside] = np.float32(np.sqrt(0.2)) * noise[:, inside] + np.float32(np.sqrt(0.8)) * shared
-    fc = by_metric["fc"]
-    a = _sphere(grid.coords, fc.centre_mm, fc.radius_mm)
-    b = _sphere(grid.coords, fc.partner_centre_mm, fc.radius_mm)
-    if a.any() and b.any():  # a shared time course couples mPFC and insula
-        coupling = _band_limited(rng, n, 1, tr, 0.01, 0.08).astype(np.float32) * 10.0
-        signal[:, a | b] += coupling
+    signal[:, inside] *= np.float32(1.0 + ALFF_GAIN * pain_scale)
 
 
 def _confounds(bold: np.ndarray, grid: _Grid, motion: np.ndarray, *, tr: float, n_dummy: int):
