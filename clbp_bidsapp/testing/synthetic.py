@@ -13,9 +13,12 @@ The BOLD signal of each in-mask voxel is a sum of
   fMRIPrep's csf / white_matter / CompCor regressors capture); a slow drift; a global signal;
 - motion artefacts: each voxel's intensity depends linearly on the six motion parameters (which are written to
   the confounds), plus intensity spikes at high-motion volumes (FD > 0.5 mm);
-- for patients with ``effects=True``, the planted effects of :data:`PLANTED_EFFECTS` (see
-  :func:`_plant_effects`). The insula ALFF effect scales with the patient's pain (gain 1 + pain_vas / 5.5, the
-  mean VAS), so that within patients ALFF correlates with pain: a planted clinical correlation.
+- for patients with ``effects=True``, the planted effects of :data:`PLANTED_EFFECTS`, each changing one property
+  and as little else as possible: insula ALFF by multiplying every fluctuation there (signal and noise) by
+  ``1 + ALFF_GAIN x pain_vas / 5.5`` (the mean VAS), so ALFF rises with pain (a planted clinical correlation) while
+  fALFF, ReHo and FC, which do not depend on scale, stay the same; parahippocampal ReHo by extra band-limited
+  fluctuations of the same amplitude in every participant, independent per voxel in controls and one shared time
+  course in patients (ReHo up, ALFF the same); mPFC-insula FC by :func:`_plant_coupling`.
 
 The confounds table uses fMRIPrep's column names and is computed from the generated data (global signal,
 tissue means, DVARS, CompCor by SVD of WM/CSF voxels, cosine drift basis, outlier one-hot columns), so
@@ -197,7 +200,7 @@ def _simulate_run(
         local = _band_limited(rng, n, 1 if shared else int(region.sum()), tr, 0.01, 0.08).astype(np.float32)
         signal[:, region] += local * np.float32(REHO_AMPLITUDE)
     if patient and effects:
-        _plant_effects(signal, grid, pain_scale=pain_scale)
+        _plant_coupling(signal, grid)
 
     physio = _band_limited(rng, n, 2, tr, 0.1, 1 / (2 * tr)).astype(np.float32)
     signal += np.outer(physio[:, 0], grid.wm * 8.0) + np.outer(physio[:, 1], grid.csf * 15.0)
@@ -215,7 +218,11 @@ def _simulate_run(
         signal[spikes] += rng.normal(25.0, 5.0, (int(spikes.sum()), 1)).astype(np.float32)
 
     baseline = (600.0 + 500.0 * grid.gm + 250.0 * grid.wm + 350.0 * grid.csf).astype(np.float32)
-    bold = baseline + signal + noise
+    fluctuations = signal + noise
+    if patient and effects:  # insula ALFF: every fluctuation there x gain, so ReHo and FC (scale-free) keep
+        alff = next(e for e in PLANTED_EFFECTS if e.metric == "alff")
+        fluctuations[:, _sphere(grid.coords, alff.centre_mm, alff.radius_mm)] *= np.float32(1 + ALFF_GAIN * pain_scale)
+    bold = baseline + fluctuations
     if n_dummy:
         bold[:n_dummy] += baseline * np.linspace(0.3, 0.05, n_dummy, dtype=np.float32)[:, None]
     return bold, motion, spikes | (np.arange(n) < n_dummy)
@@ -232,29 +239,17 @@ def _mix_in(own: np.ndarray, common: np.ndarray, share: float) -> np.ndarray:
     return (np.sqrt(1 - share) * own + np.sqrt(share) * common[:, None] * own.std(axis=0)).astype(np.float32)
 
 
-def _plant_effects(signal: np.ndarray, grid: _Grid, *, pain_scale: float) -> None:
-    """Plant the ALFF and FC effects of :data:`PLANTED_EFFECTS` in a patient's neural signal (in place).
+def _plant_coupling(signal: np.ndarray, grid: _Grid) -> None:
+    """mPFC-insula FC: the mPFC takes on part of the insula's neural time course, at unchanged variance.
 
-    Each effect changes one property and as little else as possible:
-
-    - insula ALFF: the insula's own fluctuations are amplified by ``1 + ALFF_GAIN x pain_scale`` (x2.5 at the
-      mean VAS), so ALFF rises with pain while the insula's correlations with the rest of the brain keep their
-      sign and size;
-    - parahippocampal ReHo is planted by the caller: every participant has extra band-limited fluctuations of
-      the same amplitude there, independent per voxel in controls and one shared time course in patients, so
-      neighbours synchronise (ReHo up) while ALFF stays the same;
-    - mPFC-insula FC: the mPFC takes on part of the insula's time course at unchanged variance. The insula,
-      the seed of the tested map, keeps its own time course, so its FC with the rest of the brain is unchanged.
+    The insula, the seed of the tested map, keeps its own time course, so its FC with the rest of the brain is
+    unchanged; only insula-mPFC FC rises (and the mPFC's ALFF stays the same).
     """
-    by_metric = {e.metric: e for e in PLANTED_EFFECTS}
-    fc = by_metric["fc"]
+    fc = next(e for e in PLANTED_EFFECTS if e.metric == "fc")
     partner = _sphere(grid.coords, fc.centre_mm, fc.radius_mm)
     insula = _sphere(grid.coords, fc.partner_centre_mm, fc.radius_mm)
     if partner.any() and insula.any():
         signal[:, partner] = _mix_in(signal[:, partner], signal[:, insula].mean(axis=1), FC_SHARE)
-    alff = by_metric["alff"]
-    inside = _sphere(grid.coords, alff.centre_mm, alff.radius_mm)
-    signal[:, inside] *= np.float32(1.0 + ALFF_GAIN * pain_scale)
 
 
 def _confounds(bold: np.ndarray, grid: _Grid, motion: np.ndarray, *, tr: float, n_dummy: int):
