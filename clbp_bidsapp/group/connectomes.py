@@ -69,13 +69,13 @@ def run_connectome_stats(
     layout = build_output_layout(output_dir)
     covariates, factors, notes = model_columns(included, settings)
     participants = set(included["participant_id"].astype(str))
-    relmats = _files_by_atlas(layout, participants, stat="pearsoncorrelation", suffix="relmat")
+    relmats = files_by_atlas(layout, participants, stat="pearsoncorrelation", suffix="relmat")
     if not relmats:
         LOGGER.warning("no connectome (relmat) files found; connectome statistics skipped")
         return []
-    series_files = _files_by_atlas(layout, participants, stat="mean", suffix="timeseries")
-    graph_files = _files_by_atlas(layout, participants, stat="graph", suffix="measures")
-    nodal_files = _files_by_atlas(layout, participants, stat="nodal", suffix="measures")
+    series_files = files_by_atlas(layout, participants, stat="mean", suffix="timeseries")
+    graph_files = files_by_atlas(layout, participants, stat="graph", suffix="measures")
+    nodal_files = files_by_atlas(layout, participants, stat="nodal", suffix="measures")
     folder = output_dir / "group"
     results = []
     for atlas in sorted(relmats):
@@ -96,7 +96,7 @@ def run_connectome_stats(
     return results
 
 
-def _files_by_atlas(layout, participants: set[str], *, stat: str, suffix: str) -> dict[str, dict[str, list[Path]]]:
+def files_by_atlas(layout, participants: set[str], *, stat: str, suffix: str) -> dict[str, dict[str, list[Path]]]:
     """atlas -> participant -> sorted files (all runs and sessions), found with pybids."""
     found: dict[str, dict[str, list[Path]]] = defaultdict(lambda: defaultdict(list))
     for item in layout.get(stat=stat, suffix=suffix, extension=".tsv", return_type="object"):
@@ -264,12 +264,12 @@ def _atlas_stats(
         notes.append(f"{atlas}: region series missing for some participant; tangent-space test not computed")
 
     graph, graph_info = _measure_tests(
-        "global", graph_files, included, settings, covariates, factors, seed, patient, control, read=_global_auc
+        "global", graph_files, included, settings, covariates, factors, seed, patient, control, read=global_auc
     )
     if graph is not None:
         derivatives.write_tsv(folder / f"{prefix}_desc-graph_stats.tsv", graph)
     nodal, nodal_info = _measure_tests(
-        "nodal", nodal_files, included, settings, covariates, factors, seed, patient, control, read=_nodal_auc
+        "nodal", nodal_files, included, settings, covariates, factors, seed, patient, control, read=nodal_auc
     )
     if nodal is not None:
         derivatives.write_tsv(folder / f"{prefix}_desc-nodal_stats.tsv", nodal)
@@ -384,7 +384,7 @@ def nbs_component_table(nbs: NBSResult, regions: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def _global_auc(paths: list[Path]) -> pd.Series:
+def global_auc(paths: list[Path]) -> pd.Series:
     """Mean over runs of the AUC row of the global graph measures (index: measure)."""
     values = []
     for path in paths:
@@ -397,7 +397,7 @@ def _global_auc(paths: list[Path]) -> pd.Series:
     return pd.concat(values, axis=1).mean(axis=1, skipna=False)
 
 
-def _nodal_auc(paths: list[Path]) -> pd.Series:
+def nodal_auc(paths: list[Path]) -> pd.Series:
     """Mean over runs of each region's nodal AUC (index: (region, measure))."""
     values = []
     for path in paths:

@@ -26,7 +26,6 @@ regions/edges) and ``features-roi_model-<primary>_desc-mlweights_boldmap.nii.gz`
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +36,7 @@ from clbp_bidsapp.config import GroupSettings, MLSettings
 from clbp_bidsapp.core import ml as core_ml
 from clbp_bidsapp.core.nbs import edge_indices
 from clbp_bidsapp.errors import InputError
-from clbp_bidsapp.group.connectomes import _global_auc, fisher_z_matrix, usable_regions
+from clbp_bidsapp.group.connectomes import files_by_atlas, fisher_z_matrix, global_auc, usable_regions
 from clbp_bidsapp.group.maps import find_maps, load_group_maps
 from clbp_bidsapp.group.voxelwise import MAP_QUERIES, model_columns
 from clbp_bidsapp.io import atlases, derivatives, images
@@ -116,20 +115,10 @@ def roi_features(layout, participants: list[str], *, atlas: str) -> FeatureSet |
     )
 
 
-def _files_by_atlas(layout, participants: set[str], *, stat: str, suffix: str) -> dict[str, dict[str, list[Path]]]:
-    found: dict[str, dict[str, list[Path]]] = defaultdict(lambda: defaultdict(list))
-    for item in layout.get(stat=stat, suffix=suffix, extension=".tsv", return_type="object"):
-        ents = item.get_entities()
-        subject, atlas = str(ents.get("subject")), ents.get("atlas")
-        if atlas is not None and subject in participants:
-            found[str(atlas)][subject].append(Path(item.path))
-    return {a: {s: sorted(p) for s, p in by.items()} for a, by in found.items()}
-
-
 def edge_features(layout, participants: list[str]) -> list[FeatureSet]:
     """Fisher-z edges (upper triangle) of every connectome atlas, regions covered in everyone."""
     sets = []
-    files = _files_by_atlas(layout, set(participants), stat="pearsoncorrelation", suffix="relmat")
+    files = files_by_atlas(layout, set(participants), stat="pearsoncorrelation", suffix="relmat")
     for atlas in sorted(files):
         labels = sorted(files[atlas])
         matrices = {label: fisher_z_matrix(files[atlas][label]) for label in labels}
@@ -160,10 +149,10 @@ def edge_features(layout, participants: list[str]) -> list[FeatureSet]:
 
 def graph_features(layout, participants: list[str]) -> FeatureSet | None:
     """Global graph-measure AUCs of every atlas (measures n/a in anyone left out)."""
-    files = _files_by_atlas(layout, set(participants), stat="graph", suffix="measures")
+    files = files_by_atlas(layout, set(participants), stat="graph", suffix="measures")
     frames = []
     for atlas in sorted(files):
-        table = pd.concat({label: _global_auc(paths) for label, paths in sorted(files[atlas].items())}, axis=1).T
+        table = pd.concat({label: global_auc(paths) for label, paths in sorted(files[atlas].items())}, axis=1).T
         table.columns = [f"{atlas}:{c}" for c in table.columns]
         frames.append(table)
     if not frames:
@@ -348,6 +337,18 @@ def run_ml(
     def progress(message: str) -> None:
         LOGGER.debug("ml: %s", message)
 
+    cv_options = {  # the same validation settings for every feature set, model and task
+        "harmonize": harmonize,
+        "n_splits": settings.n_splits,
+        "n_repeats": settings.n_repeats,
+        "inner_splits": settings.inner_splits,
+        "k_best": settings.k_best,
+        "permutation_repeats": settings.permutation_repeats,
+        "permutation_inner_search": settings.permutation_inner_search,
+        "seed": seed,
+        "progress": progress,
+    }
+
     for fs in sets:
         rows = table.loc[fs.participants]
         y_all = (rows[group.group_column].astype(str) == group.patient_label).to_numpy().astype(int)
@@ -381,17 +382,9 @@ def run_ml(
                             task="classification",
                             sites=sites,
                             covariates=cov,
-                            harmonize=harmonize,
                             scheme=scheme,
-                            n_splits=settings.n_splits,
-                            n_repeats=settings.n_repeats,
-                            inner_splits=settings.inner_splits,
-                            k_best=settings.k_best,
                             n_permutations=n_perm,
-                            permutation_repeats=settings.permutation_repeats,
-                            permutation_inner_search=settings.permutation_inner_search,
-                            seed=seed,
-                            progress=progress,
+                            **cv_options,
                         )
                     except ValueError as exc:  # e.g. a site too small for ComBat in some fold
                         notes.append(f"{fs.name}: {model} ({scheme}) not possible: {exc}")
@@ -436,17 +429,9 @@ def run_ml(
                         task="regression",
                         sites=psites,
                         covariates=pcov,
-                        harmonize=harmonize,
                         scheme="kfold",
-                        n_splits=settings.n_splits,
-                        n_repeats=settings.n_repeats,
-                        inner_splits=settings.inner_splits,
-                        k_best=settings.k_best,
                         n_permutations=n_perm,
-                        permutation_repeats=settings.permutation_repeats,
-                        permutation_inner_search=settings.permutation_inner_search,
-                        seed=seed,
-                        progress=progress,
+                        **cv_options,
                     )
                 except ValueError as exc:
                     notes.append(f"{fs.name}: pain prediction with {model} not possible ({exc})")
