@@ -10,10 +10,11 @@ rm -rf "$DEMO"
 "$BIN/clbp-bidsapp-synth" "$DEMO/bids" --voxel-size 4 --n-volumes 150 --tr 2.0 --n-patients 12 --n-controls 10
 # --save-denoised keeps the band-passed series, which the group ICA needs
 "$BIN/clbp-bidsapp" "$DEMO/bids" "$DEMO/out" participant --nprocs 2 -w "$DEMO/work" --save-denoised
-# Fewer permutations (default 5000) and a smaller machine-learning run (default: 5 models, 10 x 10 folds, 1000
-# permutations) keep the demo's group level to minutes on 2 cores; a study uses the defaults.
+# Fewer permutations (default 5000) and a smaller machine-learning run (default: 5 models on 6 feature sets incl.
+# the 44 850 Seitzman-300 edges, 10 x 10 folds, 1000 permutations) keep the demo's group level to about 20 minutes
+# on 2 cores; a study uses the defaults.
 "$BIN/clbp-bidsapp" "$DEMO/bids" "$DEMO/out" group --n-permutations 500 \
-    --ml-models linear_svm logistic_l2 --ml-repeats 3 --ml-permutations 200
+    --ml-feature-sets roi graph dualreg --ml-models linear_svm logistic_l2 --ml-repeats 2 --ml-permutations 200
 echo
 echo "Synthetic dataset:        $DEMO/bids (fMRIPrep derivatives in $DEMO/bids/derivatives/fmriprep)"
 echo "Participant derivatives:  $DEMO/out/sub-*/func"
