@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from clbp_bidsapp.config import GroupSettings, MLSettings
+from clbp_bidsapp.core import connectivity
 from clbp_bidsapp.core import ml as core_ml
 from clbp_bidsapp.core.nbs import edge_indices
 from clbp_bidsapp.errors import InputError
@@ -87,7 +88,7 @@ def roi_features(layout, participants: list[str], *, atlas: str) -> FeatureSet |
         if use.size == 0:
             continue
         membership = regions.membership[use]
-        means = np.asarray(membership @ group.data.T).T / counts[use]  # (participants, regions)
+        means = connectivity.region_means(group.data, membership)  # (participants, regions)
         blocks.append(pd.DataFrame(means, index=group.participants))
         columns += [
             {
