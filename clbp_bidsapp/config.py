@@ -3,8 +3,12 @@
 There is no global configuration object. ``cli`` builds a :class:`Settings` from the command line (and an
 optional saved TOML file); workflow builders and group runners receive the sections they need as arguments.
 
-Fields carry ``metadata={"result": False}`` when changing them cannot change any output value (paths, thread
-counts, plugins, verbosity...). Everything else enters :meth:`Settings.result_hash`, which is recorded in
+Every field is declared with :func:`setting`, which carries its :class:`Check` (type, range or choices) as data:
+:meth:`Settings.validate` runs every check for the command line, a replayed TOML file and the Python API alike,
+and :meth:`Settings.from_toml` refuses a value of the wrong type before it is coerced (``"01"`` where a list is
+expected is not read as ``["0", "1"]``). Checks that relate several fields (a band's low < high) are in
+:data:`RELATIONS`. Fields made with ``result=False`` cannot change any output value (paths, thread counts,
+plugins, verbosity...). Everything else enters :meth:`Settings.result_hash`, which is recorded in
 ``dataset_description.json`` so two output folders can be compared at a glance.
 """
 
@@ -13,11 +17,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any
 
 import tomli_w
 
@@ -29,69 +35,229 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 DEFAULT_SPACE = "MNI152NLin2009cAsym"
 
 
-def _not_result(**kwargs: Any) -> Any:
-    """A field that cannot change output values (excluded from the result hash)."""
-    return field(metadata={"result": False}, **kwargs)
+# model names of clbp_bidsapp.core.ml (listed here so that the settings and the parser do not import scikit-learn)
+ML_CLASSIFIERS = ("linear_svm", "rbf_svm", "logistic_l2", "logistic_enet", "random_forest")
+ML_REGRESSORS = ("ridge", "svr")
+GROUP_METRICS = ("alff", "falff", "reho", "vmhc", "dc", "fcz", "dualreg")
+ML_FEATURE_SETS = ("roi", "edges", "graph", "dualreg", "combined")
+
+_KIND_NAMES = {
+    "int": ("an integer", "integers"),
+    "float": ("a number", "numbers"),
+    "bool": ("true or false", "true/false values"),
+    "str": ("a text", "texts"),
+    "path": ("a path", "paths"),
+    "table": ("a table", "tables"),
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    """What one setting accepts: a kind (int, float, bool, str, path, table), optionally a list of it, a range
+    (``low``/``high``, excluded when ``*_open``), choices, list lengths, or a text pattern (described by
+    ``text``). ``optional``: ``None`` (no value; a key left out of the TOML file) is accepted."""
+
+    kind: str
+    many: bool = False
+    optional: bool = False
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[Any, ...] = ()
+    lengths: tuple[int, ...] = ()
+    pattern: str | None = None
+    text: str | None = None
+
+    def describe(self) -> str:
+        """What is expected, e.g. ``an integer >= 1`` or ``a list of 2 numbers, each > 0``."""
+        one = self.text or _KIND_NAMES[self.kind][0]
+        if self.choices:
+            one = "one of " + ", ".join(str(c) for c in self.choices)
+        elif self.low is not None and self.high is not None:
+            low, high = _number(self.low), _number(self.high)
+            one += f" in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+        elif self.low is not None:
+            one += f" {'>' if self.low_open else '>='} {_number(self.low)}"
+        elif self.high is not None:
+            one += f" {'<' if self.high_open else '<='} {_number(self.high)}"
+        if not self.many:
+            return one
+        count = " or ".join(str(n) for n in self.lengths) + " " if self.lengths else ""
+        plural = _KIND_NAMES[self.kind][1]
+        if self.text or self.choices or self.low is not None or self.high is not None:
+            return f"a list of {count}{plural}, each {one}"
+        return f"a list of {count}{plural}"
+
+    def from_text(self, text: str) -> Any:
+        """One command-line word as this setting's type (the range is checked by :meth:`problem`)."""
+        try:
+            if self.kind == "int":
+                return int(text)
+            if self.kind == "float":
+                return float(text)
+        except ValueError:
+            raise ValueError(f"expected {self.describe()}, got {text!r}") from None
+        return Path(text) if self.kind == "path" else text
+
+    def from_plain(self, value: Any) -> Any:
+        """A TOML (or other plain) value as this setting's type; wrong types raise ``ValueError``."""
+        if value is None and self.optional:
+            return None
+        if self.many:
+            if not isinstance(value, list | tuple):
+                raise ValueError(f"expected {self.describe()}, got {value!r}")
+            return tuple(self._one_from_plain(v, whole=value) for v in value)
+        return self._one_from_plain(value, whole=value)
+
+    def _one_from_plain(self, value: Any, *, whole: Any) -> Any:
+        kind = self.kind
+        ok = {
+            "int": isinstance(value, int) and not isinstance(value, bool),
+            "float": isinstance(value, int | float) and not isinstance(value, bool),
+            "bool": isinstance(value, bool),
+            "str": isinstance(value, str),
+            "path": isinstance(value, str | Path),
+            "table": isinstance(value, Mapping),
+        }[kind]
+        if not ok:
+            raise ValueError(f"expected {self.describe()}, got {whole!r}")
+        if kind == "float":
+            return float(value)
+        if kind == "path":
+            return Path(value)
+        if kind == "table":
+            return dict(value)
+        return value
+
+    def problem(self, value: Any) -> str | None:
+        """``expected …, got …`` if ``value`` (already of the setting's type) is out of range, else ``None``."""
+        if value is None and self.optional:
+            return None
+        try:
+            typed = self.from_plain(list(value) if self.many and isinstance(value, tuple) else value)
+        except ValueError as exc:
+            return str(exc)
+        items = typed if self.many else (typed,)
+        bad = (
+            (self.lengths and len(items) not in self.lengths)
+            or any(not self._in_range(v) for v in items)
+        )  # fmt: skip
+        return f"expected {self.describe()}, got {_shown(value)}" if bad else None
+
+    def _in_range(self, value: Any) -> bool:
+        if self.choices:
+            return value in self.choices
+        if self.pattern is not None and not re.fullmatch(self.pattern, value):
+            return False
+        if self.kind in ("int", "float"):
+            if not math.isfinite(value):
+                return False
+            if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+                return False
+            if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
+                return False
+        return True
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_shown(v) for v in value) + "]"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def setting(default: Any = dataclasses.MISSING, check: Check | None = None, *, result: bool = True, **kwargs) -> Any:
+    """A settings field with its :class:`Check`; ``result=False``: it cannot change an output value."""
+    if check is None:
+        raise TypeError("every setting needs a Check")  # programming error
+    if isinstance(default, dict | list):
+        kwargs["default_factory"] = lambda d=default: type(d)(d)
+    else:
+        kwargs["default"] = default
+    return field(metadata={"result": result, "check": check}, **kwargs)
+
+
+def _int(low: float | None = None, **kw: Any) -> Check:
+    return Check("int", low=low, **kw)
+
+
+def _float(low: float | None = None, **kw: Any) -> Check:
+    return Check("float", low=low, **kw)
+
+
+TEXT = Check("str")
+TEXTS = Check("str", many=True)
+FLAG = Check("bool")
+PATH = Check("path")
+OPTIONAL_PATH = Check("path", optional=True)
+LABELS = Check("str", many=True, pattern="[A-Za-z0-9]+", text="a BIDS label (letters and digits)")
+PLUGINS = ("Linear", "MultiProc", "SLURM", "SLURMGraph")
 
 
 @dataclass(frozen=True)
 class ExecutionSettings:
     """Where to read and write, and how to run. Only ``random_seed`` can change an output value."""
 
-    bids_dir: Path = _not_result(default=Path("."))
-    output_dir: Path = _not_result(default=Path("out"))
-    analysis_level: str = _not_result(default="participant")
-    work_dir: Path | None = _not_result(default=None)
-    bids_database_dir: Path | None = _not_result(default=None)
-    nprocs: int = _not_result(default=1)
-    omp_nthreads: int = _not_result(default=1)
-    mem_gb: float | None = _not_result(default=None)
-    plugin: str = _not_result(default="MultiProc")
-    plugin_args: Mapping[str, Any] = _not_result(default_factory=dict)
-    skip_bids_validation: bool = _not_result(default=False)
-    stop_on_first_crash: bool = _not_result(default=False)
-    clean_workdir: bool = _not_result(default=False)
-    verbosity: int = _not_result(default=0)
-    random_seed: int = 0
-    skip: tuple[str, ...] = _not_result(default=())
+    bids_dir: Path = setting(Path("."), PATH, result=False)
+    output_dir: Path = setting(Path("out"), PATH, result=False)
+    analysis_level: str = setting("participant", Check("str", choices=("participant", "group")), result=False)
+    work_dir: Path | None = setting(None, OPTIONAL_PATH, result=False)
+    bids_database_dir: Path | None = setting(None, OPTIONAL_PATH, result=False)
+    nprocs: int = setting(1, _int(1), result=False)
+    omp_nthreads: int = setting(1, _int(1), result=False)
+    mem_gb: float | None = setting(None, _float(0, low_open=True, optional=True), result=False)
+    plugin: str = setting("MultiProc", Check("str", choices=PLUGINS), result=False)
+    plugin_args: Mapping[str, Any] = setting({}, Check("table"), result=False)
+    skip_bids_validation: bool = setting(False, FLAG, result=False)
+    stop_on_first_crash: bool = setting(False, FLAG, result=False)
+    clean_workdir: bool = setting(False, FLAG, result=False)
+    verbosity: int = setting(0, _int(0), result=False)
+    random_seed: int = setting(0, _int(0, high=2**32 - 1))  # numpy seeds: 0 .. 2**32 - 1
+    skip: tuple[str, ...] = setting((), TEXTS, result=False)  # names checked against stages.py
 
 
 @dataclass(frozen=True)
 class InputSettings:
     """What to analyse: the fMRIPrep derivatives and the pybids selection."""
 
-    fmriprep_dir: Path | None = _not_result(default=None)
-    participant_label: tuple[str, ...] = _not_result(default=())
-    session_id: tuple[str, ...] = _not_result(default=())
-    task_id: tuple[str, ...] = ()
-    task_pattern: str = "rest"
-    space: str = DEFAULT_SPACE
-    res: str | None = None
-    bids_filters: Mapping[str, Any] = field(default_factory=dict)
+    fmriprep_dir: Path | None = setting(None, OPTIONAL_PATH, result=False)
+    participant_label: tuple[str, ...] = setting((), LABELS, result=False)
+    session_id: tuple[str, ...] = setting((), LABELS, result=False)
+    task_id: tuple[str, ...] = setting((), LABELS)
+    task_pattern: str = setting("rest", TEXT)
+    space: str = setting(DEFAULT_SPACE, Check("str", pattern="[A-Za-z0-9]+", text="a template name"))
+    res: str | None = setting(None, Check("str", optional=True, pattern="[A-Za-z0-9]+", text="a BIDS label"))
+    bids_filters: Mapping[str, Any] = setting({}, Check("table"))
 
 
 @dataclass(frozen=True)
 class DenoiseSettings:
     """Confound regression, censoring and filtering (see docs/denoising.md)."""
 
-    strategy: str = "24P"
-    fd_thresh: float = 0.5
-    dvars_thresh: float | None = None
-    censor_neighbours: bool = False
-    dummy_scans: str = "auto"
-    min_time: float = 120.0
-    band_pass: tuple[float, ...] = (0.01, 0.08)  # () = no band-pass filter
-    save_denoised: bool = _not_result(default=False)
+    strategy: str = setting("24P", TEXT)  # bundled name or YAML path, checked by io.strategies
+    fd_thresh: float = setting(0.5, _float(0))  # mm; 0 = no FD censoring
+    dvars_thresh: float | None = setting(None, _float(0, optional=True))
+    censor_neighbours: bool = setting(False, FLAG)
+    dummy_scans: str = setting("auto", Check("str", pattern="auto|[0-9]+", text="'auto' or a number of volumes >= 0"))
+    min_time: float = setting(120.0, _float(0))
+    band_pass: tuple[float, ...] = setting(
+        (0.01, 0.08), _float(0, low_open=True, many=True, lengths=(0, 2))
+    )  # () = none
+    save_denoised: bool = setting(False, FLAG, result=False)
 
 
 @dataclass(frozen=True)
 class MetricSettings:
     """Local metrics: ALFF/fALFF, ReHo, VMHC, degree centrality; standardisation and smoothing."""
 
-    reho_neighbourhood: int = 27
-    dc_threshold: float = 0.25
-    dc_resolution: float | None = None  # mm; None = the data's grid
-    smoothing_fwhm: float = 6.0  # mm; 0 = no smoothing
+    reho_neighbourhood: int = setting(27, Check("int", choices=(7, 19, 27)))
+    dc_threshold: float = setting(0.25, _float(0, high=1, high_open=True))
+    dc_resolution: float | None = setting(None, _float(0, low_open=True, optional=True))  # mm; None = data grid
+    smoothing_fwhm: float = setting(6.0, _float(0))  # mm; 0 = no smoothing
 
 
 DEFAULT_SEEDS = (
@@ -104,53 +270,63 @@ DEFAULT_SEEDS = (
 class ConnectivitySettings:
     """Seed-based FC, ROI connectomes, graph measures and dual regression (see docs/connectivity.md)."""
 
-    seeds: tuple[str, ...] = DEFAULT_SEEDS  # names in data/seeds.tsv and/or paths of user seed TSVs
-    atlases: tuple[str, ...] = ("seitzman300", "harvardoxford")  # bundled names and/or user dseg NIfTI paths
-    min_region_coverage: float = 0.5  # fraction of a region's voxels inside the brain mask; below: n/a
-    graph_sparsity: tuple[float, ...] = (0.05, 0.40, 0.01)  # low, high, step
-    graph_random_networks: int = 10
-    networks: str = "seitzman"  # reference maps for dual regression: "seitzman" or a 4-D NIfTI path
+    seeds: tuple[str, ...] = setting(DEFAULT_SEEDS, TEXTS)  # names in data/seeds.tsv and/or paths of user seed TSVs
+    atlases: tuple[str, ...] = setting(("seitzman300", "harvardoxford"), TEXTS)  # bundled names and/or dseg NIfTI paths
+    min_region_coverage: float = setting(0.5, _float(0, high=1))  # fraction of a region inside the brain mask
+    graph_sparsity: tuple[float, ...] = setting(
+        (0.05, 0.40, 0.01), _float(0, high=1, low_open=True, many=True, lengths=(3,))
+    )
+    graph_random_networks: int = setting(10, _int(1))
+    networks: str = setting("seitzman", TEXT)  # dual-regression reference: "seitzman" or a 4-D NIfTI path
 
 
 @dataclass(frozen=True)
 class GroupSettings:
     """Participants table columns that define the CLBP-versus-control design."""
 
-    group_column: str = "group"
-    patient_label: str = "CLBP"
-    control_label: str = "HC"
-    min_per_group: int = 2
-    covariates: tuple[str, ...] = ("age", "sex", "mean_fd")
-    n_permutations: int = 5000
-    cluster_forming_p: float = 0.001
-    tfce: bool = True  # TFCE (Smith & Nichols 2009) FWE maps besides max-t and cluster-extent FWE
-    metrics: tuple[str, ...] = ("alff", "falff", "reho", "vmhc", "dc", "fcz", "dualreg")
-    networks: tuple[str, ...] = ("DefaultMode", "Salience", "FrontoParietal", "SomatomotorDorsal", "Visual")
-    clinical_columns: tuple[str, ...] = ("pain_vas", "pain_duration_months")  # used when present
-    nbs_threshold: float = 3.0  # |t| that forms Network-Based Statistic components
-    ica_components: int = 20  # group ICA (CanICA) components; needs the participant level's --save-denoised
+    group_column: str = setting("group", TEXT)
+    patient_label: str = setting("CLBP", TEXT)
+    control_label: str = setting("HC", TEXT)
+    min_per_group: int = setting(2, _int(1))
+    covariates: tuple[str, ...] = setting(("age", "sex", "mean_fd"), TEXTS)
+    n_permutations: int = setting(5000, _int(1))
+    cluster_forming_p: float = setting(0.001, _float(0, high=1, low_open=True, high_open=True))
+    tfce: bool = setting(True, FLAG)  # TFCE (Smith & Nichols 2009) FWE maps besides max-t and cluster-extent FWE
+    metrics: tuple[str, ...] = setting(GROUP_METRICS, Check("str", many=True, choices=GROUP_METRICS))
+    networks: tuple[str, ...] = setting(
+        ("DefaultMode", "Salience", "FrontoParietal", "SomatomotorDorsal", "Visual"), TEXTS
+    )
+    clinical_columns: tuple[str, ...] = setting(("pain_vas", "pain_duration_months"), TEXTS)  # used when present
+    nbs_threshold: float = setting(3.0, _float(0, low_open=True))  # |t| that forms Network-Based Statistic components
+    ica_components: int = setting(
+        20, _int(1)
+    )  # group ICA (CanICA) components; needs the participant level's --save-denoised
 
 
 @dataclass(frozen=True)
 class MLSettings:
     """Machine learning at the group level (see docs/machine-learning.md)."""
 
-    feature_sets: tuple[str, ...] = ("roi", "edges", "graph", "dualreg", "combined")
-    atlas: str = "harvardoxford"  # regions of the ROI-mean features
-    models: tuple[str, ...] = ("linear_svm", "rbf_svm", "logistic_l2", "logistic_enet", "random_forest")
-    primary_model: str = "linear_svm"  # the model whose score is permutation-tested
-    regression_models: tuple[str, ...] = ("ridge", "svr")  # the first one is permutation-tested
-    clinical_target: str = "pain_vas"  # predicted within patients
-    n_splits: int = 10
-    n_repeats: int = 10
-    inner_splits: int = 5
-    k_best: tuple[int, ...] = (10, 100, 1000)  # features kept by selection inside the folds, tuned (0/() = none)
-    n_permutations: int = 1000
-    permutation_repeats: int = 1  # repeats of the outer splits refitted per permutation
-    permutation_inner_search: bool = False  # grid search inside each permutation (slow) or fixed defaults
-    harmonize: str = "auto"  # auto (ComBat when several sites), combat, none
-    leave_site_out: bool = True  # leave-one-site-out validation too, when there are several sites
-    n_top_features: int = 20
+    feature_sets: tuple[str, ...] = setting(ML_FEATURE_SETS, Check("str", many=True, choices=ML_FEATURE_SETS))
+    atlas: str = setting("harvardoxford", TEXT)  # regions of the ROI-mean features
+    models: tuple[str, ...] = setting(ML_CLASSIFIERS, Check("str", many=True, choices=ML_CLASSIFIERS))
+    primary_model: str = setting("linear_svm", Check("str", choices=ML_CLASSIFIERS))  # its score is permutation-tested
+    regression_models: tuple[str, ...] = setting(
+        ML_REGRESSORS, Check("str", many=True, choices=ML_REGRESSORS)
+    )  # 1st: tested
+    clinical_target: str = setting("pain_vas", TEXT)  # predicted within patients
+    n_splits: int = setting(10, _int(2))
+    n_repeats: int = setting(10, _int(1))
+    inner_splits: int = setting(5, _int(2))
+    k_best: tuple[int, ...] = setting(
+        (10, 100, 1000), _int(0, many=True)
+    )  # features kept inside the folds (0/() = all)
+    n_permutations: int = setting(1000, _int(0))
+    permutation_repeats: int = setting(1, _int(1))  # repeats of the outer splits refitted per permutation
+    permutation_inner_search: bool = setting(False, FLAG)  # grid search inside each permutation (slow) or fixed
+    harmonize: str = setting("auto", Check("str", choices=("auto", "combat", "none")))  # auto: ComBat if several sites
+    leave_site_out: bool = setting(True, FLAG)  # leave-one-site-out validation too, when there are several sites
+    n_top_features: int = setting(20, _int(1))
 
 
 @dataclass(frozen=True)
@@ -178,15 +354,50 @@ class Settings:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Mapping[str, Any]]) -> Settings:
-        """Build settings from a (possibly partial) nested mapping; unknown keys raise ``ValueError``."""
+        """Build settings from a (possibly partial) nested mapping of plain values.
+
+        Unknown keys, values of the wrong type and values out of range raise one :class:`SettingsError` listing
+        every problem, each naming its TOML key (``[section] key``).
+        """
         unknown_sections = set(data) - {f.name for f in fields(cls)}
         if unknown_sections:
-            raise ValueError(f"unknown settings section(s): {', '.join(sorted(unknown_sections))}")
-        sections = {}
+            raise SettingsError([f"unknown settings section(s): {', '.join(sorted(unknown_sections))}"])
+        sections, problems = {}, []
         for f in fields(cls):
             section_cls = type(getattr(cls(), f.name))
-            sections[f.name] = section_from_mapping(section_cls, data.get(f.name, {}))
-        return cls(**sections)
+            sections[f.name], section_problems = _typed_section(section_cls, data.get(f.name, {}))
+            problems += section_problems
+        settings = cls(**sections)
+        problems += settings.validate()
+        if problems:
+            raise SettingsError(problems)
+        return settings
+
+    def validate(self, names: Mapping[str, str] | None = None) -> list[str]:
+        """Every problem of every field (its :class:`Check`) and of :data:`RELATIONS`, one line each.
+
+        ``names`` maps ``"section.field"`` to the name shown (the command-line flag); other fields are named by
+        their TOML key, ``[section] field``.
+        """
+        names = names or {}
+        problems, bad = [], set()
+        for f in fields(self):
+            section = getattr(self, f.name)
+            for sf in fields(section):
+                problem = sf.metadata["check"].problem(getattr(section, sf.name))
+                if problem:
+                    bad.add(f"{f.name}.{sf.name}")
+                    problems.append(f"{names.get(f'{f.name}.{sf.name}', toml_key(f.name, sf.name))}: {problem}")
+        for keys, holds, expected in RELATIONS:
+            if bad.intersection(keys):
+                continue  # relations assume each value in range
+            values = [getattr(getattr(self, k.split(".")[0]), k.split(".")[1]) for k in keys]
+            if not holds(*values):
+                shown = ", ".join(
+                    f"{names.get(k, toml_key(*k.split('.')))} {_shown(v)}" for k, v in zip(keys, values, strict=True)
+                )
+                problems.append(f"{shown}: need {expected}")
+        return problems
 
     @classmethod
     def from_toml(cls, text: str) -> Settings:
@@ -215,35 +426,64 @@ class Settings:
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
+class SettingsError(ValueError):
+    """Settings that cannot be used; ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def toml_key(section: str, name: str) -> str:
+    return f"[{section}] {name}"
+
+
+def field_check(dest: str) -> Check:
+    """The :class:`Check` of ``"section.field"``."""
+    section, name = dest.split(".", 1)
+    section_obj = getattr(Settings(), section)
+    return next(f.metadata["check"] for f in fields(section_obj) if f.name == name)
+
+
 def section_from_mapping(section_cls: type, values: Mapping[str, Any]) -> Any:
-    """Instantiate one settings section from plain values, coercing them to the annotated types."""
-    hints = get_type_hints(section_cls)
-    known = {f.name for f in fields(section_cls)}
-    unknown = set(values) - known
-    if unknown:
-        raise ValueError(f"unknown setting(s) in [{_section_name(section_cls)}]: {', '.join(sorted(unknown))}")
-    return section_cls(**{k: _coerce(hints[k], v) for k, v in values.items()})
+    """Instantiate one settings section from plain values; unknown keys and wrong types raise SettingsError."""
+    section, problems = _typed_section(section_cls, values)
+    if problems:
+        raise SettingsError(problems)
+    return section
+
+
+def _typed_section(section_cls: type, values: Mapping[str, Any]) -> tuple[Any, list[str]]:
+    """The section built from the values of the right type, and one problem per other value."""
+    by_name = {f.name: f for f in fields(section_cls)}
+    name = _section_name(section_cls)
+    unknown = set(values) - set(by_name)
+    problems = [f"unknown setting(s) in [{name}]: {', '.join(sorted(unknown))}"] if unknown else []
+    typed = {}
+    for key, value in values.items():
+        if key in unknown:
+            continue
+        try:
+            typed[key] = by_name[key].metadata["check"].from_plain(value)
+        except ValueError as exc:
+            problems.append(f"{toml_key(name, key)}: {exc}")
+    return section_cls(**typed), problems
 
 
 def _section_name(section_cls: type) -> str:
-    return section_cls.__name__.removesuffix("Settings").lower()
+    """The TOML section of a settings class (``InputSettings`` is ``[inputs]``)."""
+    return next(f.name for f in fields(Settings) if type(getattr(Settings(), f.name)) is section_cls)
 
 
-def _coerce(annotation: Any, value: Any) -> Any:
-    text = str(annotation)
-    if value is None:
-        return None
-    if "Path" in text:
-        return Path(value)
-    if text.startswith("tuple[float"):
-        return tuple(float(v) for v in value)
-    if text.startswith("tuple"):
-        return tuple(value)
-    if "Mapping" in text:
-        return dict(value)
-    if text.startswith("float"):
-        return float(value)
-    return value
+# Checks that relate several fields: (fields, holds(*values), what is needed). Run once every field is in range.
+RELATIONS: tuple[tuple[tuple[str, ...], Callable[..., bool], str], ...] = (
+    (("denoise.band_pass",), lambda band: not band or band[0] < band[1], "LOW < HIGH (Hz), e.g. 0.01 0.08"),
+    (
+        ("connectivity.graph_sparsity",),
+        lambda sparsity: sparsity[0] <= sparsity[1],
+        "LOW <= HIGH, e.g. 0.05 0.40 0.01",
+    ),
+)
 
 
 def _to_plain(value: Any) -> Any:

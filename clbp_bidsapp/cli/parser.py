@@ -1,7 +1,9 @@
 """The command-line parser (BIDS-Apps conventions). ``build_parser()`` has no side effects.
 
 Every option stores into ``"<section>.<field>"`` of :class:`clbp_bidsapp.config.Settings` and has
-``argparse.SUPPRESS`` as its parser default, so the namespace holds exactly what the user typed. Defaults live
+``argparse.SUPPRESS`` as its parser default, so the namespace holds exactly what the user typed. Values stay
+words here: ``cli.run`` converts them with the field's :class:`clbp_bidsapp.config.Check` and checks every range
+with :meth:`Settings.validate`, naming the flag found by :func:`flag_names`. Defaults live
 in one place, the settings dataclasses, and are shown in ``--help`` from there. ``cli.run`` layers
 dataclass defaults < ``--config-file`` < explicit command-line options.
 """
@@ -13,7 +15,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from clbp_bidsapp.__about__ import __version__
-from clbp_bidsapp.config import Settings
+from clbp_bidsapp.config import GROUP_METRICS, ML_CLASSIFIERS, ML_FEATURE_SETS, ML_REGRESSORS, PLUGINS, Settings
 from clbp_bidsapp.stages import GROUP_STAGES, PARTICIPANT_STAGES
 
 DESCRIPTION = (
@@ -27,9 +29,6 @@ EPILOG = (
 )
 
 SUPPRESS = argparse.SUPPRESS
-# model names of clbp_bidsapp.core.ml (listed here so that building the parser does not import scikit-learn)
-ML_CLASSIFIERS = ("linear_svm", "rbf_svm", "logistic_l2", "logistic_enet", "random_forest")
-ML_REGRESSORS = ("ridge", "svr")
 
 
 def _default(section: str, name: str) -> object:
@@ -48,99 +47,19 @@ def _help(text: str, section: str, name: str) -> str:
     return f"{text} (default: {default})"
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """The flag that sets each destination (``ml.n_permutations`` -> ``--ml-permutations``), for messages.
 
-
-def _integer(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _non_negative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
-
-
-def _probability(text: str) -> float:
-    value = _non_negative_float(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a probability in (0, 1), got {text!r}")
-    return value
-
-
-def _probability_or_one(text: str) -> float:
-    value = _non_negative_float(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1], got {text!r}")
-    return value
-
-
-def _correlation(text: str) -> float:
-    value = _non_negative_float(text)
-    if value >= 1:
-        raise argparse.ArgumentTypeError(f"expected a correlation in [0, 1), got {text!r}")
-    return value
-
-
-def _dummy_scans(text: str) -> str:
-    if text == "auto" or (text.isdigit() and int(text) >= 0):
-        return text
-    raise argparse.ArgumentTypeError(f"expected 'auto' or a number of volumes >= 0, got {text!r}")
-
-
-# Values are converted and checked after parsing, all at once, so that every error is reported together.
-CONVERTERS = {
-    "denoise.fd_thresh": _non_negative_float,
-    "denoise.dvars_thresh": _non_negative_float,
-    "denoise.dummy_scans": _dummy_scans,
-    "denoise.min_time": _non_negative_float,
-    "denoise.band_pass": _non_negative_float,
-    "group.min_per_group": _positive_int,
-    "group.n_permutations": _positive_int,
-    "group.cluster_forming_p": _probability,
-    "group.nbs_threshold": _positive_float,
-    "group.ica_components": _positive_int,
-    "metrics.reho_neighbourhood": _positive_int,
-    "metrics.dc_threshold": _correlation,
-    "metrics.dc_resolution": _positive_float,
-    "metrics.smoothing_fwhm": _non_negative_float,
-    "connectivity.min_region_coverage": _probability_or_one,
-    "connectivity.graph_sparsity": _non_negative_float,
-    "connectivity.graph_random_networks": _positive_int,
-    "execution.nprocs": _positive_int,
-    "execution.omp_nthreads": _positive_int,
-    "execution.mem_gb": _non_negative_float,
-    "execution.random_seed": _integer,
-    # machine learning
-    "ml.n_splits": _positive_int,
-    "ml.n_repeats": _positive_int,
-    "ml.inner_splits": _positive_int,
-    "ml.k_best": _integer,
-    "ml.n_permutations": _integer,
-    "ml.permutation_repeats": _positive_int,
-    "ml.n_top_features": _positive_int,
-}
+    The first long option spelled with dashes of the first action of a destination is the name shown; one
+    without a long option keeps its first option.
+    """
+    names = {}
+    for action in parser._actions:
+        if not action.option_strings:
+            continue
+        dashed = [o for o in action.option_strings if o.startswith("--") and "_" not in o]
+        names.setdefault(action.dest, (dashed or action.option_strings)[0])  # --band-pass, not --no-band-pass
+    return names
 
 
 class _ErrorCollectingParser(argparse.ArgumentParser):
@@ -326,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     met.add_argument(
         "--reho-neighbourhood",
         dest="metrics.reho_neighbourhood",
-        choices=["7", "19", "27"],
+        metavar="{7,19,27}",
         default=SUPPRESS,
         help=_help("voxels in the ReHo neighbourhood (faces / +edges / +corners)", "metrics", "reho_neighbourhood"),
     )
@@ -458,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--group-metrics",
         dest="group.metrics",
         nargs="+",
-        choices=["alff", "falff", "reho", "vmhc", "dc", "fcz", "dualreg"],
+        choices=GROUP_METRICS,
         default=SUPPRESS,
         help=_help("participant maps compared between groups (fcz: every seed's smoothed FC map; dualreg: the "
                    "--group-networks components)", "group", "metrics"),
@@ -536,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     exe.add_argument(
         "--plugin",
         dest="execution.plugin",
-        choices=["Linear", "MultiProc", "SLURM", "SLURMGraph"],
+        choices=PLUGINS,
         default=SUPPRESS,
         help=_help("nipype execution plugin", "execution", "plugin"),
     )
@@ -597,7 +516,7 @@ def _add_ml_arguments(parser: argparse.ArgumentParser) -> None:
     """The "Machine learning" group (stage ml of the group level; see docs/machine-learning.md)."""
     ml = parser.add_argument_group("Machine learning (group level, stage ml)")
     ml.add_argument("--ml-feature-sets", dest="ml.feature_sets", nargs="+", default=SUPPRESS,
-                    choices=["roi", "edges", "graph", "dualreg", "combined"],
+                    choices=ML_FEATURE_SETS,
                     help=_help("feature sets classified separately (combined: all side by side)", "ml",
                                "feature_sets"))  # fmt: skip
     ml.add_argument(

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from clbp_bidsapp.cli import messages
-from clbp_bidsapp.cli.parser import CONVERTERS, build_parser
-from clbp_bidsapp.config import Settings
+from clbp_bidsapp.cli.parser import build_parser, flag_names
+from clbp_bidsapp.config import Settings, SettingsError, field_check
 from clbp_bidsapp.errors import ExitCode, InputError, OutputError, UserError
 from clbp_bidsapp.stages import GROUP_STAGES, PARTICIPANT_STAGES
 
@@ -64,6 +64,7 @@ def run(argv: Sequence[str] | None = None) -> int:
 def parse_settings(argv: Sequence[str] | None) -> tuple[Settings, dict[str, Any]]:
     """Parse and validate the command line; raise one :class:`UserError` listing every problem."""
     parser = build_parser()
+    flags = flag_names(parser)
     try:
         namespace, unknown = parser.parse_known_args(argv)
     except argparse.ArgumentError as exc:
@@ -78,7 +79,9 @@ def parse_settings(argv: Sequence[str] | None) -> tuple[Settings, dict[str, Any]
             base = Settings.from_toml(Path(config_file).read_text())
         except FileNotFoundError:
             errors.append(f"--config-file {config_file} does not exist")
-        except Exception as exc:  # TOMLDecodeError, ValueError, TypeError
+        except SettingsError as exc:  # every bad key, named as in the file
+            errors += [f"--config-file {config_file}: {problem}" for problem in exc.problems]
+        except (ValueError, OSError) as exc:  # TOMLDecodeError, UnicodeDecodeError, a folder...
             errors.append(f"--config-file {config_file} is not a valid settings file: {exc}")
 
     overrides: dict[str, dict[str, Any]] = {
@@ -95,8 +98,8 @@ def parse_settings(argv: Sequence[str] | None) -> tuple[Settings, dict[str, Any]
         section, key = dest.split(".", 1)
         try:
             value = _convert(dest, raw)
-        except (argparse.ArgumentTypeError, ValueError) as exc:
-            errors.append(f"--{key.replace('_', '-')}: {exc}")
+        except ValueError as exc:
+            errors.append(f"{flags[dest]}: {exc}")
             continue
         overrides.setdefault(section, {})[key] = value
 
@@ -120,6 +123,7 @@ def parse_settings(argv: Sequence[str] | None) -> tuple[Settings, dict[str, Any]
             errors.append(str(exc))
 
     settings = _absolute_paths(base.replace(overrides))
+    errors.extend(settings.validate(flags))  # the file's values were checked when it was read: these are flags
     errors.extend(_check_settings(settings))
     output_errors: list[str] = []
     source = None
@@ -137,11 +141,21 @@ def parse_settings(argv: Sequence[str] | None) -> tuple[Settings, dict[str, Any]
 
 
 def _absolute_paths(settings: Settings) -> Settings:
-    """Folders as absolute paths: graph nodes run in their own working folders, so relative paths would move."""
-    ex, inputs = settings.execution, settings.inputs
+    """Paths as absolute paths, resolved once against the current folder: graph nodes run in their own working
+    folders (and a replayed config from elsewhere), so a relative path would point somewhere else there.
+
+    Values that may be a bundled name or a user file (strategy, networks, atlases, seeds) are made absolute
+    when they name an existing path; an unknown name is kept as typed, for its error message.
+    """
+    ex, inputs, con = settings.execution, settings.inputs, settings.connectivity
 
     def absolute(path: Path | None) -> Path | None:
         return None if path is None else Path(os.path.abspath(path))
+
+    def user_file(value: str) -> str:
+        return os.path.abspath(value) if value and os.path.lexists(value) else value
+
+    from clbp_bidsapp.io import atlases, strategies
 
     return settings.replace({
         "execution": {
@@ -151,14 +165,25 @@ def _absolute_paths(settings: Settings) -> Settings:
             "bids_database_dir": absolute(ex.bids_database_dir),
         },
         "inputs": {"fmriprep_dir": absolute(inputs.fmriprep_dir)},
+        "denoise": {
+            "strategy": settings.denoise.strategy
+            if settings.denoise.strategy in strategies.list_strategies()
+            else user_file(settings.denoise.strategy)
+        },
+        "connectivity": {
+            "networks": con.networks if con.networks == "seitzman" else user_file(con.networks),
+            "atlases": tuple(a if a in atlases.ATLASES else user_file(a) for a in con.atlases),
+            "seeds": tuple(s if s in set(atlases.seed_library()["name"]) else user_file(s) for s in con.seeds),
+        },
     })  # fmt: skip
 
 
 def _convert(dest: str, raw: Any) -> Any:
-    converter = CONVERTERS.get(dest)
+    """Command-line words as the setting's type (flags, counts and constants are typed already)."""
+    check = field_check(dest)
     if isinstance(raw, list):
-        return tuple(converter(v) for v in raw) if converter else tuple(raw)
-    return converter(raw) if converter and not isinstance(raw, bool | int | tuple) else raw
+        return tuple(check.from_text(v) if isinstance(v, str) else v for v in raw)
+    return check.from_text(raw) if isinstance(raw, str) else raw
 
 
 def _labels(overrides: dict, key: str, prefix: str, errors: list[str]) -> None:
@@ -195,11 +220,6 @@ def _check_settings(settings: Settings) -> list[str]:
     unknown = [s for s in settings.execution.skip if s not in valid]
     if unknown:
         errors.append(f"--skip: unknown {level}-level stage(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
-    band = settings.denoise.band_pass
-    if band and (len(band) != 2 or not 0 < band[0] < band[1]):
-        errors.append(f"--band-pass {' '.join(map(str, band))}: need 0 < LOW < HIGH (Hz)")
-    if settings.denoise.dummy_scans != "auto" and not str(settings.denoise.dummy_scans).isdigit():
-        errors.append(f"--dummy-scans {settings.denoise.dummy_scans}: expected 'auto' or a number")
     from clbp_bidsapp.io.strategies import load_strategy
 
     try:
@@ -214,10 +234,7 @@ def _check_connectivity(settings: Settings) -> list[str]:
     from clbp_bidsapp.io import atlases
 
     con = settings.connectivity
-    errors = []
-    low, high, step = (list(con.graph_sparsity) + [0, 0, 0])[:3]
-    if len(con.graph_sparsity) != 3 or not (0 < low <= high <= 1 and step > 0):
-        errors.append("--graph-sparsity: need 0 < LOW <= HIGH <= 1 and STEP > 0, e.g. 0.05 0.40 0.01")
+    errors: list[str] = []
     if settings.execution.analysis_level != "participant":
         return errors
     try:
@@ -236,8 +253,13 @@ def _check_connectivity(settings: Settings) -> list[str]:
 
 
 def _check_paths(settings: Settings, errors: list[str], output_errors: list[str]):
-    """Check input and output folders; return the raw dataset description (or None)."""
-    from clbp_bidsapp.io import bids, derivatives
+    """Check input and output folders; return the raw dataset description (or None).
+
+    The input is read-only: the output folder, the working folder and the pybids database folder are refused in
+    it (:func:`clbp_bidsapp.io.derivatives.input_overlap`); the working folder also may not be or hold the output
+    folder (:func:`clbp_bidsapp.io.workdir.work_dir_problem`). Nothing is written before these checks pass.
+    """
+    from clbp_bidsapp.io import bids, derivatives, workdir
 
     ex = settings.execution
     source = None
@@ -250,15 +272,28 @@ def _check_paths(settings: Settings, errors: list[str], output_errors: list[str]
             source = bids.read_dataset_description(bids_dir)
         except InputError as exc:
             errors.append(str(exc))
-    inputs = [bids_dir]
+    derivative_inputs = [bids_dir] if bids.is_derivative_dataset(bids_dir) else []
+    raw_dir = None if derivative_inputs else bids_dir
     try:
-        fmriprep = bids.resolve_fmriprep_dir(bids_dir, settings.inputs.fmriprep_dir)
-        inputs.append(fmriprep)
+        derivative_inputs.append(bids.resolve_fmriprep_dir(bids_dir, settings.inputs.fmriprep_dir))
     except InputError as exc:
         errors.append(str(exc))
+    if ex.work_dir is not None:
+        problem = workdir.work_dir_problem(
+            ex.work_dir, output_dir=ex.output_dir, raw_dir=raw_dir, derivative_inputs=derivative_inputs
+        )
+        if problem:
+            errors.append(f"--work-dir {ex.work_dir} {problem}")
+    if ex.bids_database_dir is not None:
+        overlap = derivatives.input_overlap(ex.bids_database_dir, raw_dir=raw_dir, derivative_inputs=derivative_inputs)
+        if overlap:
+            errors.append(
+                f"--bids-database-dir {ex.bids_database_dir} {overlap}; the input is never written: "
+                "choose a folder outside it"
+            )
     created = not ex.output_dir.exists()
     try:
-        derivatives.check_output_dir(ex.output_dir, inputs)
+        derivatives.check_output_dir(ex.output_dir, raw_dir=raw_dir, derivative_inputs=derivative_inputs)
     except OutputError as exc:
         output_errors.append(str(exc))
     if errors and created:  # refused arguments leave nothing behind, not even an empty output folder

@@ -3,7 +3,7 @@
 Every file is written to a temporary name in the destination folder and renamed into place, so a final name
 never refers to a partial file (a crash, a kill or a full disk leaves at most a ``.tmp-*`` file, which is
 removed on the next write of the same output). The input dataset is never written: :func:`check_output_dir`
-refuses an output folder inside the input.
+refuses an output folder inside the input, and :func:`input_overlap` is the rule for every folder the app writes.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import errno
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -163,16 +163,51 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
-def check_output_dir(output_dir: Path, input_dirs: list[Path]) -> None:
-    """Refuse an output folder inside an input dataset, and one that cannot be written."""
+def input_overlap(path: Path, *, raw_dir: Path | None, derivative_inputs: Sequence[Path]) -> str | None:
+    """How ``path`` (a folder the app would write) overlaps the read-only input, or ``None`` if it does not.
+
+    The input is the raw dataset and the derivative datasets read from (fMRIPrep). A derivative input is
+    read-only as a whole. Of the raw dataset, only ``derivatives/<name>`` folders may be written (where BIDS,
+    fMRIPrep and XCP-D put derivatives), and not those holding or inside a derivative input. A folder holding an
+    input (``path`` an ancestor of it) is refused too: writing or cleaning it would touch the input.
+    Symbolic links are resolved first, so a link cannot lead into the input.
+    """
+    target = path.resolve()
+    for source in derivative_inputs:
+        relation = _relation(target, source.resolve())
+        if relation:
+            return f"{relation} the input dataset {source}"
+    if raw_dir is not None:
+        raw = raw_dir.resolve()
+        relation = _relation(target, raw)
+        if relation == "is inside":
+            inner = target.relative_to(raw).parts
+            if inner[0] == "derivatives" and len(inner) > 1:
+                return None
+        if relation:
+            return f"{relation} the input dataset {raw_dir}"
+    return None
+
+
+def _relation(path: Path, folder: Path) -> str | None:
+    if path == folder:
+        return "is"
+    if folder in path.parents:
+        return "is inside"
+    if path in folder.parents:
+        return "holds"
+    return None
+
+
+def check_output_dir(output_dir: Path, *, raw_dir: Path | None, derivative_inputs: Sequence[Path]) -> None:
+    """Refuse an output folder in the input (see :func:`input_overlap`), and one that cannot be written."""
+    overlap = input_overlap(output_dir, raw_dir=raw_dir, derivative_inputs=derivative_inputs)
+    if overlap:
+        raise OutputError(
+            f"output folder {output_dir} {overlap}; choose a folder outside it, or BIDS_DIR/derivatives/<name> "
+            "(the input is never written)"
+        )
     out = output_dir.resolve()
-    for source in input_dirs:
-        src = source.resolve()
-        if out == src or src in out.parents:
-            raise OutputError(
-                f"output folder {output_dir} is inside the input dataset {source}; "
-                "choose a folder outside it (the input is never written)"
-            )
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):

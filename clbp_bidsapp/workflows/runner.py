@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from clbp_bidsapp.config import Settings
 from clbp_bidsapp.core.denoise import ConfoundError
 from clbp_bidsapp.errors import ExitCode, InputError, UserError
 from clbp_bidsapp.interfaces.denoise import plan_denoising
-from clbp_bidsapp.io import bids, derivatives, images, manifest
+from clbp_bidsapp.io import bids, derivatives, images, manifest, workdir
 from clbp_bidsapp.io.confounds import read_confounds
 from clbp_bidsapp.reports.methods import write_citation_files
 from clbp_bidsapp.workflows.execution import run_graph
@@ -86,6 +85,8 @@ def run_participant_level(settings: Settings, *, run_id: str, source: dict[str, 
     limit_threads(ex.omp_nthreads)
     from threadpoolctl import threadpool_limits
 
+    if workflows:
+        workdir.claim(work_dir_for(settings))  # marks the folder as the app's before the graph writes to it
     with threadpool_limits(limits=ex.omp_nthreads):  # this process's BLAS too (Linear plugin, forked workers)
         outcome = run_graph(
             workflows,
@@ -116,7 +117,7 @@ def run_participant_level(settings: Settings, *, run_id: str, source: dict[str, 
     if failed:
         return ExitCode.SOME_FAILED
     if ex.clean_workdir:
-        shutil.rmtree(work_dir_for(settings), ignore_errors=True)
+        workdir.clean(work_dir_for(settings), [wf.name for wf in workflows.values()])  # only what the app made
     return ExitCode.OK
 
 

@@ -186,7 +186,7 @@ def test_not_a_bids_dataset(tmp_path, capsys):
 
 def test_output_inside_input_exits_4(dataset, capsys):
     with pytest.raises(SystemExit) as exc:
-        main([str(dataset), str(dataset / "derivatives" / "clbp"), "participant"])
+        main([str(dataset), str(dataset / "code" / "clbp"), "participant"])  # the raw part, not derivatives/
     assert exc.value.code == 4
     assert "inside the input dataset" in capsys.readouterr().err
 

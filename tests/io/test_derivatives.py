@@ -34,7 +34,39 @@ def test_atomic_write_leaves_no_partial_file_on_failure(tmp_path):
 def test_output_inside_input_is_refused(tmp_path):
     (tmp_path / "bids").mkdir()
     with pytest.raises(OutputError, match="inside the input dataset"):
-        derivatives.check_output_dir(tmp_path / "bids" / "derivatives" / "clbp", [tmp_path / "bids"])
+        derivatives.check_output_dir(
+            tmp_path / "bids" / "sub-01" / "clbp", raw_dir=tmp_path / "bids", derivative_inputs=[]
+        )
+
+
+@pytest.mark.parametrize(
+    ("where", "refused"),
+    [
+        ("bids", "is the input dataset"),
+        ("bids/sub-01", "is inside the input dataset"),
+        ("bids/derivatives", "is inside the input dataset"),
+        ("bids/derivatives/fmriprep", "is the input dataset"),
+        ("bids/derivatives/fmriprep/clbp", "is inside the input dataset"),
+        ("bids/derivatives/clbp", None),  # where BIDS, fMRIPrep and XCP-D put derivatives
+        ("bids/derivatives/xcpd/clbp", None),
+        ("fmriprep-elsewhere", "is the input dataset"),
+        (".", "holds the input dataset"),
+        ("out", None),
+        ("link-into-raw", "is inside the input dataset"),  # a symbolic link does not lead around the rule
+    ],
+)
+def test_input_overlap_is_the_rule_for_every_written_folder(tmp_path, where, refused):
+    bids = tmp_path / "bids"
+    (bids / "derivatives" / "fmriprep").mkdir(parents=True)
+    (bids / "sub-01").mkdir()
+    (tmp_path / "fmriprep-elsewhere").mkdir()
+    (tmp_path / "link-into-raw").symlink_to(bids / "sub-01")
+    inputs = [bids / "derivatives" / "fmriprep", tmp_path / "fmriprep-elsewhere"]
+    overlap = derivatives.input_overlap(tmp_path / where, raw_dir=bids, derivative_inputs=inputs)
+    if refused is None:
+        assert overlap is None
+    else:
+        assert overlap is not None and overlap.startswith(refused)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write to read-only folders")
@@ -42,7 +74,7 @@ def test_unwritable_output_is_refused(tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
     with pytest.raises(OutputError, match="cannot write"):
-        derivatives.check_output_dir(locked / "out", [tmp_path / "bids"])
+        derivatives.check_output_dir(locked / "out", raw_dir=tmp_path / "bids", derivative_inputs=[])
 
 
 def test_unwritable_output_is_refused_even_as_root(tmp_path):
@@ -50,7 +82,7 @@ def test_unwritable_output_is_refused_even_as_root(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(OutputError, match="cannot write"):
-        derivatives.check_output_dir(blocker / "out", [tmp_path / "bids"])
+        derivatives.check_output_dir(blocker / "out", raw_dir=tmp_path / "bids", derivative_inputs=[])
 
 
 def test_dataset_description_records_container(monkeypatch):
