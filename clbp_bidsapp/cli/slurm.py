@@ -10,12 +10,14 @@ dataset bound read-only.
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from clbp_bidsapp.cli import messages
 from clbp_bidsapp.errors import ExitCode, InputError, UserError
@@ -62,42 +64,93 @@ def discover_participants(bids_dir: Path, fmriprep_dir: Path | None) -> list[str
     return labels
 
 
-def app_command(args: argparse.Namespace, level: str, extra: Sequence[str], work: str) -> str:
+LABEL = object()  # stands for the array task's participant label in a command: written as "$LABEL"
+SIMPLE_VALUE = re.compile(r"[A-Za-z0-9:._%+=-]+")  # mem, time: no spaces, quotes or shell characters
+
+
+def shell_words(words: Sequence[Any]) -> str:
+    """One command line: every word quoted with ``shlex.quote`` (nothing in it is expanded by the shell), except
+    :data:`LABEL`, written ``"$LABEL"``; a tuple is one word glued from its parts (``'/work/sub-'"$LABEL"``)."""
+
+    def word(part: Any) -> str:
+        if isinstance(part, tuple):
+            return "".join(word(p) for p in part)
+        return '"$LABEL"' if part is LABEL else shlex.quote(str(part))
+
+    return " ".join(word(w) for w in words)
+
+
+def app_command(args: argparse.Namespace, level: str, extra: Sequence[Any], work: tuple[Any, ...]) -> list[Any]:
+    """The words of one clbp-bidsapp call (inside Apptainer with ``--apptainer``); ``work`` is the ``-w`` value,
+    a tuple of parts whose first part is a path inside the folder holding every task's working folder."""
     bids, out = args.bids_dir.resolve(), args.output_dir.resolve()
-    app = [str(bids), str(out), level, *extra]
+    app: list[Any] = [str(bids), str(out), level, *extra]
     if args.fmriprep_dir:
         app += ["--fmriprep-dir", str(args.fmriprep_dir.resolve())]
     if args.apptainer:
-        binds = [f"{bids}:{bids}:ro", f"{out}:{out}"]
+        folders = [(bids, "ro"), (out, "rw")]
         if args.fmriprep_dir:
-            binds.append(f"{args.fmriprep_dir.resolve()}:{args.fmriprep_dir.resolve()}:ro")
-        binds.append(f"{Path(work).parent}:{Path(work).parent}")
-        bind_args = " ".join(f"-B {shlex.quote(b)}" for b in binds)
-        prefix = f"apptainer run --cleanenv --containall {bind_args} {shlex.quote(str(args.apptainer.resolve()))}"
+            folders.append((args.fmriprep_dir.resolve(), "ro"))
+        folders.append((Path(str(work[0])).parent, "rw"))
+        prefix: list[Any] = ["apptainer", "run", "--cleanenv", "--containall"]
+        for folder, mode in folders:
+            prefix += ["-B", f"{apptainer_path(folder)}:{folder}:{mode}"]
+        prefix.append(str(args.apptainer.resolve()))
     else:
-        prefix = shlex.quote(shutil.which("clbp-bidsapp") or "clbp-bidsapp")
-    return f"{prefix} {' '.join(shlex.quote(a) for a in app)} -w {work}"
+        prefix = [shutil.which("clbp-bidsapp") or "clbp-bidsapp"]
+    return [*prefix, *app, "-w", work]
+
+
+def apptainer_path(path: Path) -> str:
+    """A host path usable in an Apptainer bind (``SRC:DST:ro``), which has no escaping for ``:`` and ``,``."""
+    if ":" in str(path) or "," in str(path):
+        raise UserError(f"{path}: Apptainer cannot bind a path holding ':' or ','; rename or link the folder")
+    return str(path)
+
+
+def check_values(args: argparse.Namespace, labels: Sequence[str]) -> None:
+    """Refuse what would not stay one value in the #SBATCH lines or participants.txt."""
+    from clbp_bidsapp.io.bids import LABEL_RE
+
+    bad_labels = [label for label in labels if not LABEL_RE.match(label)]
+    if bad_labels:
+        shown = ", ".join(repr(label) for label in bad_labels)
+        raise UserError(f"--participant-label {shown}: not a valid BIDS label (letters and digits only)")
+    for flag, value in (("--mem", args.mem), ("--time", args.time)):
+        if not SIMPLE_VALUE.fullmatch(value):
+            raise UserError(f"{flag} {value!r}: expected a SLURM value such as 8G or 04:00:00")
+    for option in shlex.split(args.sbatch_args):
+        if not option.startswith("-") or any(c in option for c in "\n\r#") or not option.isprintable():
+            raise UserError(f"--sbatch-args: {option!r} is not an sbatch option such as --partition=short")
 
 
 def render_scripts(args: argparse.Namespace, labels: Sequence[str], extra: Sequence[str]) -> dict[str, str]:
+    """participants.txt, the participant array and group job scripts, and submit.sh.
+
+    Every value from the command line reaches bash through ``shlex.quote`` (see :func:`shell_words`); log paths
+    are given to ``sbatch`` on its command line in submit.sh, not in ``#SBATCH`` lines, which sbatch parses
+    with its own rules.
+    """
+    check_values(args, labels)
     out = args.output_dir.resolve()
     work_root = (args.work_dir or args.output_dir / "work").resolve()
     script_dir = (args.script_dir or args.output_dir / "logs" / "slurm").resolve()
     throttle = f"%{args.max_parallel}" if args.max_parallel > 0 else ""
     sbatch_extra = "".join(f"#SBATCH {opt}\n" for opt in shlex.split(args.sbatch_args))
-    participant_cmd = app_command(
-        args,
-        "participant",
-        [*extra, "--participant-label", "$LABEL", "--nprocs", str(args.cpus)],
-        f'"{work_root}/sub-$LABEL"',
-    ).replace("'$LABEL'", '"$LABEL"')
+    participant_cmd = shell_words(
+        app_command(
+            args,
+            "participant",
+            [*extra, "--participant-label", LABEL, "--nprocs", str(args.cpus)],
+            (f"{work_root}/sub-", LABEL),
+        )
+    )
     array = f"""#!/bin/bash
 #SBATCH --job-name=clbp-participant
 #SBATCH --array=1-{len(labels)}{throttle}
 #SBATCH --cpus-per-task={args.cpus}
 #SBATCH --mem={args.mem}
 #SBATCH --time={args.time}
-#SBATCH --output={script_dir}/participant-%A_%a.log
 {sbatch_extra}set -euo pipefail
 export LOGNAME=${{LOGNAME:-$(id -un)}}
 LABEL=$(sed -n "${{SLURM_ARRAY_TASK_ID}}p" {shlex.quote(str(script_dir / "participants.txt"))})
@@ -109,17 +162,18 @@ echo "clbp-bidsapp participant level: sub-$LABEL (array task $SLURM_ARRAY_TASK_I
 #SBATCH --cpus-per-task={args.cpus}
 #SBATCH --mem={args.mem}
 #SBATCH --time={args.time}
-#SBATCH --output={script_dir}/group-%j.log
 {sbatch_extra}set -euo pipefail
 export LOGNAME=${{LOGNAME:-$(id -un)}}
-{app_command(args, "group", list(extra), f'"{work_root}/group"')}
+{shell_words(app_command(args, "group", list(extra), (f"{work_root}/group",)))}
 """
+    participant_log = shlex.quote(f"--output={script_dir}/participant-%A_%a.log")
+    group_log = shlex.quote(f"--output={script_dir}/group-%j.log")
     submit = f"""#!/bin/bash
 # Submit the participant array, then the group level once every array task has ended.
 set -euo pipefail
-ARRAY=$(sbatch --parsable {shlex.quote(str(script_dir / "participant.sbatch"))})
-GROUP=$(sbatch --parsable --dependency=afterany:$ARRAY {shlex.quote(str(script_dir / "group.sbatch"))})
-echo "participant array job $ARRAY; group job $GROUP (outputs in {out})"
+ARRAY=$(sbatch --parsable {participant_log} {shlex.quote(str(script_dir / "participant.sbatch"))})
+GROUP=$(sbatch --parsable {group_log} --dependency=afterany:$ARRAY {shlex.quote(str(script_dir / "group.sbatch"))})
+echo "participant array job $ARRAY; group job $GROUP (outputs in "{shlex.quote(str(out))}")"
 """
     return {
         "participants.txt": "".join(f"{label}\n" for label in labels),
