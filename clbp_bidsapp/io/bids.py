@@ -144,7 +144,8 @@ def normalise_labels(labels: Sequence[str], prefix: str) -> tuple[list[str], lis
     for label in labels:
         value = label[len(prefix) :] if label.startswith(prefix) else label
         if not LABEL_RE.match(value):
-            errors.append(f"{prefix}{value!s} is not a valid BIDS label (letters and digits only)")
+            # repr: an invisible character (a Windows line end '\r', a tab) is shown, e.g. 'sub-01\r'
+            errors.append(f"{prefix}{value!r} is not a valid BIDS label (letters and digits only)")
         else:
             clean.append(value)
     return clean, errors

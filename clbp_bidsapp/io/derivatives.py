@@ -173,19 +173,16 @@ def input_overlap(path: Path, *, raw_dir: Path | None, derivative_inputs: Sequen
     Symbolic links are resolved first, so a link cannot lead into the input.
     """
     target = path.resolve()
-    for source in derivative_inputs:
-        relation = _relation(target, source.resolve())
-        if relation:
-            return f"{relation} the input dataset {source}"
+    found = [(_relation(target, source.resolve()), source) for source in derivative_inputs]
     if raw_dir is not None:
-        raw = raw_dir.resolve()
-        relation = _relation(target, raw)
-        if relation == "is inside":
-            inner = target.relative_to(raw).parts
-            if inner[0] == "derivatives" and len(inner) > 1:
-                return None
-        if relation:
-            return f"{relation} the input dataset {raw_dir}"
+        relation = _relation(target, raw_dir.resolve())
+        inner = target.relative_to(raw_dir.resolve()).parts if relation == "is inside" else ()
+        if not (inner[:1] == ("derivatives",) and len(inner) > 1):
+            found.append((relation, raw_dir))
+    for wanted in ("is", "is inside", "holds"):  # the most telling first
+        for relation, source in found:
+            if relation == wanted:
+                return f"{relation} the input dataset {source}"
     return None
 
 

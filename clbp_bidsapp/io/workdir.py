@@ -24,6 +24,8 @@ LOGGER = logging.getLogger("clbp_bidsapp")
 
 GRAPH_FOLDER = "clbp_wf"  # name of the top workflow in workflows/execution.py: nipype's folder for it
 MARKER = ".clbp-bidsapp-work.json"
+# what nipype writes next to the participant folders of a top workflow (its graph report, Workflow.run)
+NIPYPE_REPORT_FILES = frozenset({"index.html", "d3.js", "graph1.json", "graph.json"})
 
 
 def work_dir_problem(
@@ -76,8 +78,12 @@ def clean(work_dir: Path, graphs: Sequence[str]) -> list[Path]:
             if folder.is_dir() and not folder.is_symlink():
                 shutil.rmtree(folder)  # does not follow symbolic links inside (they are unlinked, not entered)
                 removed.append(folder)
-        if _remove_if_empty(graph):
-            removed.append(graph)
+        rest = list(graph.iterdir())
+        if all(p.name in NIPYPE_REPORT_FILES and p.is_file() and not p.is_symlink() for p in rest):
+            for report_file in rest:  # no other run's participants left: nipype's report of the graph goes too
+                report_file.unlink()
+            if _remove_if_empty(graph):
+                removed.append(graph)
     if graph.exists() or graph.is_symlink():
         return removed  # another run's participants are still there: keep the marker for their cleaning
     created = _created_folder(marker)

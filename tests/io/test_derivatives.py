@@ -42,9 +42,9 @@ def test_output_inside_input_is_refused(tmp_path):
 @pytest.mark.parametrize(
     ("where", "refused"),
     [
-        ("bids", "holds the input dataset"),  # (it holds the fMRIPrep input, which is checked first)
+        ("bids", "is the input dataset"),
         ("bids/sub-01", "is inside the input dataset"),
-        ("bids/derivatives", "holds the input dataset"),
+        ("bids/derivatives", "is inside the input dataset"),  # only derivatives/<name>
         ("bids/derivatives/fmriprep", "is the input dataset"),
         ("bids/derivatives/fmriprep/clbp", "is inside the input dataset"),
         ("bids/derivatives/clbp", None),  # where BIDS, fMRIPrep and XCP-D put derivatives
