@@ -1,10 +1,14 @@
 """``clbp-bidsapp-docker``: run the container with host paths, like ``fmriprep-docker``.
 
-Host folders named on the command line are mounted into the container (the input dataset read-only) and the
-arguments rewritten to the container paths. The container runs as the calling user (outputs belong to you),
-with a read-only root file system, a private ``/tmp`` and no network — the same conditions as Apptainer on a
-cluster. ``--print-command`` prints the equivalent ``docker run`` (or, with ``--apptainer IMAGE.sif``,
-``apptainer run``) command instead of running it, and needs no Docker engine.
+The app's arguments are read with the app's own parser, so options may come before or after the positionals.
+Host folders and files named on the command line are mounted into the container (the input dataset and every
+user file read-only) and the arguments rewritten to the container paths. Docker mounts use
+``--mount type=bind,source=…,target=…`` (CSV-quoted, so a path with ``:`` or ``,`` works); Apptainer's ``-B``
+cannot escape ``:`` or ``,``, so such a path is refused with a message. The container runs as the calling user
+(outputs belong to you), with a read-only root file system, a private ``/tmp`` and no network — the same
+conditions as Apptainer on a cluster. ``--print-command`` prints the equivalent ``docker run`` (or, with
+``--apptainer IMAGE.sif``, ``apptainer run``) command instead of running it, needs no Docker engine and creates
+nothing on the host.
 """
 
 from __future__ import annotations
@@ -19,18 +23,20 @@ from pathlib import Path
 
 from clbp_bidsapp.__about__ import __version__
 from clbp_bidsapp.cli import messages
-from clbp_bidsapp.errors import ExitCode
+from clbp_bidsapp.errors import ExitCode, UserError
 
 DEFAULT_IMAGE = f"clbp-bidsapp:{__version__}"
-# Options of the app whose value is a host path to mount; the bool says whether it is written to.
-PATH_OPTIONS = {
-    "--fmriprep-dir": False,
-    "-w": True,
-    "--work-dir": True,
-    "--config-file": False,
-    "--bids-filter-file": False,
-    "--bids-database-dir": True,
+# Destinations of the app's parser whose value is a host folder, mounted at /mnt/<name>; True: written to.
+FOLDER_OPTIONS = {
+    "inputs.fmriprep_dir": ("fmriprep_dir", False),
+    "execution.work_dir": ("work", True),
+    "execution.bids_database_dir": ("bids_database", True),
 }
+# Destinations whose value is a user file (or a list with files among bundled names): its folder is mounted
+# read-only (an atlas NIfTI brings its TSV of the same name) and the value rewritten.
+FILE_OPTIONS = ("config_file", "bids_filter_file", "denoise.strategy", "connectivity.networks",
+                "connectivity.atlases", "connectivity.seeds")  # fmt: skip
+PASS_THROUGH = {"-h", "--help", "--version"}
 
 
 @dataclass
@@ -48,6 +54,16 @@ class Plan:
         self.mounts.append((host, container, read_only))
         return container
 
+    def mount_file(self, host: str | Path) -> str:
+        """Mount the folder of a user file read-only; return the file's container path."""
+        path = Path(host).resolve()
+        number = 1 + sum(container.startswith("/mnt/in") for _, container, _ in self.mounts)
+        folder = self.mount(path.parent, f"/mnt/in{number}", read_only=True)
+        return f"{folder}/{path.name}"
+
+    def writable_folders(self) -> list[Path]:
+        return [Path(host) for host, _, read_only in self.mounts if not read_only]
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -62,52 +78,93 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def plan_run(app_args: Sequence[str]) -> Plan:
-    """Mount BIDS_DIR (read-only), OUTPUT_DIR and every path option; rewrite the arguments.
+    """Mount BIDS_DIR (read-only), OUTPUT_DIR, every folder option and every user file; rewrite the arguments.
 
-    As in every BIDS App call, the three positional arguments come first: BIDS_DIR OUTPUT_DIR LEVEL.
+    The arguments are parsed with the app's parser (any order), then written back option by option with
+    container paths; what the app's parser does not know is passed on unchanged, for the app to report.
     """
+    from clbp_bidsapp.cli.parser import build_parser as app_parser
+
     plan = Plan()
-    args = list(app_args)
-    if len(args) >= 3 and not any(a.startswith("-") for a in args[:3]):
-        bids_dir, output_dir, level = args[:3]
-        Path(output_dir).mkdir(parents=True, exist_ok=True)
-        plan.args += [plan.mount(bids_dir, "/data", read_only=True), plan.mount(output_dir, "/out", read_only=False)]
-        plan.args.append(level)
-        args = args[3:]
-    i = 0
-    while i < len(args):
-        name, eq, inline = args[i].partition("=")
-        value = inline if eq else (args[i + 1] if i + 1 < len(args) else None)
-        if name not in PATH_OPTIONS or value is None:
-            plan.args.append(args[i])
-            i += 1
-            continue
-        writable = PATH_OPTIONS[name]
-        target = f"/mnt/{name.strip('-').replace('-', '_')}"
-        host = Path(value)
-        if writable:
-            host.mkdir(parents=True, exist_ok=True)
-            inner = plan.mount(host, target, read_only=False)
-        elif host.is_file():
-            inner = f"{plan.mount(host.parent, target, read_only=True)}/{host.name}"
-        else:
-            inner = plan.mount(host, target, read_only=True)
-        plan.args += [name, inner]
-        i += 1 if eq else 2
+    if PASS_THROUGH.intersection(app_args):
+        plan.args = list(app_args)
+        return plan
+    parser = app_parser()
+    try:
+        namespace, unknown = parser.parse_known_args(list(app_args))
+    except argparse.ArgumentError as exc:
+        raise UserError(f"{exc} (see clbp-bidsapp --help)") from None
+    values = vars(namespace)
+    plan.args = [
+        plan.mount(values.pop("bids_dir"), "/data", read_only=True),
+        plan.mount(values.pop("output_dir"), "/out", read_only=False),
+        values.pop("analysis_level"),
+    ]
+    for dest in dict.fromkeys(a.dest for a in parser._actions if a.option_strings and a.dest in values):
+        value = values[dest]
+        action = _action_of(parser, dest, value)
+        plan.args += _words(action, _container_value(plan, dest, value))
+    plan.args += unknown
     return plan
+
+
+def _container_value(plan: Plan, dest: str, value):
+    if dest in FOLDER_OPTIONS:
+        name, writable = FOLDER_OPTIONS[dest]
+        return plan.mount(value, f"/mnt/{name}", read_only=not writable)
+    if dest not in FILE_OPTIONS:
+        return value
+    if isinstance(value, list):
+        return [plan.mount_file(v) if _is_file(v) else v for v in value]
+    return plan.mount_file(value) if _is_file(value) else value
+
+
+def _is_file(value) -> bool:
+    """A user file (bundled names such as ``36P``, ``pcc`` or ``seitzman`` are not files in the current folder)."""
+    return Path(value).is_file()
+
+
+def _action_of(parser: argparse.ArgumentParser, dest: str, value) -> argparse.Action:
+    """The option that gave ``value`` (``--no-band-pass`` and ``--band-pass`` share a destination)."""
+    actions = [a for a in parser._actions if a.dest == dest and a.option_strings]
+    for action in actions:
+        if action.nargs == 0 and not isinstance(action, argparse._CountAction) and action.const == value:
+            return action
+    return next(a for a in actions if a.nargs != 0 or isinstance(a, argparse._CountAction))
+
+
+def _words(action: argparse.Action, value) -> list[str]:
+    """The option and its value(s) as the app's parser reads them back."""
+    dashed = [o for o in action.option_strings if o.startswith("--") and "_" not in o]
+    option = (dashed or action.option_strings)[0]
+    if isinstance(action, argparse._CountAction):
+        return [option] * int(value)
+    if action.nargs == 0:  # store_true / store_false / store_const
+        return [option]
+    if isinstance(value, list | tuple):
+        return [option, *map(str, value)]
+    return [option, str(value)]
+
+
+def docker_mount(host: str, container: str, read_only: bool) -> str:
+    """One ``--mount`` value; docker reads it as CSV, so a field with ``,`` or ``"`` is quoted, quotes doubled."""
+    fields = ["type=bind", f"source={host}", f"target={container}"] + (["readonly"] if read_only else [])
+    return ",".join('"' + f.replace('"', '""') + '"' if any(c in f for c in ',"\n') else f for f in fields)
 
 
 def docker_command(plan: Plan, image: str) -> list[str]:
     command = ["docker", "run", "--rm", "--read-only", "--tmpfs", "/tmp", "--network", "none",
                "--user", f"{os.getuid()}:{os.getgid()}"]  # fmt: skip
     for host, container, read_only in plan.mounts:
-        command += ["-v", f"{host}:{container}{':ro' if read_only else ''}"]
+        command += ["--mount", docker_mount(host, container, read_only)]
     return [*command, image, *plan.args]
 
 
 def apptainer_command(plan: Plan, sif: str) -> list[str]:
     command = ["apptainer", "run", "--cleanenv", "--containall", "--writable-tmpfs"]
     for host, container, read_only in plan.mounts:
+        if ":" in host or "," in host:
+            raise UserError(f"{host}: Apptainer's -B cannot bind a path holding ':' or ','; rename or link the folder")
         command += ["-B", f"{host}:{container}{':ro' if read_only else ''}"]
     return [*command, sif, *plan.args]
 
@@ -122,10 +179,13 @@ def run_container(plan: Plan, image: str) -> int:
     except docker.errors.DockerException as exc:
         messages.error(f"no Docker engine answers ({exc}); start Docker or use --print-command")
         return int(ExitCode.USAGE)
-    volumes = {host: {"bind": container, "mode": "ro" if ro else "rw"} for host, container, ro in plan.mounts}
+    for folder in plan.writable_folders():  # created by you, not by the engine as root
+        folder.mkdir(parents=True, exist_ok=True)
+    # the API's Mounts take each path as one JSON string: no ':' or ',' parsing
+    mounts = [docker.types.Mount(target=c, source=h, type="bind", read_only=ro) for h, c, ro in plan.mounts]
     try:
         container = client.containers.run(
-            image, plan.args, volumes=volumes, user=f"{os.getuid()}:{os.getgid()}", network_mode="none",
+            image, plan.args, mounts=mounts, user=f"{os.getuid()}:{os.getgid()}", network_mode="none",
             read_only=True, tmpfs={"/tmp": ""}, detach=True,
         )  # fmt: skip
     except docker.errors.ImageNotFound:
@@ -142,11 +202,15 @@ def run_container(plan: Plan, image: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> None:
     own, app_args = build_parser().parse_known_args(sys.argv[1:] if argv is None else argv)
-    plan = plan_run(app_args)
-    if own.print_command:
-        command = apptainer_command(plan, own.apptainer) if own.apptainer else docker_command(plan, own.image)
-        print(shlex.join(command))
-        sys.exit(0)
+    try:
+        plan = plan_run(app_args)
+        if own.print_command:
+            command = apptainer_command(plan, own.apptainer) if own.apptainer else docker_command(plan, own.image)
+            print(shlex.join(command))
+            sys.exit(0)
+    except UserError as exc:
+        messages.error(str(exc))
+        sys.exit(int(exc.exit_code))
     sys.exit(run_container(plan, own.image))
 
 
