@@ -71,23 +71,23 @@ class Check:
 
     def describe(self) -> str:
         """What is expected, e.g. ``an integer >= 1`` or ``a list of 2 numbers, each > 0``."""
-        one = self.text or _KIND_NAMES[self.kind][0]
-        if self.choices:
-            one = "one of " + ", ".join(str(c) for c in self.choices)
-        elif self.low is not None and self.high is not None:
+        limits = ""
+        if self.low is not None and self.high is not None:
             low, high = _number(self.low), _number(self.high)
-            one += f" in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+            limits = f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
         elif self.low is not None:
-            one += f" {'>' if self.low_open else '>='} {_number(self.low)}"
+            limits = f"{'>' if self.low_open else '>='} {_number(self.low)}"
         elif self.high is not None:
-            one += f" {'<' if self.high_open else '<='} {_number(self.high)}"
+            limits = f"{'<' if self.high_open else '<='} {_number(self.high)}"
+        if self.choices:
+            one = each = "one of " + ", ".join(str(c) for c in self.choices)
+        else:
+            one = f"{self.text or _KIND_NAMES[self.kind][0]} {limits}".strip()
+            each = limits or (self.text or "")
         if not self.many:
             return one
         count = " or ".join(str(n) for n in self.lengths) + " " if self.lengths else ""
-        plural = _KIND_NAMES[self.kind][1]
-        if self.text or self.choices or self.low is not None or self.high is not None:
-            return f"a list of {count}{plural}, each {one}"
-        return f"a list of {count}{plural}"
+        return f"a list of {count}{_KIND_NAMES[self.kind][1]}" + (f", each {each}" if each else "")
 
     def from_text(self, text: str) -> Any:
         """One command-line word as this setting's type (the range is checked by :meth:`problem`)."""

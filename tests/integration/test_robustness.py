@@ -294,11 +294,12 @@ def test_input_is_not_a_bids_dataset(make_input, text, dataset, tmp_path):
 
 
 def test_output_inside_the_input_is_refused(dataset):
+    """In the raw part of the dataset (BIDS_DIR/derivatives/<name> is allowed: see test_robustness_paths.py)."""
     before = tree_digest(dataset)
-    result = cli(dataset, dataset / "derivatives" / "clbp", "participant")
+    result = cli(dataset, dataset / "code" / "clbp", "participant")
     assert_user_error(result, 4, "is inside the input dataset", str(dataset), "choose a folder outside it")
     assert tree_digest(dataset) == before
-    assert not (dataset / "derivatives" / "clbp").exists()
+    assert not (dataset / "code" / "clbp").exists()
 
 
 def _mounted(target: Path, options: str) -> bool:
