@@ -41,6 +41,13 @@ def config_default(dest: str) -> tuple[bool, Any]:
     return True, getattr(section_obj, name)
 
 
+def field_check(dest: str):
+    """The :class:`~clbp_bidsapp.config.Check` of a setting (what its value must be)."""
+    from clbp_bidsapp.config import field_check as check
+
+    return check(dest)
+
+
 def _format_value(value: Any) -> str:
     if isinstance(value, tuple | list):
         return " ".join(str(v) for v in value)
@@ -124,6 +131,8 @@ def parser_markdown(parser: argparse.ArgumentParser, *, level: int = 2) -> str:
             if action.choices:
                 details.append("Choices: " + ", ".join(f"`{c}`" for c in action.choices) + ".")
             if "." in action.dest and action.option_strings:
+                if action.nargs != 0 and not action.choices and config_default(action.dest)[0]:
+                    details.append(_sentence(f"Accepts: {field_check(action.dest).describe()}"))
                 details.append(f"Setting: `{action.dest}`.")
             lines.append(f":   {' '.join([_sentence(help_text or '(no description)'), *details])}")
             lines.append("")

@@ -66,6 +66,13 @@ def discover_participants(bids_dir: Path, fmriprep_dir: Path | None) -> list[str
 
 LABEL = object()  # stands for the array task's participant label in a command: written as "$LABEL"
 SIMPLE_VALUE = re.compile(r"[A-Za-z0-9:._%+=-]+")  # mem, time: no spaces, quotes or shell characters
+PLAIN_PATH = re.compile(r"[A-Za-z0-9_./%+-]+")  # safe in an #SBATCH line, which sbatch parses by its own rules
+
+
+def sbatch_output(log: str) -> str:
+    """``#SBATCH --output=`` for a plain path (so a direct ``sbatch`` rerun logs there too); else nothing: submit.sh
+    always passes ``--output`` on sbatch's command line, quoted."""
+    return f"#SBATCH --output={log}\n" if PLAIN_PATH.fullmatch(log) else ""
 
 
 def shell_words(words: Sequence[Any]) -> str:
@@ -128,8 +135,8 @@ def render_scripts(args: argparse.Namespace, labels: Sequence[str], extra: Seque
     """participants.txt, the participant array and group job scripts, and submit.sh.
 
     Every value from the command line reaches bash through ``shlex.quote`` (see :func:`shell_words`); log paths
-    are given to ``sbatch`` on its command line in submit.sh, not in ``#SBATCH`` lines, which sbatch parses
-    with its own rules.
+    are given to ``sbatch`` on its command line in submit.sh, and in ``#SBATCH`` lines (which sbatch parses by
+    its own rules) only when they are plain (:func:`sbatch_output`).
     """
     check_values(args, labels)
     out = args.output_dir.resolve()
@@ -151,7 +158,7 @@ def render_scripts(args: argparse.Namespace, labels: Sequence[str], extra: Seque
 #SBATCH --cpus-per-task={args.cpus}
 #SBATCH --mem={args.mem}
 #SBATCH --time={args.time}
-{sbatch_extra}set -euo pipefail
+{sbatch_output(f"{script_dir}/participant-%A_%a.log")}{sbatch_extra}set -euo pipefail
 export LOGNAME=${{LOGNAME:-$(id -un)}}
 LABEL=$(sed -n "${{SLURM_ARRAY_TASK_ID}}p" {shlex.quote(str(script_dir / "participants.txt"))})
 echo "clbp-bidsapp participant level: sub-$LABEL (array task $SLURM_ARRAY_TASK_ID)"
@@ -162,7 +169,7 @@ echo "clbp-bidsapp participant level: sub-$LABEL (array task $SLURM_ARRAY_TASK_I
 #SBATCH --cpus-per-task={args.cpus}
 #SBATCH --mem={args.mem}
 #SBATCH --time={args.time}
-{sbatch_extra}set -euo pipefail
+{sbatch_output(f"{script_dir}/group-%j.log")}{sbatch_extra}set -euo pipefail
 export LOGNAME=${{LOGNAME:-$(id -un)}}
 {shell_words(app_command(args, "group", list(extra), (f"{work_root}/group",)))}
 """

@@ -135,3 +135,15 @@ def test_values_that_cannot_stay_one_value_are_refused(tmp_path, option, fragmen
     assert fragment in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out" / "logs").exists()
+
+
+def test_plain_log_paths_stay_in_the_sbatch_lines(tmp_path):
+    """A direct ``sbatch participant.sbatch`` rerun logs next to the scripts when the path is plain; a path with
+    spaces or shell characters is given only on sbatch's command line in submit.sh (quoted)."""
+    plain = slurm.build_parser().parse_args([str(tmp_path / "bids"), str(tmp_path / "out")])
+    script = slurm.render_scripts(plain, ["01"], [])["participant.sbatch"]
+    assert f"#SBATCH --output={(tmp_path / 'out').resolve()}/logs/slurm/participant-%A_%a.log\n" in script
+    odd = slurm.build_parser().parse_args([str(tmp_path / "bids"), str(tmp_path / "out $(x)")])
+    scripts = slurm.render_scripts(odd, ["01"], [])
+    assert "#SBATCH --output" not in scripts["participant.sbatch"] + scripts["group.sbatch"]
+    assert "'--output=" in scripts["submit.sh"]
