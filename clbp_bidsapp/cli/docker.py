@@ -95,6 +95,7 @@ def plan_run(app_args: Sequence[str]) -> Plan:
     except argparse.ArgumentError as exc:
         raise UserError(f"{exc} (see clbp-bidsapp --help)") from None
     values = vars(namespace)
+    refuse_writes_into_the_input(values)
     plan.args = [
         plan.mount(values.pop("bids_dir"), "/data", read_only=True),
         plan.mount(values.pop("output_dir"), "/out", read_only=False),
@@ -106,6 +107,35 @@ def plan_run(app_args: Sequence[str]) -> Plan:
         plan.args += _words(action, _container_value(plan, dest, value))
     plan.args += unknown
     return plan
+
+
+def refuse_writes_into_the_input(values: dict) -> None:
+    """The app's rule on the host paths: in the container the input and a writable folder inside it are separate
+    mounts (``/data`` read-only, ``/mnt/work`` writable), so the app itself could no longer see the overlap."""
+    from clbp_bidsapp.io import bids, derivatives, workdir
+
+    bids_dir = Path(values["bids_dir"])
+    derivative_inputs = [bids_dir] if bids.is_derivative_dataset(bids_dir) else []
+    fmriprep = values.get("inputs.fmriprep_dir")
+    if fmriprep is not None:
+        derivative_inputs.append(Path(fmriprep))
+    elif (bids_dir / "derivatives" / "fmriprep").is_dir():
+        derivative_inputs.append(bids_dir / "derivatives" / "fmriprep")
+    raw_dir = None if bids.is_derivative_dataset(bids_dir) else bids_dir
+    output = Path(values["output_dir"])
+    rule = {"raw_dir": raw_dir, "derivative_inputs": derivative_inputs}
+    overlap = derivatives.input_overlap(output, **rule)
+    if overlap:
+        raise UserError(f"output folder {output} {overlap}; choose a folder outside it, or BIDS_DIR/derivatives/<name>")
+    work = values.get("execution.work_dir")
+    if work is not None:
+        problem = workdir.work_dir_problem(Path(work), output_dir=output, **rule)
+        if problem:
+            raise UserError(f"--work-dir {work} {problem}")
+    database = values.get("execution.bids_database_dir")
+    overlap = derivatives.input_overlap(Path(database), **rule) if database is not None else None
+    if overlap:
+        raise UserError(f"--bids-database-dir {database} {overlap}; the input is never written: choose another folder")
 
 
 def _container_value(plan: Plan, dest: str, value):

@@ -7,6 +7,8 @@ import shlex
 import subprocess
 import sys
 
+import pytest
+
 from clbp_bidsapp.cli.docker import apptainer_command, docker_command, docker_mount, plan_run
 
 
@@ -119,3 +121,29 @@ def test_print_command_needs_no_engine(tmp_path):
     words = shlex.split(done.stdout)
     assert words[0] == "docker" and words[-4:] == ["img:1", "/data", "/out", "group"]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-w", "{bids}/code/work"], "--work-dir {bids}/code/work is inside the input dataset {bids}"),
+        (
+            ["--bids-database-dir", "{bids}/derivatives/fmriprep/db"],
+            "--bids-database-dir {bids}/derivatives/fmriprep/db",
+        ),
+        (["-w", "{out}"], "--work-dir {out} is the output folder"),
+    ],
+)
+def test_writable_mounts_inside_the_input_are_refused(tmp_path, args, message):
+    """In the container the input (/data, read-only) and a writable folder inside it (/mnt/work) are separate
+    mounts, so the app could not see the overlap: the wrapper applies the app's rule to the host paths."""
+    bids, out = tmp_path / "bids", tmp_path / "out"
+    (bids / "derivatives" / "fmriprep").mkdir(parents=True)
+    fill = {"bids": bids, "out": out}
+    done = subprocess.run(
+        [sys.executable, "-m", "clbp_bidsapp.cli.docker", "--print-command", str(bids), str(out), "participant",
+         *(a.format(**fill) for a in args)], capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout
+    assert len(done.stderr.strip().splitlines()) == 1 and message.format(**fill) in done.stderr, done.stderr
+    assert sorted(p.name for p in bids.iterdir()) == ["derivatives"] and not out.exists()
