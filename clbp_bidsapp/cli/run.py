@@ -286,7 +286,9 @@ def _check_paths(settings: Settings, errors: list[str], output_errors: list[str]
             errors.append(f"--work-dir {ex.work_dir} {problem}")
     if ex.bids_database_dir is not None:
         overlap = derivatives.input_overlap(ex.bids_database_dir, raw_dir=raw_dir, derivative_inputs=derivative_inputs)
-        if overlap:
+        if ex.bids_database_dir.exists() and not ex.bids_database_dir.is_dir():
+            errors.append(f"--bids-database-dir {ex.bids_database_dir} is a file, not a folder; choose a folder")
+        elif overlap:
             errors.append(
                 f"--bids-database-dir {ex.bids_database_dir} {overlap}; the input is never written: "
                 "choose a folder outside it"

@@ -41,6 +41,8 @@ def work_dir_problem(
     or a folder holding it; a folder inside the output folder other than its default ``OUTPUT_DIR/work``, whose
     files would be mistaken for outputs.
     """
+    if work_dir.exists() and not work_dir.is_dir():
+        return "is a file, not a folder; choose a folder (default: OUTPUT_DIR/work)"
     overlap = input_overlap(work_dir, raw_dir=raw_dir, derivative_inputs=derivative_inputs)
     if overlap:
         return f"{overlap}; the input is never written: choose a working folder outside it (default: OUTPUT_DIR/work)"
@@ -67,7 +69,7 @@ def claim(work_dir: Path) -> None:
 def clean(work_dir: Path, graphs: Sequence[str]) -> list[Path]:
     """Remove what the app created for the participant workflows ``graphs``; return what was removed."""
     marker = work_dir / MARKER
-    if not marker.is_file() or work_dir.is_symlink():
+    if not marker.is_file():
         LOGGER.warning("not cleaning %s: it has no %s marker of this app", work_dir, MARKER)
         return []
     graph = work_dir / GRAPH_FOLDER

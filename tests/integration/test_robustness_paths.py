@@ -163,6 +163,16 @@ def test_folders_inside_the_input_are_refused(option, where, text, dataset, tmp_
     assert tree_digest(dataset) == before
 
 
+@pytest.mark.parametrize("option", ["-w", "--bids-database-dir"])
+def test_a_file_where_a_folder_is_needed(option, dataset, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("keep")
+    result = cli(dataset, tmp_path / "out", "participant", *FAST, option, blocker)
+    flag = "--work-dir" if option == "-w" else option
+    assert_user_error(result, 2, f"{flag} {blocker} is a file, not a folder")
+    assert blocker.read_text() == "keep"
+
+
 # -- 3. BIDS_DIR/derivatives/<name> is a good output folder ----------------------------------------------------------
 
 

@@ -77,10 +77,12 @@ def test_clean_does_not_follow_a_linked_graph_folder(tmp_path):
         ("res/out/other", "is inside the output folder"),
         ("bids", "is the input dataset"),
         ("bids/derivatives/scratch", None),
+        ("a-file", "is a file, not a folder"),
     ],
 )
 def test_work_dir_rule(tmp_path, where, problem):
     (tmp_path / "bids" / "derivatives" / "fmriprep").mkdir(parents=True)
+    (tmp_path / "a-file").write_text("x")
     found = workdir.work_dir_problem(
         tmp_path / where,
         output_dir=tmp_path / "res" / "out",
