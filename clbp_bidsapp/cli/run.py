@@ -214,6 +214,7 @@ def _space(overrides: dict, errors: list[str]) -> None:
 
 
 def _check_settings(settings: Settings) -> list[str]:
+    """Checks that need the analysis level or the files named (plain ranges: :meth:`Settings.validate`)."""
     errors = []
     level = settings.execution.analysis_level
     valid = PARTICIPANT_STAGES if level == "participant" else GROUP_STAGES
