@@ -112,21 +112,18 @@ def plan_run(app_args: Sequence[str]) -> Plan:
 def refuse_writes_into_the_input(values: dict) -> None:
     """The app's rule on the host paths: in the container the input and a writable folder inside it are separate
     mounts (``/data`` read-only, ``/mnt/work`` writable), so the app itself could no longer see the overlap."""
+    from clbp_bidsapp.errors import OutputError
     from clbp_bidsapp.io import bids, derivatives, workdir
 
     bids_dir = Path(values["bids_dir"])
-    derivative_inputs = [bids_dir] if bids.is_derivative_dataset(bids_dir) else []
-    fmriprep = values.get("inputs.fmriprep_dir")
-    if fmriprep is not None:
-        derivative_inputs.append(Path(fmriprep))
-    elif (bids_dir / "derivatives" / "fmriprep").is_dir():
-        derivative_inputs.append(bids_dir / "derivatives" / "fmriprep")
-    raw_dir = None if bids.is_derivative_dataset(bids_dir) else bids_dir
+    raw_dir, derivative_inputs = bids.input_folders(bids_dir, values.get("inputs.fmriprep_dir"))
     output = Path(values["output_dir"])
     rule = {"raw_dir": raw_dir, "derivative_inputs": derivative_inputs}
     overlap = derivatives.input_overlap(output, **rule)
     if overlap:
-        raise UserError(f"output folder {output} {overlap}; choose a folder outside it, or BIDS_DIR/derivatives/<name>")
+        raise OutputError(
+            f"output folder {output} {overlap}; choose a folder outside it, or BIDS_DIR/derivatives/<name>"
+        )
     work = values.get("execution.work_dir")
     if work is not None:
         problem = workdir.work_dir_problem(Path(work), output_dir=output, **rule)

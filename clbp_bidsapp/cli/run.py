@@ -273,12 +273,11 @@ def _check_paths(settings: Settings, errors: list[str], output_errors: list[str]
             source = bids.read_dataset_description(bids_dir)
         except InputError as exc:
             errors.append(str(exc))
-    derivative_inputs = [bids_dir] if bids.is_derivative_dataset(bids_dir) else []
-    raw_dir = None if derivative_inputs else bids_dir
     try:
-        derivative_inputs.append(bids.resolve_fmriprep_dir(bids_dir, settings.inputs.fmriprep_dir))
+        bids.resolve_fmriprep_dir(bids_dir, settings.inputs.fmriprep_dir)
     except InputError as exc:
         errors.append(str(exc))
+    raw_dir, derivative_inputs = bids.input_folders(bids_dir, settings.inputs.fmriprep_dir)
     if ex.work_dir is not None:
         problem = workdir.work_dir_problem(
             ex.work_dir, output_dir=ex.output_dir, raw_dir=raw_dir, derivative_inputs=derivative_inputs

@@ -7,6 +7,7 @@ table (matched by entities, never another run's file) and the anatomical tissue 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -112,6 +113,17 @@ def resolve_fmriprep_dir(bids_dir: Path, fmriprep_dir: Path | None) -> Path:
     raise InputError(
         f"no fMRIPrep derivatives found in {bids_dir}/derivatives/fmriprep; run fMRIPrep first or pass --fmriprep-dir"
     )
+
+
+def input_folders(bids_dir: Path, fmriprep_dir: Path | None) -> tuple[Path | None, list[Path]]:
+    """The read-only input as (raw dataset or None, derivative datasets read), for
+    :func:`clbp_bidsapp.io.derivatives.input_overlap`. A BIDS_DIR that is itself a derivative dataset is read-only
+    as a whole; the fMRIPrep folder is included when it is found (:func:`resolve_fmriprep_dir` says why not)."""
+    derivative = is_derivative_dataset(bids_dir)
+    derivative_inputs = [bids_dir] if derivative else []
+    with contextlib.suppress(InputError):
+        derivative_inputs.append(resolve_fmriprep_dir(bids_dir, fmriprep_dir))
+    return (None if derivative else bids_dir), derivative_inputs
 
 
 def find_participants_table(bids_dir: Path, fmriprep_dir: Path) -> Path | None:
