@@ -157,7 +157,7 @@ def normalise_labels(labels: Sequence[str], prefix: str) -> tuple[list[str], lis
         value = label[len(prefix) :] if label.startswith(prefix) else label
         if not LABEL_RE.match(value):
             # repr: an invisible character (a Windows line end '\r', a tab) is shown, e.g. 'sub-01\r'
-            errors.append(f"{prefix}{value!r} is not a valid BIDS label (letters and digits only)")
+            errors.append(f"{prefix + value!r} is not a valid BIDS label (letters and digits only)")
         else:
             clean.append(value)
     return clean, errors

@@ -284,4 +284,4 @@ def test_flag_messages_name_the_real_flag(args, message, dataset, tmp_path):
 def test_label_with_an_invisible_character_is_shown(dataset, tmp_path):
     """A label list saved on Windows ends in '\\r': the message shows it instead of an invisible character."""
     result = cli(dataset, tmp_path / "out", "participant", "--participant-label", "01\r")
-    assert_user_error(result, 2, r"sub-'01\r' is not a valid BIDS label")
+    assert_user_error(result, 2, r"'sub-01\r' is not a valid BIDS label")
