@@ -228,10 +228,12 @@ class SafeMultiProcPlugin(MultiProcPlugin):
     def _record(self, future, taskid: int) -> None:
         try:
             self._taskresult[taskid] = future.result()
-        except BaseException as exc:  # the pool failed, not the node
+        except BaseException as exc:  # the pool failed, not the node (e.g. its worker was killed)
+            reason = f"RuntimeError: the worker process running this node ended abruptly ({exc}); "
+            reason += "the machine may be out of memory (see --mem-gb and --nprocs)\n"
             self._taskresult[taskid] = {
                 "result": None,
-                "traceback": format_exception(type(exc), exc, exc.__traceback__),
+                "traceback": [*format_exception(type(exc), exc, exc.__traceback__), reason],
                 "taskid": taskid,
             }
 
