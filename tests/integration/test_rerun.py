@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -28,8 +30,21 @@ RECORD = Path("logs/participants/sub-01.json")
 
 
 def cli(*args: str | Path, python: tuple[str, ...] = ("-m", "clbp_bidsapp.cli"), timeout: float = 600):
-    """Every command of this file goes through here (the lead may add participant-level flags)."""
-    return subprocess.run([sys.executable, *python, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+    """Every command of this file goes through here (the lead may add participant-level flags).
+
+    The command runs in its own process group; on timeout the whole group is killed (a hanging run's
+    MultiProc workers would otherwise outlive it) and the test fails.
+    """
+    command = [sys.executable, *python, *map(str, args)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)  # fmt: skip
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        pytest.fail(f"still running after {timeout:.0f} s (killed): {' '.join(command[-12:])}")
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def participant(bids: Path, out: Path, work: Path, *extra: str | Path, label: str = "01", **kwargs):
