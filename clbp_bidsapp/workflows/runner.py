@@ -121,16 +121,21 @@ def run_participant_level(settings: Settings, *, run_id: str, source: dict[str, 
         write_citation_files(ex.output_dir, settings, level="participant")
     manifest.record_inputs(ex.output_dir, run_id, read)
     manifest.write_manifest(ex.output_dir)
-    for label in outcome.succeeded:  # last: a record means every promised output is there
-        completion.write_record(
-            ex.output_dir,
-            label,
-            result_hash=settings.participant_hash(),
-            settings=settings.participant_settings(),
-            runs=used[label],
-            skipped_runs=not_analysed[label],
-            outputs=promised[label],
-        )
+    for label in list(outcome.succeeded):  # last: a record means every promised output is there
+        try:
+            completion.write_record(
+                ex.output_dir,
+                label,
+                result_hash=settings.participant_hash(),
+                settings=settings.participant_settings(),
+                runs=used[label],
+                skipped_runs=not_analysed[label],
+                outputs=promised[label],
+            )
+        except FileNotFoundError as exc:  # removed since it was checked (another process, a scratch purge)
+            outcome.succeeded.remove(label)
+            failed[label] = str(exc)
+            print(f"clbp-bidsapp:   FAILED  sub-{label}: {exc}", file=sys.stderr)
     if not outcome.succeeded:
         if not failed:
             raise InputError(

@@ -260,10 +260,11 @@ main(sys.argv[1:])
 """
 
 
-def test_a_result_file_that_cannot_be_written_stops_within_seconds(bids, tmp_path):
+@pytest.mark.parametrize("plugin", ["MultiProc", "Linear"])
+def test_a_result_file_that_cannot_be_written_stops_within_seconds(plugin, bids, tmp_path):
     """The same code path without a mount: nipype cannot save a node's result file (ENOSPC)."""
     start = time.monotonic()
-    result = participant(bids, tmp_path / "out", tmp_path / "work", python=("-c", NO_SPACE_FOR_RESULTS),
-                         timeout=120)  # fmt: skip
+    result = participant(bids, tmp_path / "out", tmp_path / "work", "--plugin", plugin,
+                         python=("-c", NO_SPACE_FOR_RESULTS), timeout=120)  # fmt: skip
     assert_stops_with_exit_4(result, time.monotonic() - start)
     assert "result_load.pklz" in result.stderr, result.stderr
