@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 import os
 import re
+import signal
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -258,7 +259,7 @@ class SafeMultiProcPlugin(MultiProcPlugin):
             raise
 
     def _stop_workers(self) -> None:
-        processes = list(getattr(self.pool, "_processes", {}).values())  # our own children
+        processes = list((getattr(self.pool, "_processes", None) or {}).values())  # our own children
         self.pool.shutdown(wait=False, cancel_futures=True)
         for process in processes:
             if process.is_alive():
@@ -266,4 +267,4 @@ class SafeMultiProcPlugin(MultiProcPlugin):
         for process in processes:
             process.join(timeout=5)
             if process.is_alive():
-                os.kill(process.pid, 9)
+                os.kill(process.pid, signal.SIGKILL)
