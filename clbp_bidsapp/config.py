@@ -412,18 +412,37 @@ class Settings:
             new_sections[f.name] = dataclasses.replace(section, **changes) if changes else section
         return Settings(**new_sections)
 
-    def result_hash(self) -> str:
-        """SHA-256 (first 16 hex digits) of every field that can change an output value."""
-        payload = {}
-        for f in fields(self):
-            section = getattr(self, f.name)
-            payload[f.name] = {
-                sf.name: _to_plain(getattr(section, sf.name))
-                for sf in fields(section)
+    def result_settings(self, sections: tuple[str, ...] | None = None) -> dict[str, dict[str, Any]]:
+        """``{section: {field: value}}`` of every field that can change an output value (plain values)."""
+        return {
+            f.name: {
+                sf.name: _to_plain(getattr(getattr(self, f.name), sf.name))
+                for sf in fields(getattr(self, f.name))
                 if sf.metadata.get("result", True)
             }
-        blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+            for f in fields(self)
+            if sections is None or f.name in sections
+        }
+
+    def result_hash(self) -> str:
+        """SHA-256 (first 16 hex digits) of every field that can change an output value."""
+        return _hash(self.result_settings())
+
+    def participant_settings(self) -> dict[str, dict[str, Any]]:
+        """The result-affecting settings of the participant level (no group or ML setting)."""
+        return self.result_settings(PARTICIPANT_SECTIONS)
+
+    def participant_hash(self) -> str:
+        """Hash of :meth:`participant_settings`: equal for participant outputs made the same way."""
+        return _hash(self.participant_settings())
+
+
+PARTICIPANT_SECTIONS = ("execution", "inputs", "denoise", "metrics", "connectivity")
+
+
+def _hash(payload: Mapping[str, Any]) -> str:
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 class SettingsError(ValueError):

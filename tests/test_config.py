@@ -123,3 +123,25 @@ def test_every_parser_destination_is_a_checked_setting():
     for dest in names:
         if "." in dest:
             assert field_check(dest) is not None
+
+
+def test_participant_hash_covers_participant_settings_only():
+    """Group and ML settings never change the participant hash; denoising, metrics, inputs and the seed do."""
+    base = Settings()
+    same = base.replace({
+        "group": {"n_permutations": 10, "covariates": ("age",)},
+        "ml": {"n_splits": 3},
+        "execution": {"nprocs": 4, "output_dir": Path("/elsewhere")},
+    })  # fmt: skip
+    assert same.participant_hash() == base.participant_hash()
+    assert same.result_hash() != base.result_hash()  # the whole-run hash still sees the group settings
+    for change in (
+        {"denoise": {"strategy": "36P"}},
+        {"metrics": {"smoothing_fwhm": 0.0}},
+        {"connectivity": {"atlases": ("aal",)}},
+        {"inputs": {"res": "2"}},
+        {"execution": {"random_seed": 1}},
+    ):
+        assert base.replace(change).participant_hash() != base.participant_hash(), change
+    assert set(base.participant_settings()) == {"execution", "inputs", "denoise", "metrics", "connectivity"}
+    assert base.participant_settings()["execution"] == {"random_seed": 0}

@@ -45,6 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(argv: Sequence[str] | None = None) -> int:
     settings, extras = parse_settings(argv)
     _configure_logging(settings.execution.verbosity)
+    if settings.execution.analysis_level == "participant":  # before anything is written, even the config log
+        from clbp_bidsapp.workflows.runner import refuse_mixed_settings
+
+        refuse_mixed_settings(settings)
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:8]
     output_dir = settings.execution.output_dir
     logs = output_dir / "logs"

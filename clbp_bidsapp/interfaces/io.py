@@ -67,12 +67,18 @@ class _DerivativeSinkOutputSpec(TraitedSpec):
 
 
 class DerivativeSink(SimpleInterface):
-    """Copy a result under its BIDS-derivatives name, atomically, with its JSON sidecar."""
+    """Copy a result under its BIDS-derivatives name, atomically, with its JSON sidecar.
+
+    A publishing interface: :meth:`published_files` lists what it writes under the output folder, and the
+    participant graph runs it on every run (its copy is cheap), so outputs deleted since the last run are
+    written again from the cached results.
+    """
 
     input_spec = _DerivativeSinkInputSpec
     output_spec = _DerivativeSinkOutputSpec
 
-    def _run_interface(self, runtime):
+    def destination(self) -> tuple[Path, Path]:
+        """The final paths of the data file and of its JSON sidecar (from the static inputs only)."""
         name = derivatives.derivative_name(
             self.inputs.source_name,
             suffix=self.inputs.suffix,
@@ -80,8 +86,17 @@ class DerivativeSink(SimpleInterface):
             **dict(self.inputs.entities),
         )
         ents = {"subject": self.inputs.subject, "session": self.inputs.session}
-        folder = derivatives.subject_dir(Path(self.inputs.output_dir), ents)
-        out = derivatives.copy_file(Path(self.inputs.in_file), folder / name)
+        out = derivatives.subject_dir(Path(self.inputs.output_dir), ents) / name
+        return out, out.with_name(name[: -len(self.inputs.extension)] + ".json")
+
+    def published_files(self) -> list[Path]:
+        """Every file this sink writes whatever its connected inputs: the data and, with metadata, the sidecar."""
+        out, sidecar = self.destination()
+        return [out, sidecar] if self.inputs.metadata else [out]
+
+    def _run_interface(self, runtime):
+        final, sidecar = self.destination()
+        out = derivatives.copy_file(Path(self.inputs.in_file), final)
         self._results["out_file"] = str(out)
         metadata = dict(self.inputs.metadata)
         extras = list(self.inputs.metadata_files)
@@ -91,7 +106,6 @@ class DerivativeSink(SimpleInterface):
             metadata.update(json.loads(Path(extra).read_text()))
         self._results["out_sidecar"] = None
         if metadata:
-            sidecar = out.with_name(name[: -len(self.inputs.extension)] + ".json")
             self._results["out_sidecar"] = str(derivatives.write_json(sidecar, metadata))
         return runtime
 

@@ -133,6 +133,9 @@ class ParticipantReport(SimpleInterface):
             sections,
             footer=f"clbp-bidsapp {__version__}",
         )
-        out = Path(self.inputs.output_dir) / f"sub-{self.inputs.participant}.html"
-        self._results["out_report"] = str(derivatives.write_text(out, text))
+        self._results["out_report"] = str(derivatives.write_text(self.published_files()[0], text))
         return runtime
+
+    def published_files(self) -> list[Path]:
+        """The report's final path (a publishing interface, like ``DerivativeSink``)."""
+        return [Path(self.inputs.output_dir) / f"sub-{self.inputs.participant}.html"]

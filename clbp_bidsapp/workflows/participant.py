@@ -90,7 +90,26 @@ def init_participant_wf(
         for index, run_wf in enumerate(run_wfs, start=1):
             workflow.connect(run_wf, "outputnode.report_fragment", gather, f"in{index}")
         workflow.connect(gather, "out", report, "fragments")
+    for node in publishing_nodes(workflow):
+        node.overwrite = True  # never taken from the cache: re-writes outputs deleted since the last run
     return workflow
+
+
+def publishing_nodes(workflow: pe.Workflow) -> list[pe.Node]:
+    """The nodes that write under the output folder (their interface has ``published_files()``)."""
+    nodes = (workflow.get_node(name) for name in workflow.list_node_names())
+    return [node for node in nodes if callable(getattr(node.interface, "published_files", None))]
+
+
+def promised_outputs(workflow: pe.Workflow, output_dir: Path) -> list[Path]:
+    """Every file a participant graph writes, relative to ``output_dir``, from its publishing nodes' inputs.
+
+    Computed from the graph itself (the same nodes that write the files), so the list cannot drift from what
+    is written; the runner checks that each exists when the participant finishes.
+    """
+    root = Path(output_dir)
+    files = {path.relative_to(root) for node in publishing_nodes(workflow) for path in node.interface.published_files()}
+    return sorted(files)
 
 
 def init_run_wf(

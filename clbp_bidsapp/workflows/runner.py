@@ -13,11 +13,11 @@ from clbp_bidsapp.config import Settings
 from clbp_bidsapp.core.denoise import ConfoundError
 from clbp_bidsapp.errors import ExitCode, InputError, UserError
 from clbp_bidsapp.interfaces.denoise import plan_denoising
-from clbp_bidsapp.io import bids, derivatives, images, manifest, workdir
+from clbp_bidsapp.io import bids, completion, derivatives, images, manifest, workdir
 from clbp_bidsapp.io.confounds import read_confounds
 from clbp_bidsapp.reports.methods import write_citation_files
 from clbp_bidsapp.workflows.execution import run_graph
-from clbp_bidsapp.workflows.participant import init_participant_wf
+from clbp_bidsapp.workflows.participant import init_participant_wf, promised_outputs
 
 LOGGER = logging.getLogger("clbp_bidsapp")
 
@@ -58,10 +58,16 @@ def run_participant_level(settings: Settings, *, run_id: str, source: dict[str, 
     )
     failed = dict(collection.failed)
     skipped = list(collection.skipped)
+    for label in [*collection.runs, *collection.failed]:  # no record while a participant is being (re)made
+        completion.remove_record(ex.output_dir, label)
     workflows = {}
+    used: dict[str, list[str]] = {}
+    not_analysed: dict[str, list[str]] = {}
     for label, runs in collection.runs.items():
         try:
             usable = [run for run in runs if check_run(run, settings=settings, skipped=skipped)]
+            used[label] = [run.source_name for run in usable]
+            not_analysed[label] = [run.source_name for run in runs if run not in usable]
             if not usable:
                 failed[label] = "no run has enough data after censoring (see the skipped runs below)"
                 continue
@@ -95,6 +101,15 @@ def run_participant_level(settings: Settings, *, run_id: str, source: dict[str, 
             crash_dir=ex.output_dir / "logs" / f"crash-{run_id}",
         )
     failed.update(outcome.failed)
+    promised = {label: promised_outputs(wf, ex.output_dir) for label, wf in workflows.items()}
+    verified = []
+    for label in outcome.succeeded:  # success is judged from disk, not from the graph
+        missing = completion.missing_outputs(ex.output_dir, promised[label])
+        if missing:
+            failed[label] = missing_outputs_reason(ex.output_dir, missing)
+        else:
+            verified.append(label)
+    outcome.succeeded = verified
     report(outcome.succeeded, failed, skipped)
     read = [
         path
@@ -107,6 +122,21 @@ def run_participant_level(settings: Settings, *, run_id: str, source: dict[str, 
         write_citation_files(ex.output_dir, settings, level="participant")
     manifest.record_inputs(ex.output_dir, run_id, read)
     manifest.write_manifest(ex.output_dir)
+    for label in list(outcome.succeeded):  # last: a record means every promised output is there
+        try:
+            completion.write_record(
+                ex.output_dir,
+                label,
+                result_hash=settings.participant_hash(),
+                settings=settings.participant_settings(),
+                runs=used[label],
+                skipped_runs=not_analysed[label],
+                outputs=promised[label],
+            )
+        except FileNotFoundError as exc:  # removed since it was checked (another process, a scratch purge)
+            outcome.succeeded.remove(label)
+            failed[label] = str(exc)
+            print(f"clbp-bidsapp:   FAILED  sub-{label}: {exc}", file=sys.stderr)
     if not outcome.succeeded:
         if not failed:
             raise InputError(
@@ -119,6 +149,52 @@ def run_participant_level(settings: Settings, *, run_id: str, source: dict[str, 
     if ex.clean_workdir:
         workdir.clean(work_dir_for(settings), [wf.name for wf in workflows.values()])  # only what the app made
     return ExitCode.OK
+
+
+def missing_outputs_reason(output_dir: Path, missing: list[Path]) -> str:
+    """One line naming the first missing output (and how many more) of a participant whose graph ran."""
+    more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+    return (
+        f"output {output_dir / missing[0]}{more} missing after the run (not written, or removed while running); "
+        "check that the output folder can be written, then rerun"
+    )
+
+
+def refuse_mixed_settings(settings: Settings) -> None:
+    """Refuse a participant run whose result-affecting settings differ from the participants already there.
+
+    Maps made with different settings in one folder would be compared at the group level as if made alike
+    (processing confounded with diagnosis). Raises :class:`UserError` (exit 2) naming the folder, how many
+    participants differ, every differing setting (old → new) and what to do.
+    """
+    output_dir = settings.execution.output_dir
+    current = settings.participant_hash()
+    others = [r for r in completion.read_records(output_dir).values() if r.get("result_hash") != current]
+    if not others:
+        return
+    differences: list[str] = []
+    for record in others:
+        for line in completion.settings_differences(record.get("settings", {}), settings.participant_settings()):
+            if line not in differences:
+                differences.append(line)
+    replay = _config_with_hash(output_dir, others[0].get("result_hash"))
+    how = f"replay {replay} with --config-file" if replay else "replay logs/config-*.toml with --config-file"
+    raise UserError(
+        f"output folder {output_dir} holds {len(others)} participant(s) made with other settings "
+        f"({'; '.join(differences) or 'settings of another version'}); use a new output folder, or the same "
+        f"settings ({how})"
+    )
+
+
+def _config_with_hash(output_dir: Path, result_hash: str | None) -> Path | None:
+    """The newest ``logs/config-*.toml`` whose participant settings have ``result_hash`` (None if none)."""
+    for path in sorted((output_dir / "logs").glob("config-*.toml"), reverse=True):
+        try:
+            if Settings.from_toml(path.read_text()).participant_hash() == result_hash:
+                return path
+        except Exception:  # an unreadable or older config file is simply not a candidate
+            continue
+    return None
 
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
