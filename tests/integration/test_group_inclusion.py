@@ -33,7 +33,7 @@ GROUP_ARGS = ("--n-permutations", "20", "--no-tfce", "--covariates", "--group-me
               "reho", "fcz", "--skip", "ml", "ica", "report", "connectome")  # fmt: skip
 
 
-SETTING_ROW = "<td>{}</td><td>{}</td>"
+SETTING_ROW = "<th>{}</th><td>{}</td>"
 
 
 def cli(*args: str | Path) -> subprocess.CompletedProcess:
@@ -124,9 +124,12 @@ def test_interrupted_participant_level_is_not_a_success(copy):
 def test_no_requested_map_found_exits_3(copy):
     """#19.4: every requested analysis reported as not run, with its reason; none ran -> exit 3."""
     root, out = copy
-    result = cli(root, out, "group", *GROUP_ARGS[:-8], "--group-metrics", "vmhc", "dc", "--skip", "ml", "ica",
-                 "report", "connectome")  # fmt: skip
-    assert_user_error(result, 3, "vmhc not run: no vmhc maps", "dc not run: no dc maps", "no group analysis ran")
+    args = ("--n-permutations", "20", "--covariates", "--group-metrics", "vmhc", "dc", "--skip", "ml", "ica",
+            "report", "connectome")  # fmt: skip
+    result = cli(root, out, "group", *args)
+    assert_user_error(
+        result, 3, "vmhc not run: no vmhc maps", "dc not run: no dc maps", "no group analysis ran", max_lines=10
+    )
     assert not (out / "logs" / "methods-group.json").exists()
 
 
@@ -211,7 +214,7 @@ def test_group_describes_the_participant_settings(copy):
     assert result.returncode == 0, result.stderr
     html = (out / "group.html").read_text()
     assert SETTING_ROW.format("denoise.strategy", "24P") in html
-    assert SETTING_ROW.format("metrics.smoothing_fwhm", "6.0") in html
+    assert SETTING_ROW.format("metrics.smoothing_fwhm", "6") in html
     assert "36P" not in html
 
 
@@ -225,12 +228,12 @@ def test_session_and_participant_selection(copy):
     qc = pd.read_csv(out / "sub-01" / "ses-2" / "func" / "sub-01_ses-2_task-rest_desc-denoising_qc.tsv", sep="\t")
     assert design(out).loc[0, "mean_fd"] == pytest.approx(qc.loc[0, "mean_fd"])
 
-    result = cli(root, out, "group", *GROUP_ARGS, "--participant-label", "01", "03", "--min-per-group", "1")
+    result = cli(root, out, "group", *GROUP_ARGS, "--participant-label", "01", "02", "04", "--min-per-group", "1")
     assert result.returncode == 0, result.stderr
-    assert "group level reads participants sub-01, sub-03" in result.stderr
-    assert list(design(out)["participant_id"]) == ["01", "03"]
+    assert "group level reads participants sub-01, sub-02, sub-04" in result.stderr
+    assert list(design(out)["participant_id"]) == ["01", "02", "04"]
     sidecar = json.loads((out / "group" / "alff_contrast-CLBPvsHC_stat-t_statmap.json").read_text())
-    assert sidecar["Participants"] == 2
+    assert sidecar["Participants"] == 3
 
 
 def test_task_selection(copy):
@@ -269,7 +272,11 @@ def test_duplicate_participant_row_is_refused_before_writing(copy, tmp_path):
 
 
 def test_participant_missing_from_table_is_listed(copy, tmp_path):
-    """#19.8: a participant with outputs but no row in participants.tsv, and one without a covariate, are listed."""
+    """#19.8: a participant with outputs but no row in participants.tsv, and one without a covariate, are listed.
+
+    Only sub-02 (CLBP) and sub-03 (HC) remain: too few for a model with an intercept, so nothing runs (exit 3),
+    and the exclusion table says why the others are out.
+    """
     root, out = copy
     bids = tmp_path / "bids"
     shutil.copytree(root, bids)
@@ -277,11 +284,18 @@ def test_participant_missing_from_table_is_listed(copy, tmp_path):
         age=lambda x: x["age"].where(x["participant_id"] != "sub-01", "n/a")))  # fmt: skip
     args = [a for a in GROUP_ARGS if a != "--covariates"]
     result = cli(bids, out, "group", *args, "--covariates", "age", "--min-per-group", "1")
-    assert result.returncode == 0, result.stderr
+    assert_user_error(result, 3, "no group analysis ran", "alff not run: group design", max_lines=10)
     reasons = excluded(out).set_index("participant_id")["reason"].to_dict()
-    assert reasons["04"] == f"no row in {path}"
-    assert reasons["01"].startswith("covariate age is missing")
+    assert reasons == {"04": f"no row in {path}", "01": f"covariate age is missing (n/a) in {path} or the QC tables"}
     assert list(design(out)["participant_id"]) == ["02", "03"]
+
+    _edit_participants(bids, lambda t: t.assign(age="40"))
+    result = cli(bids, out, "group", *GROUP_ARGS, "--min-per-group", "1")
+    assert result.returncode == 0, result.stderr
+    assert excluded(out).to_dict("records") == [
+        {"participant_id": "04", "analysis": "all", "reason": f"no row in {path}"}
+    ]
+    assert "2 CLBP and 1 HC included, 1 excluded" in result.stderr
 
 
 def test_invalid_seed_map_is_left_out_of_that_seed_only(copy):
