@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 
 from clbp_bidsapp.config import Settings
-from tests.group.records import sha256, write_record, write_records
+from tests.group.records import write_record, write_records
 
 pytestmark = pytest.mark.integration
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import nibabel as nb
 import numpy as np
@@ -35,7 +36,7 @@ def _run(tmp_path, mask, affine, series, names=("pcc", "thalamusL")):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     outputs = node.run(cwd=str(run_dir)).outputs
-    metas = [json.loads(open(p).read())["Seed"] for p in outputs.metadata]
+    metas = [json.loads(Path(p).read_text())["Seed"] for p in outputs.metadata]
     return outputs, metas
 
 
@@ -66,7 +67,7 @@ def test_seed_coverage_is_the_fraction_with_signal(tmp_path, grid):
     n = len(pcc_voxels)
     for fraction, valid in ((0.6, False), (0.4, True)):
         broken = series.copy()
-        dead = pcc_voxels[: int(round(fraction * n))]
+        dead = pcc_voxels[: round(fraction * n)]
         broken[:, dead] = 0.0
         _, (pcc, _) = _run(tmp_path / f"f{fraction}", mask, affine, broken)
         assert pcc["Coverage"] == pytest.approx((n - len(dead)) / n, abs=1e-4)
