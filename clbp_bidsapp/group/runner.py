@@ -113,11 +113,11 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
     run_qc = collect_run_qc(layout)
     group_dir = ex.output_dir / "group"
     g = settings.group
-    design = build_design(participants, run_qc, settings=g, table_name=str(table_path), exclusions=inputs.exclusions)
+    design = build_design(participants, run_qc, settings=g, table_name=table_name, exclusions=inputs.exclusions)
     exclusions = design.exclusions
     derivatives.write_tsv(group_dir / "desc-design_participants.tsv", design.included)
     derivatives.write_tsv(group_dir / "desc-excluded_participants.tsv", design.excluded)
-    check_group_sizes(design, settings=g, table_name=str(table_path))
+    check_group_sizes(design, settings=g, table_name=table_name)
     print(f"clbp-bidsapp: group level reads {selection.describe()}", file=sys.stderr)
     if "qc" not in ex.skip:
         derivatives.write_tsv(group_dir / "desc-qc_summary.tsv", qc_summary(design, settings=g))

@@ -120,3 +120,31 @@ def test_group_size_shortfall_and_outcome():
         {"participant_id": "05", "analysis": "all", "reason": "no row in participants.tsv"},
         {"participant_id": "04", "analysis": "alff", "reason": "no alff map"},
     ]
+
+
+def test_build_design_lists_every_dropped_participant():
+    """#19.8: no row, no group label, another label, a missing covariate, no used run: each listed with a reason."""
+    from clbp_bidsapp.group.design import build_design
+
+    participants = pd.DataFrame({
+        "participant_id": ["sub-01", "sub-02", "sub-03", "sub-04", "sub-05", "sub-06"],
+        "group": ["CLBP", None, "other", "HC", "HC", "CLBP"],
+        "age": [30.0, 31.0, 32.0, None, 40.0, 41.0],
+    })  # fmt: skip
+    run_qc = pd.DataFrame({
+        "participant_id": ["01", "02", "03", "04", "05", "06", "07"],
+        "used": [True, True, True, True, True, False, True],
+        "mean_fd": [0.1] * 7,
+    })  # fmt: skip
+    design = build_design(participants, run_qc, settings=GroupSettings(covariates=("age", "mean_fd")),
+                          table_name="p.tsv")  # fmt: skip
+    assert list(design.included["participant_id"]) == ["01", "05"]
+    reasons = design.excluded.set_index("participant_id")["reason"].to_dict()
+    assert reasons == {
+        "02": "no group label in p.tsv",
+        "03": "group is 'other', neither CLBP nor HC",
+        "04": "covariate age is missing (n/a) in p.tsv or the QC tables",
+        "06": "no run with enough data after censoring",
+        "07": "no row in p.tsv",
+    }
+    assert set(design.excluded["analysis"]) == {"all"}
