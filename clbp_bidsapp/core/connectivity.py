@@ -24,6 +24,23 @@ def region_means(series: np.ndarray, membership: sparse.spmatrix) -> np.ndarray:
     return means
 
 
+def signal_voxels(series: np.ndarray, membership: sparse.spmatrix) -> np.ndarray:
+    """Number of each region's voxels whose series is finite and not constant over time (voxels with signal)."""
+    series = np.asarray(series)
+    high, low = series.max(axis=0), series.min(axis=0)
+    varying = np.isfinite(high) & np.isfinite(low) & (high > low)
+    members = sparse.csr_matrix(membership, dtype=np.float64)
+    return np.asarray((members != 0).astype(np.int64) @ varying.astype(np.int64)).ravel()
+
+
+def has_signal(series: np.ndarray) -> np.ndarray:
+    """Which columns of (time, columns) are finite everywhere and not constant."""
+    series = np.asarray(series, dtype=np.float64)
+    finite = np.all(np.isfinite(series), axis=0)
+    safe = np.where(np.isfinite(series), series, 0.0)
+    return finite & (safe.max(axis=0) > safe.min(axis=0))
+
+
 def _standardised(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Columns centred and scaled to unit norm (zero columns stay zero); and which columns are constant."""
     x = np.asarray(x, dtype=np.float64)

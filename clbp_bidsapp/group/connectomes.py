@@ -32,6 +32,7 @@ from clbp_bidsapp.config import GroupSettings
 from clbp_bidsapp.core.nbs import NBSResult, edge_indices, network_based_statistic
 from clbp_bidsapp.core.stats import Design, DesignError, design_matrix, permutation_test
 from clbp_bidsapp.errors import ExitCode, InputError
+from clbp_bidsapp.group.inclusion import Outcome
 from clbp_bidsapp.group.voxelwise import model_columns
 from clbp_bidsapp.io import derivatives
 from clbp_bidsapp.io.progress import progress
@@ -57,21 +58,33 @@ class ConnectomeResult:
 
 
 def run_connectome_stats(
-    included: pd.DataFrame, *, output_dir: Path, settings: GroupSettings, seed: int
+    included: pd.DataFrame,
+    *,
+    output_dir: Path,
+    settings: GroupSettings,
+    seed: int,
+    layout=None,
+    outcome: Outcome | None = None,
 ) -> list[ConnectomeResult]:
     """Compare groups on the connectome edges, NBS components and graph measures of every atlas found.
 
     ``included`` has one row per included participant: ``participant_id`` (without ``sub-``), the group column
     and the covariates (``design.included`` of the group runner). Returns one result per atlas with relmat files.
+    ``layout`` is the output layout to read (default: every file of ``output_dir``). With ``outcome``, the
+    participants without an atlas's connectome are listed as left out of that atlas, and an atlas that cannot be
+    tested (fewer than ``settings.min_per_group`` per group, too few covered regions, no estimable design) is
+    recorded as not run while the other atlases go on; without it, those raise :class:`InputError`.
     """
     from clbp_bidsapp.io.bids import build_output_layout
 
-    layout = build_output_layout(output_dir)
+    layout = build_output_layout(output_dir) if layout is None else layout
     covariates, factors, notes = model_columns(included, settings)
     participants = set(included["participant_id"].astype(str))
     relmats = files_by_atlas(layout, participants, stat="pearsoncorrelation", suffix="relmat")
     if not relmats:
         LOGGER.warning("no connectome (relmat) files found; connectome statistics skipped")
+        if outcome is not None:
+            outcome.not_run("connectome statistics", "no connectome (relmat) files among the included participants")
         return []
     series_files = files_by_atlas(layout, participants, stat="mean", suffix="timeseries")
     graph_files = files_by_atlas(layout, participants, stat="graph", suffix="measures")
@@ -79,20 +92,34 @@ def run_connectome_stats(
     folder = output_dir / "group"
     results = []
     for atlas in sorted(relmats):
-        results.append(
-            _atlas_stats(
-                atlas,
-                included,
-                relmats[atlas],
-                graph_files.get(atlas, {}),
-                nodal_files.get(atlas, {}),
-                series_files.get(atlas, {}),
-                folder=folder,
-                settings=settings,
-                seed=seed,
-                model=(covariates, factors, list(notes)),
+        analysis = f"connectome-{atlas}"
+        if outcome is not None:
+            ids = included["participant_id"].astype(str)
+            outcome.exclude({pid: f"no {atlas} connectome" for pid in ids if pid not in relmats[atlas]}, analysis)
+            if not outcome.enough(analysis, included[ids.isin(relmats[atlas])]):
+                continue
+        try:
+            results.append(
+                _atlas_stats(
+                    atlas,
+                    included,
+                    relmats[atlas],
+                    graph_files.get(atlas, {}),
+                    nodal_files.get(atlas, {}),
+                    series_files.get(atlas, {}),
+                    folder=folder,
+                    settings=settings,
+                    seed=seed,
+                    model=(covariates, factors, list(notes)),
+                )
             )
-        )
+        except InputError as exc:
+            if outcome is None:
+                raise
+            outcome.not_run(analysis, str(exc))
+        else:
+            if outcome is not None:
+                outcome.ran(analysis)
     return results
 
 

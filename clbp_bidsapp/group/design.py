@@ -8,60 +8,86 @@ import pandas as pd
 
 from clbp_bidsapp.config import GroupSettings
 from clbp_bidsapp.errors import ExitCode, InputError
+from clbp_bidsapp.group.inclusion import Exclusions
 
 
 @dataclass(frozen=True)
 class GroupDesign:
     included: pd.DataFrame  # one row per participant (participant_id, group, ..., QC averages)
-    excluded: pd.DataFrame  # participant_id, reason
+    exclusions: Exclusions  # participant_id, analysis (``all`` or one analysis), reason
+
+    @property
+    def excluded(self) -> pd.DataFrame:
+        return self.exclusions.table()
 
 
 def build_design(
-    participants: pd.DataFrame, run_qc: pd.DataFrame, *, settings: GroupSettings, table_name: str
+    participants: pd.DataFrame,
+    run_qc: pd.DataFrame,
+    *,
+    settings: GroupSettings,
+    table_name: str,
+    exclusions: Exclusions | None = None,
 ) -> GroupDesign:
     """Join participants.tsv with the participant-level QC; average runs; exclude with reasons.
 
     Runs that the participant level did not use (too little data after censoring) are dropped; a participant
-    with no used run, without derivatives, or whose group is neither label is excluded. Multiple runs and
-    sessions of a participant are averaged (mean of each QC value), which is what enters the group model.
+    with no used run, without derivatives, without a row or a group label in participants.tsv, whose group is
+    neither label, or with a missing value of a modelled covariate is excluded. Multiple runs and sessions of a
+    participant are averaged (mean of each QC value), which is what enters the group model. ``exclusions`` (those
+    decided before, e.g. an incomplete participant level) are extended and returned in the design.
     """
+    exclusions = exclusions if exclusions is not None else Exclusions()
     column = settings.group_column
     if column not in participants.columns:
         raise InputError(
             f"{table_name} has no column '{column}'; add it or name the diagnosis column with --group-column"
         )
     table = participants.copy()
-    table["participant_id"] = table["participant_id"].astype(str).str.removeprefix("sub-")
-    excluded: list[tuple[str, str]] = []
+    table["participant_id"] = table["participant_id"].astype(str).str.strip().str.removeprefix("sub-")
     labels = {settings.patient_label, settings.control_label}
     for pid, value in zip(table["participant_id"], table[column], strict=True):
-        if str(value) not in labels:
-            excluded.append(
-                (
-                    pid,
-                    f"{column} is '{value}', neither {settings.patient_label} nor {settings.control_label}",
-                )
-            )
+        if pd.isna(value) or str(value).strip() == "":
+            exclusions.add(pid, f"no {column} label in {table_name}")
+        elif str(value) not in labels:
+            exclusions.add(pid, f"{column} is '{value}', neither {settings.patient_label} nor {settings.control_label}")
     table = table[table[column].astype(str).isin(labels)]
 
     if run_qc.empty:
         used = run_qc
     else:
+        for pid in sorted(set(run_qc["participant_id"]) - set(participants_in(participants))):
+            exclusions.add(pid, f"no row in {table_name}")
         used = run_qc[run_qc["used"].astype(bool)]
         for pid in sorted(set(run_qc["participant_id"]) - set(used["participant_id"])):
-            excluded.append((pid, "no run with enough data after censoring"))
+            exclusions.add(pid, "no run with enough data after censoring")
     numeric = used.drop(columns=["used"], errors="ignore").groupby("participant_id").mean(numeric_only=True)
     numeric["n_runs"] = used.groupby("participant_id").size()
-    have = set(numeric.index)
+    have = set(numeric.index) - exclusions.excluded_from_all()
     for pid in table["participant_id"]:
-        if pid not in have and pid not in {e[0] for e in excluded}:
-            excluded.append((pid, "no participant-level derivatives (run the participant level)"))
+        if pid not in have and pid not in exclusions.excluded_from_all():
+            exclusions.add(pid, "no participant-level derivatives (run the participant level)")
     included = table[table["participant_id"].isin(have)].merge(
         numeric, left_on="participant_id", right_index=True, how="left"
     )
+    for name in settings.covariates:
+        if name in included.columns and included[name].notna().any():
+            values = pd.to_numeric(included[name], errors="coerce") if _numeric(included[name]) else included[name]
+            for pid in included.loc[values.isna(), "participant_id"]:
+                exclusions.add(pid, f"covariate {name} is missing (n/a) in {table_name} or the QC tables")
+    included = included[~included["participant_id"].isin(exclusions.excluded_from_all())]
     included = included.sort_values("participant_id").reset_index(drop=True)
-    excluded_table = pd.DataFrame(excluded, columns=["participant_id", "reason"])
-    return GroupDesign(included=included, excluded=excluded_table)
+    return GroupDesign(included=included, exclusions=exclusions)
+
+
+def participants_in(participants: pd.DataFrame) -> list[str]:
+    return list(participants["participant_id"].astype(str).str.strip().str.removeprefix("sub-"))
+
+
+def _numeric(column: pd.Series) -> bool:
+    """A column whose present values are all numbers (a non-number there is then a missing value)."""
+    present = column.dropna()
+    return len(present) > 0 and pd.to_numeric(present, errors="coerce").notna().all()
 
 
 def check_group_sizes(design: GroupDesign, *, settings: GroupSettings, table_name: str) -> None:

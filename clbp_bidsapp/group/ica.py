@@ -36,6 +36,7 @@ import pandas as pd
 
 from clbp_bidsapp.core import connectivity
 from clbp_bidsapp.errors import InputError
+from clbp_bidsapp.group.inclusion import Outcome
 from clbp_bidsapp.io import atlases, derivatives, images
 from clbp_bidsapp.io.progress import progress
 
@@ -111,14 +112,15 @@ class GroupICAResult:
         return sets
 
 
-def find_denoised(output_dir: Path, participants: list[str]) -> dict[str, list[Path]]:
+def find_denoised(output_dir: Path, participants: list[str], *, layout=None) -> dict[str, list[Path]]:
     """Every run's band-passed denoised series per participant (pybids), in one space and resolution.
 
     When runs exist in several space/resolution combinations, the most common one is used (warned).
+    ``layout`` is the output layout to read (default: every file of ``output_dir``).
     """
     from clbp_bidsapp.io.bids import build_output_layout
 
-    layout = build_output_layout(output_dir)
+    layout = build_output_layout(output_dir) if layout is None else layout
     found: dict[str, list[tuple[tuple, Path]]] = {}
     for label in participants:
         for f in layout.get(subject=label, desc="denoised", suffix="bold", extension=".nii.gz"):
@@ -185,23 +187,31 @@ def run_group_ica(
     n_components: int = 20,
     seed: int = 0,
     smoothing_fwhm: float = 6.0,
+    layout=None,
+    outcome: Outcome | None = None,
 ) -> GroupICAResult | None:
     """CanICA over the included participants' denoised series, network labels and dual regression.
 
     Returns None (with one warning) when no participant has a denoised series (``--save-denoised`` not used).
+    ``layout`` is the output layout to read (default: every file of ``output_dir``); ``outcome`` records who was
+    left out (no denoised series) and whether the ICA ran.
     """
     import nilearn
     from nilearn.decomposition import CanICA
 
     participants = [str(p).removeprefix("sub-") for p in included["participant_id"]]
-    runs = find_denoised(output_dir, participants)
+    runs = find_denoised(output_dir, participants, layout=layout)
     if not runs:
         LOGGER.warning(
             "group ICA skipped: no denoised series (*_desc-denoised_bold.nii.gz) found for the included "
             "participants; run the participant level with --save-denoised"
         )
+        if outcome is not None:
+            outcome.not_run("group ICA", "no denoised series; run the participant level with --save-denoised")
         return None
     missing = sorted(set(participants) - set(runs))
+    if outcome is not None:
+        outcome.exclude(dict.fromkeys(missing, "no denoised series (--save-denoised)"), "group ICA")
     if missing:
         LOGGER.warning("group ICA: no denoised series for %s; left out", ", ".join(f"sub-{p}" for p in missing))
     all_runs = [path for pid in runs for path in runs[pid]]

@@ -258,11 +258,16 @@ def combine(sets: list[FeatureSet]) -> FeatureSet | None:
     )
 
 
-def assemble_feature_sets(output_dir: Path, participants: list[str], settings: MLSettings) -> list[FeatureSet]:
-    """The feature sets of ``settings.feature_sets`` that the participant level's outputs allow."""
+def assemble_feature_sets(
+    output_dir: Path, participants: list[str], settings: MLSettings, *, layout=None
+) -> list[FeatureSet]:
+    """The feature sets of ``settings.feature_sets`` that the participant level's outputs allow.
+
+    ``layout`` is the output layout to read (default: every file of ``output_dir``).
+    """
     from clbp_bidsapp.io.bids import build_output_layout
 
-    layout = build_output_layout(output_dir)
+    layout = build_output_layout(output_dir) if layout is None else layout
     wanted = set(settings.feature_sets)
     sets: list[FeatureSet] = []
     if "roi" in wanted:
@@ -308,7 +313,13 @@ def covariate_matrix(table: pd.DataFrame, names: list[str]) -> tuple[np.ndarray,
 
 
 def run_ml(
-    included: pd.DataFrame, *, output_dir: Path, settings: MLSettings, group: GroupSettings, seed: int
+    included: pd.DataFrame,
+    *,
+    output_dir: Path,
+    settings: MLSettings,
+    group: GroupSettings,
+    seed: int,
+    layout=None,
 ) -> list[MLResult]:
     """Classify patients vs controls (and predict pain within patients) on every feature set; write ``group/``.
 
@@ -323,7 +334,7 @@ def run_ml(
     for pid in table.loc[~complete, "participant_id"]:
         notes.append(f"sub-{pid} has a missing covariate; left out of the machine learning")
     table = table[complete].set_index("participant_id")
-    sets = assemble_feature_sets(output_dir, sorted(table.index), settings)
+    sets = assemble_feature_sets(output_dir, sorted(table.index), settings, layout=layout)
     if not sets:
         raise InputError(
             "no participant-level features found for the machine learning (ROI maps, connectomes, "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +12,12 @@ import pandas as pd
 
 from clbp_bidsapp.config import Settings
 from clbp_bidsapp.errors import ExitCode, InputError
+from clbp_bidsapp.group import inclusion
 from clbp_bidsapp.group.concordance import write_concordance
 from clbp_bidsapp.group.connectomes import run_connectome_stats
 from clbp_bidsapp.group.design import build_design, check_group_sizes, qc_summary
 from clbp_bidsapp.group.ica import run_group_ica
+from clbp_bidsapp.group.inclusion import Outcome
 from clbp_bidsapp.group.voxelwise import run_voxelwise
 from clbp_bidsapp.io import bids, derivatives, manifest
 from clbp_bidsapp.reports.methods import write_citation_files
@@ -30,9 +33,8 @@ def read_participants(path: Path) -> pd.DataFrame:
     return table
 
 
-def collect_run_qc(output_dir: Path) -> pd.DataFrame:
+def collect_run_qc(layout) -> pd.DataFrame:
     """One row per run from the participant level's ``*_desc-denoising_qc.tsv`` files (found with pybids)."""
-    layout = bids.build_output_layout(output_dir)
     rows = []
     for qc_file in layout.get(suffix="qc", desc="denoising", extension=".tsv", return_type="object"):
         ents = qc_file.get_entities()
@@ -42,6 +44,45 @@ def collect_run_qc(output_dir: Path) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame(columns=["participant_id", "used"])
     return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class GroupInputs:
+    """The participants whose complete, verified participant-level outputs the group level may read."""
+
+    records: dict[str, dict[str, Any]]  # label -> completion record
+    files: frozenset[str]  # output files (relative to OUTPUT_DIR) that the analyses may read
+    exclusions: inclusion.Exclusions
+
+
+def participants_with_outputs(output_dir: Path) -> list[str]:
+    """Labels with a ``sub-<label>`` output folder or a completion record."""
+    found = {p.name.removeprefix("sub-") for p in output_dir.glob("sub-*") if p.is_dir()}
+    found |= {p.name.removeprefix("sub-").removesuffix(".json")
+              for p in (output_dir / inclusion.RECORD_FOLDER).glob("sub-*.json")}  # fmt: skip
+    return sorted(found)
+
+
+def select_inputs(output_dir: Path, selection: inclusion.Selection) -> GroupInputs:
+    """Read and verify every selected participant's completion record; list who is left out and why."""
+    exclusions = inclusion.Exclusions()
+    candidates = [label for label in participants_with_outputs(output_dir) if selection.wants_participant(label)]
+    for label in selection.participants:
+        if label not in candidates:
+            exclusions.add(label, f"selected with --participant-label but has no outputs in {output_dir}")
+    records = {}
+    for label in candidates:
+        record = inclusion.load_record(output_dir, label)
+        if isinstance(record, str):
+            exclusions.add(label, record)
+            continue
+        problem = inclusion.verify_outputs(output_dir, record, wanted=selection.wants_file)
+        if problem is not None:
+            exclusions.add(label, problem)
+            continue
+        records[label] = record
+    files = frozenset(inclusion.allowed_files(records.values(), selection))
+    return GroupInputs(records=records, files=files, exclusions=exclusions)
 
 
 def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] | None) -> ExitCode:
@@ -54,29 +95,44 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
             "the group level needs it (participant_id and the group column)"
         )
     participants = read_participants(table_path)
-    run_qc = collect_run_qc(ex.output_dir)
-    if run_qc.empty:
+    table_name = str(table_path)
+    inclusion.check_participants_table(participants, table_name=table_name, group_column=settings.group.group_column)
+    if not participants_with_outputs(ex.output_dir):
         raise InputError(
             f"no participant-level outputs in {ex.output_dir}; run the participant level first",
             exit_code=ExitCode.NOTHING_PROCESSED,
         )
+    selection = inclusion.selection_from_settings(settings)
+    inputs = select_inputs(ex.output_dir, selection)
+    mixed = inclusion.mixed_settings_message(inputs.records)
+    if mixed is not None:
+        raise InputError(mixed)
+    if inputs.records:  # describe and continue with what the participant level did, not this command line
+        settings = inclusion.apply_participant_settings(settings, next(iter(inputs.records.values()))["settings"])
+    layout = inclusion.SelectedLayout(bids.build_output_layout(ex.output_dir), keep=inputs.files.__contains__)
+    run_qc = collect_run_qc(layout)
     group_dir = ex.output_dir / "group"
-    design = build_design(participants, run_qc, settings=settings.group, table_name=str(table_path))
+    g = settings.group
+    design = build_design(participants, run_qc, settings=g, table_name=table_name, exclusions=inputs.exclusions)
+    exclusions = design.exclusions
     derivatives.write_tsv(group_dir / "desc-design_participants.tsv", design.included)
     derivatives.write_tsv(group_dir / "desc-excluded_participants.tsv", design.excluded)
-    check_group_sizes(design, settings=settings.group, table_name=str(table_path))
+    check_group_sizes(design, settings=g, table_name=table_name)
+    print(f"clbp-bidsapp: group level reads {selection.describe()}", file=sys.stderr)
     if "qc" not in ex.skip:
-        derivatives.write_tsv(group_dir / "desc-qc_summary.tsv", qc_summary(design, settings=settings.group))
-    g = settings.group
+        derivatives.write_tsv(group_dir / "desc-qc_summary.tsv", qc_summary(design, settings=g))
+    outcome = Outcome(exclusions=exclusions, settings=g)
     ica_sets = []
     if "ica" not in ex.skip:
         try:
             ica = run_group_ica(design.included, output_dir=ex.output_dir, n_components=g.ica_components,
-                                seed=ex.random_seed, smoothing_fwhm=settings.metrics.smoothing_fwhm)  # fmt: skip
+                                seed=ex.random_seed, smoothing_fwhm=settings.metrics.smoothing_fwhm,
+                                layout=layout, outcome=outcome)  # fmt: skip
         except InputError as exc:
             ica = None
-            print(f"clbp-bidsapp: group ICA skipped: {exc}", file=sys.stderr)
+            outcome.not_run("group ICA", str(exc))
         if ica is not None:
+            outcome.ran("group ICA")
             ica_sets = ica.map_sets(g.networks, smoothing_fwhm=settings.metrics.smoothing_fwhm)
             print(f"clbp-bidsapp: group ICA: {len(ica.names)} components over {len(ica.participant_maps)} "
                   f"participants ({', '.join(ica.names)})", file=sys.stderr)  # fmt: skip
@@ -88,6 +144,8 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
             seed=ex.random_seed,
             smoothing_fwhm=settings.metrics.smoothing_fwhm,
             extra_map_sets=ica_sets,
+            layout=layout,
+            outcome=outcome,
         )
         for result in results:
             top = result.clusters.iloc[0] if len(result.clusters) else None
@@ -103,13 +161,14 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
                 f"{result.n_fwe_voxels} voxels with max-t FWE p < 0.05{tfce}{where}",
                 file=sys.stderr,
             )
-    if "stats" not in ex.skip:
-        path, table = write_concordance(group_dir, patient_label=g.patient_label, control_label=g.control_label)
-        found = table["status"].str.startswith("found").sum()
-        print(f"clbp-bidsapp: literature concordance: {found} of {len(table)} published CLBP findings seen here; "
-              f"{path}", file=sys.stderr)  # fmt: skip
+        if results:
+            path, table = write_concordance(group_dir, patient_label=g.patient_label, control_label=g.control_label)
+            found = table["status"].str.startswith("found").sum()
+            print(f"clbp-bidsapp: literature concordance: {found} of {len(table)} published CLBP findings seen "
+                  f"here; {path}", file=sys.stderr)  # fmt: skip
     if "connectome" not in ex.skip:
-        for result in run_connectome_stats(design.included, output_dir=ex.output_dir, settings=g, seed=ex.random_seed):
+        for result in run_connectome_stats(design.included, output_dir=ex.output_dir, settings=g, seed=ex.random_seed,
+                                           layout=layout, outcome=outcome):  # fmt: skip
             components = result.components
             significant = components[components["p_fwe"] < 0.05] if len(components) else components
             print(
@@ -123,12 +182,22 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
 
         try:
             ml_results = run_ml(design.included, output_dir=ex.output_dir, settings=settings.ml, group=g,
-                                seed=ex.random_seed)  # fmt: skip
+                                seed=ex.random_seed, layout=layout)  # fmt: skip
         except InputError as exc:
-            print(f"clbp-bidsapp: machine learning skipped: {exc}", file=sys.stderr)
+            outcome.not_run("machine learning", str(exc))
         else:
+            outcome.ran("machine learning")
             print(f"clbp-bidsapp: machine learning: {describe(ml_results, settings.ml)}; "
                   f"{group_dir / 'desc-ml_summary.json'}", file=sys.stderr)  # fmt: skip
+    derivatives.write_tsv(group_dir / "desc-excluded_participants.tsv", exclusions.table())
+    for analysis, reason in outcome.skipped:
+        print(f"clbp-bidsapp: {analysis} not run: {reason}", file=sys.stderr)
+    if outcome.requested and not outcome.analysed:
+        raise InputError(
+            f"no group analysis ran ({len(outcome.skipped)} not run, listed above; exclusions in "
+            f"{group_dir / 'desc-excluded_participants.tsv'})",
+            exit_code=ExitCode.NOTHING_PROCESSED,
+        )
     if "report" not in ex.skip:
         from clbp_bidsapp.reports.group import write_group_report
 
@@ -146,8 +215,9 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
     counts = design.included[g.group_column].astype(str).value_counts()
     print(
         f"clbp-bidsapp: group level: {counts.get(g.patient_label, 0)} {g.patient_label} and "
-        f"{counts.get(g.control_label, 0)} {g.control_label} included, {len(design.excluded)} excluded; "
-        f"outputs in {group_dir}",
+        f"{counts.get(g.control_label, 0)} {g.control_label} included, {len(exclusions.excluded_from_all())} "
+        f"excluded ({len(exclusions.rows) - len(exclusions.excluded_from_all())} exclusion(s) from single "
+        f"analyses); {len(outcome.analysed)} analyses run, {len(outcome.skipped)} not run; outputs in {group_dir}",
         file=sys.stderr,
     )
     citation, _ = write_citation_files(ex.output_dir, settings, level="group")

@@ -33,6 +33,7 @@ from clbp_bidsapp.config import GroupSettings
 from clbp_bidsapp.core import connectivity
 from clbp_bidsapp.core.stats import Design, DesignError, design_matrix, permutation_test, regression_design
 from clbp_bidsapp.errors import ExitCode, InputError
+from clbp_bidsapp.group.inclusion import Outcome
 from clbp_bidsapp.group.maps import GroupMaps, find_maps, load_group_maps
 from clbp_bidsapp.io import atlases, derivatives, images
 from clbp_bidsapp.io.progress import progress
@@ -154,15 +155,21 @@ def run_voxelwise(
     seed: int,
     smoothing_fwhm: float = 6.0,
     extra_map_sets: Sequence[MapSet] = (),
+    layout=None,
+    outcome: Outcome | None = None,
 ) -> list[MetricResult]:
     """Compare groups, and correlate with clinical columns within patients, on every available map.
 
     ``extra_map_sets`` are analysed too (e.g. the group-ICA dual-regression maps, which live under ``group/``
-    where the derivatives layout does not look).
+    where the derivatives layout does not look). ``layout`` is the output layout to read (default: every file
+    of ``output_dir``; the group runner passes only the complete, selected participant outputs). ``outcome``
+    receives, per map, the participants left out of it (no map, an invalid seed, no valid voxel) and the maps
+    not analysed (fewer than ``settings.min_per_group`` per group, or no estimable design), which the others
+    survive; without it, those raise :class:`InputError` as before.
     """
     from clbp_bidsapp.io.bids import build_output_layout
 
-    layout = build_output_layout(output_dir)
+    layout = build_output_layout(output_dir) if layout is None else layout
     covariates, factors, notes = model_columns(included, settings)
     for note in notes:
         LOGGER.warning(note)
@@ -172,17 +179,37 @@ def run_voxelwise(
     map_sets = collect_map_sets(
         layout, settings=settings, participants=list(included["participant_id"]), smoothing_fwhm=smoothing_fwhm
     )
+    if outcome is not None:
+        found = {map_set.label.split("-")[0] for map_set in map_sets}
+        for metric in settings.metrics:
+            if metric not in found:
+                outcome.not_run(metric, f"no {metric} maps among the included participants' outputs")
     for map_set in [*map_sets, *extra_map_sets]:
-        table = included[included["participant_id"].isin(map_set.maps)].reset_index(drop=True)
-        group_maps = load_group_maps(
-            {pid: map_set.maps[pid] for pid in table["participant_id"]},
-            metric=map_set.label,
-            volume=map_set.volume,
-            smoothing_fwhm=map_set.smoothing_fwhm,
-        )
+        maps, invalid = valid_maps(map_set.maps)
+        table = included[included["participant_id"].isin(maps)].reset_index(drop=True)
+        left_out = {pid: f"no {map_set.label} map" for pid in included["participant_id"] if pid not in map_set.maps}
+        left_out |= invalid
+        try:
+            group_maps = load_group_maps(
+                {pid: maps[pid] for pid in table["participant_id"]},
+                metric=map_set.label,
+                volume=map_set.volume,
+                smoothing_fwhm=map_set.smoothing_fwhm,
+            )
+        except InputError as exc:
+            if outcome is None:
+                raise
+            outcome.exclude(left_out, map_set.label)
+            outcome.not_run(map_set.label, str(exc))
+            continue
         for pid, why in group_maps.dropped.items():
             LOGGER.warning("%s: sub-%s left out (%s)", map_set.label, pid, why)
+        left_out |= group_maps.dropped
         table = table[table["participant_id"].isin(group_maps.participants)].reset_index(drop=True)
+        if outcome is not None:
+            outcome.exclude(left_out, map_set.label)
+            if not outcome.enough(map_set.label, table):
+                continue
         try:
             design = design_matrix(
                 table,
@@ -193,17 +220,57 @@ def run_voxelwise(
                 factors=factors,
             )
         except DesignError as exc:
-            raise InputError(f"group design for {map_set.label}: {exc}", exit_code=ExitCode.NOTHING_PROCESSED) from None
-        else:
-            contrast = f"{settings.patient_label}vs{settings.control_label}"
-            tested = (
-                f"two-sided GLM t of {settings.patient_label} minus {settings.control_label} on the participants' "
-                f"{map_set.description}, runs averaged"
-            )
-            results.append(_infer(map_set, group_maps, table, design, contrast, tested, folder,
-                                  settings=settings, seed=seed, notes=notes))  # fmt: skip
+            if outcome is None:
+                message = f"group design for {map_set.label}: {exc}"
+                raise InputError(message, exit_code=ExitCode.NOTHING_PROCESSED) from None
+            outcome.not_run(map_set.label, f"group design: {exc}")
+            continue
+        contrast = f"{settings.patient_label}vs{settings.control_label}"
+        tested = (
+            f"two-sided GLM t of {settings.patient_label} minus {settings.control_label} on the participants' "
+            f"{map_set.description}, runs averaged"
+        )
+        results.append(_infer(map_set, group_maps, table, design, contrast, tested, folder,
+                              settings=settings, seed=seed, notes=notes))  # fmt: skip
+        if outcome is not None:
+            outcome.ran(map_set.label)
         results += _clinical(map_set, group_maps, table, clinical, folder, settings=settings, seed=seed)
     return results
+
+
+def valid_maps(maps: dict[str, list[Path]]) -> tuple[dict[str, list[Path]], dict[str, str]]:
+    """The maps whose sidecar does not mark them invalid (``"Seed": {"Valid": false}``), and who has none left.
+
+    A participant with several runs keeps the valid runs; one whose every run is invalid is left out, with the
+    seed's coverage by voxels with signal as the reason.
+    """
+    kept: dict[str, list[Path]] = {}
+    dropped: dict[str, str] = {}
+    for pid, paths in maps.items():
+        good, why = [], []
+        for path in paths:
+            seed = _sidecar(path).get("Seed")
+            if isinstance(seed, dict) and seed.get("Valid") is False:
+                why.append(
+                    f"seed {seed.get('Name', '?')} invalid in {path.name} (coverage by in-mask voxels with signal "
+                    f"{seed.get('Coverage', 'n/a')})"
+                )
+            else:
+                good.append(path)
+        if good:
+            kept[pid] = good
+        else:
+            dropped[pid] = "; ".join(why)
+    return kept, dropped
+
+
+def _sidecar(path: Path) -> dict:
+    sidecar = Path(str(path).removesuffix(".nii.gz") + ".json")
+    try:
+        data = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def clinical_columns(included: pd.DataFrame, settings: GroupSettings) -> list[str]:

@@ -48,8 +48,10 @@ class _SeedFCOutputSpec(TraitedSpec):
 class SeedFC(SimpleInterface):
     """Fisher-z correlation of each seed's mean series with every voxel (:mod:`clbp_bidsapp.core.connectivity`).
 
-    A seed with too little coverage by the brain mask gets an n/a series and a map of NaN (recorded in the
-    regions table and the sidecar), never a silent zero.
+    A seed's coverage is the fraction of its voxels that are inside the brain mask and have signal (a finite,
+    non-constant series). A seed with too little coverage, or whose mean series is not finite or constant, is
+    invalid: it gets an n/a series and a map of NaN, with ``Valid: false`` in the sidecar and ``used`` false in
+    the regions table, never a silent zero; the group level leaves such maps out.
     """
 
     input_spec = _SeedFCInputSpec
@@ -60,8 +62,10 @@ class SeedFC(SimpleInterface):
         series = images.load_series(Path(self.inputs.series))
         table = pd.DataFrame(self.inputs.seeds)
         regions = atlases.seed_regions(table, mask, affine)
-        usable = _usable(regions, self.inputs.min_coverage)
+        with_signal = connectivity.signal_voxels(series, regions.membership)
+        coverage = np.where(regions.grid_voxels > 0, with_signal / np.maximum(regions.grid_voxels, 1), 0.0)
         seed_series = connectivity.region_means(series, regions.membership)
+        usable = (with_signal > 0) & (coverage >= self.inputs.min_coverage) & connectivity.has_signal(seed_series)
         seed_series[:, ~usable] = np.nan
         z = connectivity.fisher_z(connectivity.seed_correlation(series, seed_series))
         cwd = Path(runtime.cwd)
@@ -87,7 +91,11 @@ class SeedFC(SimpleInterface):
                     "Network": row.get("network", ""),
                     "Source": row.get("source", ""),
                     "VoxelsInMask": int(regions.in_mask_voxels[index]),
-                    "Coverage": round(float(regions.coverage[index]), 4),
+                    "VoxelsWithSignal": int(with_signal[index]),
+                    "Coverage": round(float(coverage[index]), 4),
+                    "CoverageDefinition": "fraction of the seed's voxels inside the brain mask with a finite, "
+                    "non-constant denoised series",
+                    "MinimumCoverage": self.inputs.min_coverage,
                     "Valid": bool(usable[index]),
                 }
             }
@@ -98,7 +106,9 @@ class SeedFC(SimpleInterface):
         self._results["fcz_smoothed"] = smoothed
         timeseries = pd.DataFrame(seed_series, columns=list(regions.labels))
         self._results["timeseries"] = str(derivatives.write_tsv(cwd / "seeds_timeseries.tsv", timeseries))
-        regions_table = regions.table().assign(used=usable)
+        regions_table = regions.table().assign(
+            signal_voxels=with_signal, signal_coverage=np.round(coverage, 4), used=usable
+        )
         self._results["regions"] = str(derivatives.write_tsv(cwd / "seeds_regions.tsv", regions_table))
         self._results["metadata"] = metadata
         return runtime

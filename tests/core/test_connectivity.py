@@ -100,3 +100,23 @@ def test_dual_regression_stages_are_the_least_squares_definitions(rng):
         np.testing.assert_allclose(beta[:, v], np.linalg.pinv(x2) @ y, rtol=1e-4, atol=1e-6)
     _, beta_norm = connectivity.dual_regression(data, maps, normalise=True)
     np.testing.assert_allclose(beta_norm, beta * x2.std(axis=0, ddof=1)[:, None], rtol=1e-4, atol=1e-6)
+
+
+def test_signal_voxels_counts_finite_varying_members(rng):
+    series = rng.normal(size=(25, 8))
+    series[:, 1] = 0.0  # no signal
+    series[:, 2] = 4.0  # constant
+    series[3, 3] = np.nan  # not finite
+    membership = sparse.csr_matrix(np.array([[1, 1, 1, 1, 0, 0, 0, 0],
+                                             [0, 0, 0, 0, 1, 1, 0, 0],
+                                             [0, 1, 1, 0, 0, 0, 0, 0],
+                                             [0, 0, 0, 0, 0, 0, 0, 0]], float))  # fmt: skip
+    np.testing.assert_array_equal(connectivity.signal_voxels(series, membership), [1, 2, 0, 0])
+
+
+def test_has_signal_refuses_constant_and_nan_series(rng):
+    series = rng.normal(size=(20, 4))
+    series[:, 1] = 0.0
+    series[5, 2] = np.nan
+    series[:, 3] = np.inf
+    np.testing.assert_array_equal(connectivity.has_signal(series), [True, False, False, False])
