@@ -31,17 +31,14 @@ import pandas as pd
 
 from clbp_bidsapp.config import GroupSettings, Settings, section_from_mapping
 from clbp_bidsapp.errors import InputError
+from clbp_bidsapp.io.completion import RECORD_DIR as RECORD_FOLDER
+from clbp_bidsapp.io.completion import record_path
 from clbp_bidsapp.io.manifest import sha256
 
-RECORD_FOLDER = Path("logs") / "participants"
 ALL_ANALYSES = "all"  # the ``analysis`` value of an exclusion from every analysis
 EXCLUSION_COLUMNS = ["participant_id", "analysis", "reason"]
 # participant-level settings that the group level describes or applies itself (taken from the records)
 APPLIED_SECTIONS = ("denoise", "metrics", "connectivity")
-
-
-def record_path(output_dir: Path, label: str) -> Path:
-    return output_dir / RECORD_FOLDER / f"sub-{label}.json"
 
 
 def record_name(label: str) -> str:
