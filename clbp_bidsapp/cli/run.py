@@ -247,11 +247,7 @@ def _check_space_requests(settings: Settings, *, typed: set[str]) -> list[str]:
     if settings.execution.analysis_level != "participant" or space.mni_aligned:
         return []
     con, skip = settings.connectivity, set(settings.execution.skip)
-    what = (
-        f"--space {space.name} has no MNI coordinates"
-        if space.known
-        else f"--space {space.name} is not a known MNI template ({', '.join(spaces.template_names())})"
-    )
+    what = spaces.why_not_mni(space)
     errors = []
     if "connectivity.seeds" in typed and con.seeds and "seedfc" not in skip:
         errors.append(f"--seeds: seeds are MNI coordinates but {what}; drop --seeds or use an MNI --space")

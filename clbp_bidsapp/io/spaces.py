@@ -70,33 +70,30 @@ def template_names() -> list[str]:
     return list(_registry()["templates"])
 
 
-def _why_not_mni(space: Space) -> str:
+def why_not_mni(space: Space) -> str:
+    """``--space X has no MNI coordinates`` (or is not a known template), for messages."""
     if space.known:
-        return f"space {space.name} has no MNI coordinates"
-    return f"space {space.name} is not a known MNI template ({', '.join(template_names())})"
+        return f"--space {space.name} has no MNI coordinates"
+    return f"--space {space.name} is not a known MNI template ({', '.join(template_names())})"
 
 
 def unavailable_stages(
     space: Space, *, atlases: Sequence[str], bundled_atlases: Sequence[str], networks: str
 ) -> tuple[dict[str, str], tuple[str, ...]]:
-    """Stages that cannot run in ``space`` (name -> reason) and the atlases that can.
+    """Stages that cannot run in ``space`` (name -> what needs MNI) and the atlases that can.
 
     Bundled atlases are MNI atlases; any other entry of ``atlases`` is a user dseg file taken to be in the run's
     space. ``networks`` other than ``seitzman`` is a user file, likewise.
     """
     if space.mni_aligned:
         return {}, tuple(atlases)
-    why = _why_not_mni(space)
-    skipped = {
-        "seedfc": f"the seeds are MNI coordinates and {why}",
-        "vmhc": f"the mirror plane is x = 0 in MNI coordinates and {why}",
-    }
+    skipped = {"seedfc": "seeds are MNI coordinates", "vmhc": "its mirror plane is x = 0 in MNI coordinates"}
     kept = tuple(a for a in atlases if a not in bundled_atlases)
     if not kept:
-        skipped["connectome"] = f"the bundled atlases are MNI atlases and {why} (give a dseg file in this space)"
+        skipped["connectome"] = "the bundled atlases are MNI atlases; --atlases takes dseg files in this space"
         skipped["graph"] = "it needs the connectomes"
     if networks == "seitzman":
-        skipped["dualreg"] = f"the bundled reference networks are MNI maps and {why}"
+        skipped["dualreg"] = "the bundled networks are MNI maps; --networks takes a 4-D NIfTI in this space"
     return skipped, kept
 
 
@@ -107,7 +104,7 @@ def skip_message(space: Space, skipped: dict[str, str], dropped_atlases: Sequenc
         parts.append(f"atlas(es) {', '.join(dropped_atlases)} (MNI atlases)")
     if not parts:
         return ""
-    return f"--space {space.name}: not run: " + "; ".join(parts) + ". Use an MNI template space to run them."
+    return f"{why_not_mni(space)}; not run: " + "; ".join(parts) + "."
 
 
 def grid_bbox(shape: Sequence[int], affine: np.ndarray) -> np.ndarray:

@@ -82,4 +82,4 @@ def test_stages_per_space():
     )
     assert set(skipped) == {"seedfc", "vmhc", "connectome", "graph"} and kept == ()
     message = spaces.skip_message(spaces.lookup("native"), skipped, ["aal"])
-    assert message.startswith("--space native: not run: seedfc") and "\n" not in message
+    assert message.startswith("--space native has no MNI coordinates; not run: seedfc") and "\n" not in message

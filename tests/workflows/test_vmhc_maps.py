@@ -8,6 +8,7 @@ written as 0 and z-scored into non-zero fake data.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import nibabel as nb
@@ -25,15 +26,12 @@ AFFINE = np.array([[2.0, 0, 0, -96.0], [0, 2.0, 0, -132.0], [0, 0, 2.0, -78.0], 
 
 
 def _run(interface, cwd: Path, **inputs):
+    """Run a SimpleInterface in its own folder (its outputs are written to the working directory)."""
     cwd.mkdir(parents=True, exist_ok=True)
-    node = interface(**inputs)
-    node.base_dir = None
-    import os
-
     previous = os.getcwd()
     os.chdir(cwd)
     try:
-        return node.run().outputs
+        return interface(**inputs).run().outputs
     finally:
         os.chdir(previous)
 
@@ -62,7 +60,7 @@ def _dataset(tmp_path: Path, seed: int, mask: np.ndarray | None = None):
 
 @pytest.mark.parametrize("fwhm", [0.0, 6.0])
 def test_vmhc_z_map_on_2mm_grid_with_x0_column(tmp_path, fwhm):
-    mask, world, series, grid = _dataset(tmp_path, seed=1)
+    mask, _, series, grid = _dataset(tmp_path, seed=1)
     out = _run(VMHC, tmp_path / "vmhc", series=str(series), grid=str(grid), fwhm=fwhm)
     vmhc_mask, _ = images.load_grid(Path(out.grid))
     raw, _ = images.load_volume(Path(out.out_file))
@@ -87,7 +85,7 @@ def test_vmhc_z_map_on_2mm_grid_with_x0_column(tmp_path, fwhm):
 
 
 def test_group_mask_excludes_midline_and_mirrorless_voxels(tmp_path):
-    mask, _, series, grid = _dataset(tmp_path, seed=2)
+    mask, *_ = _dataset(tmp_path, seed=2)
     maps = {}
     for label, seed in (("01", 2), ("02", 3)):
         _, _, series, grid = _dataset(tmp_path, seed=seed, mask=mask)
