@@ -55,6 +55,12 @@ def participant_methods(settings: Settings) -> str:
             else " was regressed out (no band-pass filter)."
         ),
     ]
+    space = spaces.lookup(settings.inputs.space)
+    if not space.mni_aligned:
+        text.append(
+            f"The runs were analysed in {space.name} space, which has no MNI coordinates, so only measures that "
+            "do not depend on template coordinates were computed."
+        )
     maps = []
     if "alff" not in skip:
         maps.append("ALFF and fALFF [@zang2007; @zou2008] from the unfiltered denoised series")
@@ -73,7 +79,6 @@ def participant_methods(settings: Settings) -> str:
             f"within the brain mask){smoothed}."
         )
     if "vmhc" not in skip:
-        space = spaces.lookup(settings.inputs.space)
         exact = (
             "a symmetric template, so the mirror voxel is homotopic"
             if space.symmetric

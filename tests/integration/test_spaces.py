@@ -110,7 +110,7 @@ def test_native_run_skips_mni_stages_once_and_keeps_user_atlases(native, tmp_pat
     assert "MNI" not in alff_sidecar
     methods = json.loads((out / "logs" / "methods-participant.json").read_text())["text"]
     assert "homotopic" not in methods and "Seed-based" not in methods and "Dual regression" not in methods
-    assert "ALFF" in methods
+    assert "ALFF" in methods and "analysed in native space, which has no MNI coordinates" in methods
 
 
 def test_explicit_mni_stages_refused_in_native_space(native, tmp_path):
