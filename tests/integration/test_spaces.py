@@ -2,6 +2,7 @@
 
 - a BOLD-native run (no ``space-`` entity, ``--space native``): the space-free stages run, the MNI stages are
   skipped with one message, user atlases in that space still give connectomes, sidecars and methods say so;
+- VMHC on the 2 mm MNI grid with a voxel column at x = 0: the midline is not analysed, the z-map is mean 0, SD 1;
 - a connectome whose regions all fall outside the brain mask: graph measures n/a, a summary line, the rest goes on;
 - an MNI152NLin2009cSym run: VMHC's sidecar and the methods text name the symmetric template and say the map
   itself was not smoothed;
@@ -145,6 +146,34 @@ def test_symmetric_template_run_names_the_mirror_template(tmp_path):
     assert "MNI152NLin2009cSym (a symmetric template" in methods
     assert "the VMHC map itself was not smoothed" in methods
     assert "smoothed with a 6 mm FWHM Gaussian kernel" not in methods  # VMHC is the only map here
+
+
+def test_vmhc_from_the_cli_on_the_2mm_mni_grid_with_an_x0_column(tmp_path):
+    """nilearn's 2 mm MNI grid (99 x 117 x 95, origin (-98, -134, -72)) has a voxel column at x = 0, as
+    TemplateFlow's res-2 grids do: its 4 031 brain voxels were their own mirror (z capped at 7) and pulled every
+    other voxel's z-map to mean -0.12, SD 0.48 (issue 14). About a minute: 40 s of it writing the dataset."""
+    info = make_dataset(tmp_path / "bids", n_patients=1, n_controls=0, voxel_size=2, n_volumes=64, seed=7,
+                        high_motion=False)  # fmt: skip
+    out = tmp_path / "out"
+    result = cli(info.root, out, "participant", "--skip", "alff", "reho", *FAST[1:])
+    assert result.returncode == 0, result.stderr
+    stem = out / "sub-01" / "func" / "sub-01_task-rest_space-MNI152NLin2009cAsym_res-2"
+    raw_img = nb.load(f"{stem}_stat-vmhc_boldmap.nii.gz")
+    raw = np.asanyarray(raw_img.dataobj)
+    z = np.asanyarray(nb.load(f"{stem}_desc-z_stat-vmhc_boldmap.nii.gz").dataobj)
+    column = round(float(-raw_img.affine[0, 3] / raw_img.affine[0, 0]))
+    assert raw_img.affine[0, 3] + column * raw_img.affine[0, 0] == 0.0
+    mask_path = next((info.fmriprep_dir / "sub-01" / "func").glob("*desc-brain_mask.nii.gz"))
+    mask = np.asanyarray(nb.load(str(mask_path)).dataobj) > 0
+    assert mask[column].sum() == 4031
+    assert (raw[column] == 0).all() and (z[column] == 0).all()  # midline not analysed
+    analysed = z != 0
+    assert analysed.sum() == mask.sum() - 4031
+    assert abs(z[analysed].mean()) < 1e-4 and abs(z[analysed].std() - 1.0) < 1e-3
+    assert np.abs(raw).max() < 0.99 * 7.0  # no capped voxel
+    sidecar = json.loads(Path(f"{stem}_stat-vmhc_boldmap.json").read_text())
+    assert sidecar["VoxelsOnMidline"] == 4031 and sidecar["VoxelsWithoutMirror"] == 0
+    assert sidecar["MirrorTemplate"] == "MNI152NLin2009cAsym" and not sidecar["MirrorTemplateSymmetric"]
 
 
 def test_grid_that_is_not_the_named_template_is_refused(tmp_path):
