@@ -138,7 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
         dest="inputs.space",
         default=SUPPRESS,
         help=_help(
-            "template space of the fMRIPrep outputs to use, optionally with :res-N",
+            "space of the fMRIPrep outputs to use, optionally with :res-N: an MNI template (MNI152NLin2009cAsym, "
+            "MNI152NLin2009cSym for exact VMHC, MNI152NLin6Asym, ...), or native (no space- entity) / T1w, where "
+            "only the stages that need no MNI coordinates run",
             "inputs",
             "space",
         ),

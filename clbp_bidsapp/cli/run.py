@@ -129,6 +129,7 @@ def parse_settings(argv: Sequence[str] | None) -> tuple[Settings, dict[str, Any]
     settings = _absolute_paths(base.replace(overrides))
     errors.extend(settings.validate(flags))  # the file's values were checked when it was read: these are flags
     errors.extend(_check_settings(settings))
+    errors.extend(_check_space_requests(settings, typed=set(values)))
     output_errors: list[str] = []
     source = None
     try:
@@ -254,6 +255,33 @@ def _check_connectivity(settings: Settings) -> list[str]:
                 errors.append(f"--atlases: {exc}")
     if con.networks != "seitzman" and not Path(con.networks).is_file():
         errors.append(f"--networks {con.networks}: expected 'seitzman' or the path of a 4-D NIfTI of network maps")
+    return errors
+
+
+def _check_space_requests(settings: Settings, *, typed: set[str]) -> list[str]:
+    """Refuse MNI-coordinate stages the user asked for by name when ``--space`` has no MNI coordinates.
+
+    Stages left to their defaults are skipped at run time with one message instead (see ``io/spaces.py``).
+    """
+    from clbp_bidsapp.io import atlases, spaces
+
+    space = spaces.lookup(settings.inputs.space)
+    if settings.execution.analysis_level != "participant" or space.mni_aligned:
+        return []
+    con, skip = settings.connectivity, set(settings.execution.skip)
+    what = spaces.why_not_mni(space)
+    errors = []
+    if "connectivity.seeds" in typed and con.seeds and "seedfc" not in skip:
+        errors.append(f"--seeds: seeds are MNI coordinates but {what}; drop --seeds or use an MNI --space")
+    bundled = [a for a in con.atlases if a in atlases.ATLASES]
+    if "connectivity.atlases" in typed and bundled and "connectome" not in skip:
+        errors.append(
+            f"--atlases {' '.join(bundled)}: bundled atlases are in MNI space but {what}; "
+            "give dseg files in this space or use an MNI --space"
+        )
+    if "connectivity.networks" in typed and con.networks == "seitzman" and "dualreg" not in skip:
+        errors.append(f"--networks seitzman: the bundled networks are MNI maps but {what}; give a 4-D NIfTI in "
+                      "this space or use an MNI --space")  # fmt: skip
     return errors
 
 

@@ -64,6 +64,9 @@ GLOBAL_MEASURES: tuple[str, ...] = (
 )
 NODAL_MEASURES: tuple[str, ...] = ("degree", "betweenness", "efficiency", "clustering", "local_efficiency")
 
+#: fewest nodes with data for which graph measures are defined (clustering needs triangles: three nodes)
+MIN_NODES = 3
+
 # cap on the number of entries of one stack of neighbourhood subgraphs searched together (local efficiency):
 # blocks of about 1 MB stay in cache, which measured faster than larger stacks on a 300-node connectome
 _LOCAL_BLOCK = 200_000
@@ -83,6 +86,7 @@ class GraphResult:
     auc_global : area under each global measure's curve over the sparsity range (``np.trapezoid``).
     auc_nodal : DataFrame indexed by ``node``, one column per nodal measure: area under each node's curve.
     kept : (n,) bool, the nodes in the graph (False for nodes with an all-NaN row).
+    computed : False when fewer than :data:`MIN_NODES` nodes had data: every measure is then NaN (n/a).
     """
 
     global_table: pd.DataFrame
@@ -90,6 +94,7 @@ class GraphResult:
     auc_global: dict[str, float]
     auc_nodal: pd.DataFrame
     kept: np.ndarray = field(repr=False)
+    computed: bool = True
 
 
 # --------------------------------------------------------------------------------------------- thresholding
@@ -527,6 +532,8 @@ def _graph_measures(
     if sparsities.ndim != 1 or sparsities.size == 0 or np.any((sparsities <= 0) | (sparsities > 1)):
         raise ValueError("sparsities must be a non-empty list of values in (0, 1]")
     n_all, n = kept.size, sub.shape[0]
+    if n < MIN_NODES:
+        return _not_computed(kept, sparsities)
     rows, cols = _ranked_edges(sub)
     global_rows = []
     nodal_frames = []
@@ -587,3 +594,20 @@ def _graph_measures(
         index=pd.Index(np.arange(n_all), name="node"),
     )
     return GraphResult(global_table, nodal_table, auc_global, auc_nodal, kept)
+
+
+def _not_computed(kept: np.ndarray, sparsities: np.ndarray) -> GraphResult:
+    """The result of a connectome with fewer than :data:`MIN_NODES` nodes with data: every measure NaN."""
+    n_all, n = kept.size, int(kept.sum())
+    global_table = pd.DataFrame(
+        {"sparsity": sparsities, "n_nodes": n, "n_edges": 0, "lcc_fraction": math.nan}
+        | dict.fromkeys(GLOBAL_MEASURES, math.nan)
+    ).set_index("sparsity")
+    nodal = pd.DataFrame(
+        {"sparsity": np.repeat(sparsities, n_all), "node": np.tile(np.arange(n_all), sparsities.size)}
+        | dict.fromkeys(NODAL_MEASURES, math.nan)
+    )
+    auc_nodal = pd.DataFrame(
+        {name: np.full(n_all, np.nan) for name in NODAL_MEASURES}, index=pd.Index(np.arange(n_all), name="node")
+    )
+    return GraphResult(global_table, nodal, dict.fromkeys(GLOBAL_MEASURES, math.nan), auc_nodal, kept, computed=False)

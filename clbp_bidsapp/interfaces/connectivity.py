@@ -159,6 +159,7 @@ class Connectome(SimpleInterface):
             "Resampling": "nearest neighbour to the BOLD grid" if kind == "labels" else "spheres on the BOLD grid",
             "MinimumCoverage": self.inputs.min_coverage,
             "RegionsExcluded": [n for n, ok in zip(names, usable, strict=True) if not ok],
+            "RegionsUsed": int(usable.sum()),
             "PartialCorrelation": "inverse of the Ledoit-Wolf shrunk covariance (nilearn ConnectivityMeasure default)",
         }
         (cwd / "metadata.json").write_text(json.dumps(metadata))
@@ -265,6 +266,16 @@ class GraphMeasures(SimpleInterface):
         self._results["global_measures"] = str(derivatives.write_tsv(cwd / "global.tsv", table))
         self._results["nodal_measures"] = str(derivatives.write_tsv(cwd / "nodal.tsv", nodal))
         metadata = {
+            "RegionsWithData": int(result.kept.sum()),
+            "Computed": result.computed,
+            **(
+                {}
+                if result.computed
+                else {
+                    "NotComputed": f"n/a: only {int(result.kept.sum())} region(s) reached the coverage threshold; "
+                    f"graph measures need at least {graph.MIN_NODES}"
+                }
+            ),
             "Thresholding": "proportional: the strongest positive correlations at each density, binary graphs",
             "Densities": [float(d) for d in densities],
             "RandomNetworks": self.inputs.n_random,

@@ -88,11 +88,21 @@ class _VMHCInputSpec(_SeriesInputSpec):
     fwhm = traits.Float(mandatory=True, desc="smoothing of the series before VMHC (mm)")
 
 
+class _VMHCOutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc="VMHC map, 0 outside the analysed voxels")
+    grid = File(exists=True, desc="the analysed voxels: the brain mask without midline and mirror-less voxels")
+    metadata = File(exists=True)
+
+
 class VMHC(SimpleInterface):
-    """Smooth the band-passed series, then VMHC (:func:`clbp_bidsapp.core.vmhc.vmhc`)."""
+    """Smooth the band-passed series, then VMHC (:func:`clbp_bidsapp.core.vmhc.vmhc`).
+
+    The map is defined on the analysed voxels only (``grid``): voxels on the mid-sagittal plane and voxels whose
+    mirror is outside the mask are written as non-brain (0) and left out of the standardised maps.
+    """
 
     input_spec = _VMHCInputSpec
-    output_spec = _MapOutputSpec
+    output_spec = _VMHCOutputSpec
 
     def _run_interface(self, runtime):
         mask, affine = images.load_grid(Path(self.inputs.grid))
@@ -101,9 +111,32 @@ class VMHC(SimpleInterface):
             series = standardize.smooth_series(
                 series, mask=mask, fwhm_mm=self.inputs.fwhm, voxel_size_mm=_voxel_size(affine)
             )
-        values = np.nan_to_num(vmhc.vmhc(series, mask=mask, affine=affine), nan=0.0)
-        out = Path(runtime.cwd) / "vmhc.nii.gz"
-        self._results["out_file"] = str(images.save_map(out, values, (mask, affine)))
+        values = vmhc.vmhc(series, mask=mask, affine=affine)
+        mirror = vmhc.mirror_voxels(mask, affine)
+        analysed = np.isfinite(values)
+        if not analysed.any():
+            raise InputError(
+                f"{self.inputs.grid}: no brain-mask voxel has a mirror voxel across x = 0 in the mask; "
+                "VMHC needs data in an MNI template space (use --space with an MNI template, or --skip vmhc)"
+            )
+        vmhc_mask = np.zeros_like(mask)
+        vmhc_mask[mask] = analysed
+        cwd = Path(runtime.cwd)
+        vmhc_grid = (vmhc_mask, affine)
+        self._results["out_file"] = str(images.save_map(cwd / "vmhc.nii.gz", values[analysed], vmhc_grid))
+        self._results["grid"] = str(images.save_grid(cwd / "vmhc_grid.npz", vmhc_mask, affine))
+        offsets = mirror.offset_mm[analysed]
+        metadata = {
+            "VoxelsAnalysed": int(analysed.sum()),
+            "VoxelsOnMidline": int(mirror.midline.sum()),
+            "VoxelsWithoutMirror": int(mirror.no_mirror.sum()),
+            "VoxelsConstant": int((~analysed & (mirror.partner >= 0)).sum()),
+            "MaxMirrorOffsetMm": round(float(offsets.max()), 4),
+            "NotAnalysed": "voxels straddling x = 0 (their own mirror) and voxels whose mirror is outside the grid "
+            "or the brain mask are written as 0 and left out of the standardised maps",
+        }
+        (cwd / "metadata.json").write_text(json.dumps(metadata))
+        self._results["metadata"] = str(cwd / "metadata.json")
         return runtime
 
 

@@ -40,6 +40,7 @@ class _RunReportInputSpec(BaseInterfaceInputSpec):
     regions = InputMultiObject(File(exists=True), desc="the regions TSV of each connectome (network column)")
     graphs = InputMultiObject(File(exists=True), desc="global graph-measure TSVs (last row: AUC)")
     atlas_names = traits.List(traits.Str, desc="one atlas name per connectome")
+    mni_background = traits.Bool(True, usedefault=True, desc="draw maps over the MNI template (MNI spaces only)")
 
 
 class _RunReportOutputSpec(TraitedSpec):
@@ -79,11 +80,22 @@ class RunReport(SimpleInterface):
         if self.inputs.maps:
             parts.append("<h3>Maps</h3>")
             for path, title in zip(self.inputs.maps, self.inputs.map_titles, strict=True):
-                parts.append(html.image(figures.mosaic_figure(Path(path), title=title), title))
+                parts.append(
+                    html.image(
+                        figures.mosaic_figure(Path(path), title=title, mni_background=self.inputs.mni_background), title
+                    )
+                )
         if self.inputs.fc_maps:
             parts.append("<h3>Seed-based functional connectivity (Fisher z)</h3>")
             for path, title in zip(self.inputs.fc_maps, self.inputs.fc_titles, strict=True):
-                parts.append(html.image(figures.mosaic_figure(Path(path), title=title, symmetric=True), title))
+                parts.append(
+                    html.image(
+                        figures.mosaic_figure(
+                            Path(path), title=title, symmetric=True, mni_background=self.inputs.mni_background
+                        ),
+                        title,
+                    )
+                )
         if self.inputs.relmats:
             parts.append("<h3>Connectomes and graph measures</h3>")
             graphs = list(self.inputs.graphs) if self.inputs.graphs else []
@@ -99,7 +111,9 @@ class RunReport(SimpleInterface):
                 if index < len(graphs):
                     table = pd.read_csv(graphs[index], sep="\t", dtype={"sparsity": str})
                     auc = table[table["sparsity"] == "auc"].drop(columns=["sparsity"]).dropna(axis=1)
-                    if len(auc):
+                    if auc.shape[1] == 0:
+                        parts.append(f"<p>{atlas}: graph measures n/a (fewer than three regions with data)</p>")
+                    elif len(auc):
                         parts.append(f"<p>{atlas}: area under the curve over the densities</p>")
                         parts.append(html.table({k: float(v) for k, v in auc.iloc[0].items()}))
         out = Path(runtime.cwd) / "fragment.html"

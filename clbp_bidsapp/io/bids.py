@@ -22,6 +22,7 @@ import yaml
 from clbp_bidsapp.errors import InputError
 
 LABEL_RE = re.compile(r"^[A-Za-z0-9]+$")
+NATIVE_SPACE = "native"  # --space value of BOLD files without a space- entity (fMRIPrep's BOLD-native outputs)
 
 
 @cache
@@ -53,7 +54,9 @@ class RunInputs:
 
     @property
     def space_entities(self) -> dict[str, str]:
-        """``space``/``res`` entities of the outputs, in BIDS order."""
+        """``space``/``res`` entities of the outputs, in BIDS order (none for a BOLD-native run)."""
+        if self.space == NATIVE_SPACE:
+            return {}
         out = {"space": self.space}
         if self.res is not None:
             out["res"] = self.res
@@ -257,8 +260,10 @@ def collect_runs(
             if not tasks and task_pattern.lower() not in task.lower():
                 reasons.append(f"{what}: task '{task}' is not resting state")
                 continue
-            if ents.get("space") != space:
-                reasons.append(f"{what}: space {ents.get('space', 'native')} is not {space}")
+            found_space = ents.get("space", NATIVE_SPACE)
+            if found_space != space:
+                have = f"space-{found_space}" if "space" in ents else "no space- entity (--space native)"
+                reasons.append(f"{what}: {have}, not --space {space}")
                 continue
             if res is not None and ents.get("res") != res:
                 reasons.append(f"{what}: res-{ents.get('res')} is not res-{res}")
@@ -299,8 +304,10 @@ def _one_resolution_per_run(runs: list[RunInputs], skipped: list[tuple[str, str]
 
 
 def _complete_run(layout, bold, run_ents, ents, filters, read_tr) -> RunInputs:
+    from bids.layout import Query
+
     what = bold.filename
-    space_ents = {"space": ents["space"]}
+    space_ents = {"space": ents.get("space", Query.NONE)}
     if "res" in ents:
         space_ents["res"] = ents["res"]
     masks = _run_query(layout, "mask", run_ents, filters, **space_ents)
@@ -315,7 +322,8 @@ def _complete_run(layout, bold, run_ents, ents, filters, read_tr) -> RunInputs:
     conf_json = conf_path.with_suffix(".json")
     metadata = bold.get_metadata()
     tr = read_tr(Path(bold.path), metadata.get("RepetitionTime"))
-    probsegs = _probsegs(layout, run_ents, space_ents, filters)
+    # anatomical files without space- are on the T1w grid, never the BOLD-native grid: no probsegs there
+    probsegs = _probsegs(layout, run_ents, space_ents, filters) if "space" in ents else {}
     return RunInputs(
         participant=run_ents["subject"],
         entities=run_ents,
@@ -325,7 +333,7 @@ def _complete_run(layout, bold, run_ents, ents, filters, read_tr) -> RunInputs:
         confounds=conf_path,
         confounds_json=conf_json if conf_json.is_file() else None,
         tr=tr,
-        space=ents["space"],
+        space=ents.get("space", NATIVE_SPACE),
         res=ents.get("res"),
         probsegs=probsegs,
     )

@@ -97,6 +97,12 @@ def check_grid(bold: Path, mask_path: Path) -> None:
     _check_same_grid(mask_path, mask, img)
 
 
+def header_grid(path: Path) -> tuple[tuple[int, int, int], np.ndarray]:
+    """Shape (first three axes) and affine of an image, from its header only."""
+    img = _load(path)
+    return tuple(int(n) for n in img.shape[:3]), img.affine
+
+
 def load_masked_run(bold: Path, mask_path: Path) -> MaskedRun:
     """Load a 4-D BOLD run once, check it, and return its in-mask series as (time, voxels) float32."""
     img = _load(bold)

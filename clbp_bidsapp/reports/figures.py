@@ -69,8 +69,9 @@ def carpet_figure(raw: np.ndarray, cleaned: np.ndarray, sample_mask: np.ndarray,
     return _png(fig)
 
 
-def mosaic_figure(map_path: Path, *, title: str, symmetric: bool = False) -> bytes:
-    """Axial mosaic of a map over the MNI template (nilearn's bundled one, no download)."""
+def mosaic_figure(map_path: Path, *, title: str, symmetric: bool = False, mni_background: bool = True) -> bytes:
+    """Axial mosaic of a map over the MNI template (nilearn's bundled one, no download), or over nothing when
+    the map is not in an MNI space (``mni_background=False``)."""
     import matplotlib.pyplot as plt
     from nilearn import plotting
 
@@ -81,6 +82,7 @@ def mosaic_figure(map_path: Path, *, title: str, symmetric: bool = False) -> byt
         cut_coords=7,
         figure=fig,
         title=title,
+        **({} if mni_background else {"bg_img": None}),  # nilearn's default background is the MNI template
         cmap="RdBu_r" if symmetric else "inferno",
         symmetric_cbar=symmetric,
         threshold=None if not symmetric else 1e-6,

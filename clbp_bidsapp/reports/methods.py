@@ -13,7 +13,7 @@ from pathlib import Path
 
 from clbp_bidsapp import __version__
 from clbp_bidsapp.config import Settings
-from clbp_bidsapp.io import derivatives
+from clbp_bidsapp.io import derivatives, spaces
 from clbp_bidsapp.io.citations import load_references
 from clbp_bidsapp.io.strategies import load_strategy
 
@@ -55,19 +55,40 @@ def participant_methods(settings: Settings) -> str:
             else " was regressed out (no band-pass filter)."
         ),
     ]
+    space = spaces.lookup(settings.inputs.space)
+    if not space.mni_aligned:
+        text.append(
+            f"The runs were analysed in {space.name} space, which has no MNI coordinates, so only measures that "
+            "do not depend on template coordinates were computed."
+        )
     maps = []
     if "alff" not in skip:
         maps.append("ALFF and fALFF [@zang2007; @zou2008] from the unfiltered denoised series")
     if "reho" not in skip:
         maps.append(f"regional homogeneity (Kendall's W over {m.reho_neighbourhood} voxels) [@zang2004]")
     if "vmhc" not in skip:
-        maps.append("voxel-mirrored homotopic connectivity [@zuo2010]")
+        maps.append("voxel-mirrored homotopic connectivity (VMHC) [@zuo2010]")
     if "dc" not in skip:
         maps.append(f"binarised and weighted degree centrality (r > {m.dc_threshold:g}) [@buckner2009; @zuo2012]")
     if maps:
+        only_vmhc = "vmhc" not in skip and len(maps) == 1
+        smoothed = "" if only_vmhc else f" and{'' if 'vmhc' in skip else ', except VMHC,'} smoothed with a "
+        smoothed += "" if only_vmhc else f"{m.smoothing_fwhm:g} mm FWHM Gaussian kernel"
         text.append(
             f"Local measures were {_join(maps)}; each map was standardised (z-scored and divided by its mean "
-            f"within the brain mask) and smoothed with a {m.smoothing_fwhm:g} mm FWHM Gaussian kernel."
+            f"within the brain mask){smoothed}."
+        )
+    if "vmhc" not in skip:
+        exact = (
+            "a symmetric template, so the mirror voxel is homotopic"
+            if space.symmetric
+            else "an asymmetric template, so the mirror voxel is only approximately homotopic"
+        )
+        text.append(
+            f"VMHC correlated each voxel with the voxel nearest to its mirror across x = 0 in {space.name} ({exact}); "
+            f"its band-passed series were smoothed with a {m.smoothing_fwhm:g} mm FWHM kernel before the "
+            "correlation and the VMHC map itself was not smoothed; midline voxels (their own mirror) and voxels "
+            "whose mirror lay outside the brain mask were not analysed."
         )
     if "seedfc" not in skip:
         text.append(

@@ -358,10 +358,13 @@ def make_dataset(
     seed: int = 0,
     high_motion: bool = True,
     n_dummy: int = 0,
+    space: str = SPACE,
 ) -> DatasetInfo:
     """Write a raw BIDS dataset at ``root`` and fMRIPrep-like derivatives at ``root/derivatives/fmriprep``.
 
     Patients come first (``sub-01`` ...), then controls. The same arguments give byte-identical files.
+    ``space`` names the derivatives' ``space-`` entity (the grid is always nilearn's MNI grid); ``"native"``
+    writes them without ``space-``/``res-``, as fMRIPrep names BOLD-native outputs.
     """
     if voxel_size not in (2, 3, 4):
         raise ValueError("voxel_size must be 2, 3 or 4 (mm)")
@@ -415,17 +418,17 @@ def make_dataset(
           {"TaskName": task, "RepetitionTime": tr})  # fmt: skip
 
     res = str(voxel_size)
-    space = f"space-{SPACE}_res-{res}"
+    entities = f"_space-{space}_res-{res}" if space != "native" else ""
     session_list: list[str | None] = list(sessions) or [None]
     pain_of = {row["participant_id"].removeprefix("sub-"): float(row["pain_vas"]) for row in rows}
     for label in labels:
         sub = f"sub-{label}"
         anat = fmriprep / sub / "anat"
-        _save(grid.mask.astype(np.uint8), grid.affine, anat / f"{sub}_{space}_desc-brain_mask.nii.gz")
+        _save(grid.mask.astype(np.uint8), grid.affine, anat / f"{sub}{entities}_desc-brain_mask.nii.gz")
         for tissue, values in (("GM", grid.gm), ("WM", grid.wm), ("CSF", grid.csf)):
             volume = np.zeros(grid.mask.shape, dtype=np.float32)
             volume[grid.mask] = values
-            _save(volume, grid.affine, anat / f"{sub}_{space}_label-{tissue}_probseg.nii.gz")
+            _save(volume, grid.affine, anat / f"{sub}{entities}_label-{tissue}_probseg.nii.gz")
         for s_index, session in enumerate(session_list):
             ses_dir = f"ses-{session}/" if session else ""
             ses_ent = f"_ses-{session}" if session else ""
@@ -450,10 +453,10 @@ def make_dataset(
                 func = fmriprep / sub / ses_dir / "func"
                 volume = np.zeros((*grid.mask.shape, n_volumes), dtype=np.float32)
                 volume[grid.mask] = bold.T
-                _save(volume, grid.affine, func / f"{stem}_{space}_desc-preproc_bold.nii.gz", tr=tr)
-                _json(func / f"{stem}_{space}_desc-preproc_bold.json",
+                _save(volume, grid.affine, func / f"{stem}{entities}_desc-preproc_bold.nii.gz", tr=tr)
+                _json(func / f"{stem}{entities}_desc-preproc_bold.json",
                       {"RepetitionTime": tr, "SkullStripped": True, "TaskName": task})  # fmt: skip
-                _save(grid.mask.astype(np.uint8), grid.affine, func / f"{stem}_{space}_desc-brain_mask.nii.gz")
+                _save(grid.mask.astype(np.uint8), grid.affine, func / f"{stem}{entities}_desc-brain_mask.nii.gz")
                 table, metadata = _confounds(bold, grid, motion, tr=tr, n_dummy=n_dummy)
                 table.to_csv(func / f"{stem}_desc-confounds_timeseries.tsv", sep="\t", index=False,
                              na_rep="n/a", float_format="%.8g")  # fmt: skip
@@ -472,7 +475,7 @@ def make_dataset(
         root=root,
         fmriprep_dir=fmriprep,
         participants=tuple(labels),
-        space=SPACE,
+        space=space,
         res=res,
         tr=tr,
         n_volumes=n_volumes,

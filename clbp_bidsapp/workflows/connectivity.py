@@ -170,7 +170,7 @@ def add_connectivity(
             workflow.connect([(node, graph, [("pearson", "relmat"), ("regions", "regions")])])
             report["graphs"].append((graph, "global_measures"))
             ents = {"atlas": label, "extension": ".tsv"}
-            publish(
+            ds_global = publish(
                 graph,
                 "global_measures",
                 f"{label}_graph",
@@ -181,7 +181,7 @@ def add_connectivity(
                     "Description": "global graph measures per connection density and their area under the curve (AUC)"
                 },
             )
-            publish(
+            ds_nodal = publish(
                 graph,
                 "nodal_measures",
                 f"{label}_nodal",
@@ -190,6 +190,8 @@ def add_connectivity(
                 **ents,
                 metadata={"Description": "nodal graph measures per connection density and their AUC"},
             )
+            for ds in (ds_global, ds_nodal):  # the sidecars say how (or why not) the measures were computed
+                workflow.connect(graph, "metadata", ds, "metadata_file")
 
     if "dualreg" not in skip:
         dualreg = pe.Node(DualRegression(networks=settings.networks), name="dual_regression")

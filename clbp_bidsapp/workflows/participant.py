@@ -16,6 +16,7 @@ from clbp_bidsapp.interfaces.io import DerivativeSink, LoadRun, SeriesToNifti
 from clbp_bidsapp.interfaces.metrics import ALFF, VMHC, DegreeCentrality, ReHo, Standardize
 from clbp_bidsapp.interfaces.qc import TemporalSNR
 from clbp_bidsapp.interfaces.report import ParticipantReport, RunReport
+from clbp_bidsapp.io import spaces
 from clbp_bidsapp.io.bids import RunInputs
 from clbp_bidsapp.workflows.connectivity import add_connectivity
 
@@ -228,7 +229,12 @@ def init_run_wf(
 
     if "report" not in skip:
         run_report = pe.Node(
-            RunReport(source_name=run.source_name, tr=run.tr, fd_thresh=denoise.fd_thresh),
+            RunReport(
+                source_name=run.source_name,
+                tr=run.tr,
+                fd_thresh=denoise.fd_thresh,
+                mni_background=spaces.lookup(run.space).mni_aligned,
+            ),
             name="run_report",
         )
         run_report.inputs.map_titles = [title for _, _, title in report_maps]
@@ -267,7 +273,8 @@ METRIC_DESCRIPTIONS = {
     "reho": "regional homogeneity (Zang 2004): Kendall's W of each voxel with its in-mask neighbours, on the "
     "band-passed, unsmoothed series",
     "vmhc": "voxel-mirrored homotopic connectivity (Zuo 2010): Fisher z of the correlation with the voxel nearest to "
-    "(-x, y, z); approximate in the asymmetric MNI152NLin2009cAsym template",
+    "(-x, y, z), on the band-passed series smoothed first (the map itself is not smoothed); voxels on the midline "
+    "(their own mirror) and voxels whose mirror is outside the brain mask are not analysed (0)",
     "dc": "degree centrality (Zuo 2012): correlations above the threshold with every other grey-matter voxel, "
     "self excluded, on the band-passed series",
 }
@@ -325,12 +332,21 @@ def _add_local_metrics(workflow, *, run, load, denoise_node, sink, denoise, metr
     if "vmhc" not in skip:
         vmhc_node = pe.Node(VMHC(fwhm=fwhm), name="vmhc")
         workflow.connect([(denoise_node, vmhc_node, [("filtered", "series")]), (load, vmhc_node, [("grid", "grid")])])
+        space = spaces.lookup(run.space)
         std = publish(
             vmhc_node,
             "out_file",
             stat="vmhc",
             smooth=False,
-            extra_meta={"SeriesSmoothingFWHM": fwhm, "MirrorPlane": "x = 0 (world mm)"},
+            grid_from=(vmhc_node, "grid"),
+            meta_file=(vmhc_node, "metadata"),
+            extra_meta={
+                "SeriesSmoothingFWHM": fwhm,
+                "MirrorPlane": "x = 0 (world mm)",
+                "MirrorTemplate": space.name,
+                "MirrorTemplateSymmetric": space.symmetric,
+                "MirrorNote": space.mirror_note,
+            },
         )
         report_maps.append((std, "z_file", "VMHC (z)"))
     if "dc" not in skip:

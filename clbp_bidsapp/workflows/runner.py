@@ -13,7 +13,7 @@ from clbp_bidsapp.config import Settings
 from clbp_bidsapp.core.denoise import ConfoundError
 from clbp_bidsapp.errors import ExitCode, InputError, UserError
 from clbp_bidsapp.interfaces.denoise import plan_denoising
-from clbp_bidsapp.io import bids, completion, derivatives, images, manifest, workdir
+from clbp_bidsapp.io import atlases, bids, completion, derivatives, images, manifest, spaces, workdir
 from clbp_bidsapp.io.confounds import read_confounds
 from clbp_bidsapp.reports.methods import write_citation_files
 from clbp_bidsapp.workflows.execution import run_graph
@@ -56,6 +56,9 @@ def run_participant_level(settings: Settings, *, run_id: str, source: dict[str, 
         f"clbp-bidsapp: found {n_runs} resting-state run(s) of {len(collection.runs)} participant(s) in {fmriprep_dir}",
         file=sys.stderr,
     )
+    requested = settings  # what the user asked for: the completion records carry its hash (rerun comparisons)
+    settings = settings_for_space(settings)
+    ex = settings.execution
     failed = dict(collection.failed)
     skipped = list(collection.skipped)
     for label in [*collection.runs, *collection.failed]:  # no record while a participant is being (re)made
@@ -110,6 +113,8 @@ def run_participant_level(settings: Settings, *, run_id: str, source: dict[str, 
         else:
             verified.append(label)
     outcome.succeeded = verified
+    for label in outcome.succeeded:
+        skipped += graph_not_computed(ex.output_dir, collection.runs.get(label, []), settings.connectivity.atlases)
     report(outcome.succeeded, failed, skipped)
     read = [
         path
@@ -127,8 +132,8 @@ def run_participant_level(settings: Settings, *, run_id: str, source: dict[str, 
             completion.write_record(
                 ex.output_dir,
                 label,
-                result_hash=settings.participant_hash(),
-                settings=settings.participant_settings(),
+                result_hash=requested.participant_hash(),
+                settings=requested.participant_settings(),
                 runs=used[label],
                 skipped_runs=not_analysed[label],
                 outputs=promised[label],
@@ -197,6 +202,25 @@ def _config_with_hash(output_dir: Path, result_hash: str | None) -> Path | None:
     return None
 
 
+def settings_for_space(settings: Settings) -> Settings:
+    """The settings with the stages that need MNI coordinates skipped when ``--space`` has none (said once).
+
+    See :mod:`clbp_bidsapp.io.spaces`: in ``native``, ``T1w`` or an unknown space, seed FC, VMHC, the bundled
+    atlases and the bundled reference networks are left out; user atlas and network files still run.
+    """
+    space = spaces.lookup(settings.inputs.space)
+    con, skip = settings.connectivity, settings.execution.skip
+    unavailable, kept = spaces.unavailable_stages(
+        space, atlases=con.atlases, bundled_atlases=tuple(atlases.ATLASES), networks=con.networks
+    )
+    unavailable = {stage: why for stage, why in unavailable.items() if stage not in skip}
+    dropped = [a for a in con.atlases if a not in kept] if "connectome" not in skip and kept else []
+    message = spaces.skip_message(space, unavailable, dropped)
+    if message:
+        print(f"clbp-bidsapp: {message}", file=sys.stderr)
+    return settings.replace({"execution": {"skip": (*skip, *unavailable)}, "connectivity": {"atlases": kept}})
+
+
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
@@ -217,6 +241,7 @@ def check_run(run: bids.RunInputs, *, settings: Settings, skipped: list[tuple[st
     reason is listed among the skipped runs (heavy censoring never crashes the graph).
     """
     images.check_grid(run.bold, run.mask)
+    spaces.check_template_grid(run.bold, *images.header_grid(run.bold), spaces.lookup(run.space))
     table, metadata = read_confounds(run.confounds, run.confounds_json)
     plan = plan_denoising(
         table,
@@ -239,6 +264,26 @@ def check_run(run: bids.RunInputs, *, settings: Settings, skipped: list[tuple[st
         )
     )
     return False
+
+
+def graph_not_computed(output_dir: Path, runs, atlas_names) -> list[tuple[str, str]]:
+    """(run and atlas, reason) for every connectome whose graph measures are n/a (too few regions with data)."""
+    import json
+
+    notes = []
+    for run in runs:
+        folder = derivatives.subject_dir(output_dir, run.entities)
+        for atlas in atlas_names:
+            label = atlas if atlas in atlases.ATLASES else atlases.user_atlas_name(Path(atlas))
+            name = derivatives.derivative_name(
+                run.source_name, suffix="measures", extension=".json", atlas=label, stat="graph",
+                **run.space_entities,
+            )  # fmt: skip
+            path = folder / name
+            sidecar = json.loads(path.read_text()) if path.is_file() else {}
+            if sidecar.get("Computed") is False:
+                notes.append((f"{run.source_name} atlas-{label}", f"graph measures {sidecar['NotComputed']}"))
+    return notes
 
 
 def report(succeeded: list[str], failed: dict[str, str], skipped: list[tuple[str, str]]) -> None:

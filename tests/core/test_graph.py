@@ -243,3 +243,30 @@ def test_deterministic_with_seed_and_auc_is_trapezoid():
     table = a.global_table
     assert np.isfinite(table[list(GLOBAL_MEASURES)].to_numpy()).all()
     assert table["global_efficiency"].is_monotonic_increasing and table["n_edges"].is_monotonic_increasing
+
+
+@pytest.mark.parametrize("n_valid", [0, 1, 2])
+def test_fewer_than_three_regions_with_data_give_nan_measures(n_valid):
+    """A connectome where no region (or one or two) reached the coverage threshold: n/a, never a crash
+    (this raised 'attempt to get argmax of an empty sequence' and failed the whole participant)."""
+    rng = np.random.default_rng(0)
+    series = rng.standard_normal((50, 6))
+    matrix = np.corrcoef(series.T)
+    invalid = np.arange(6) >= n_valid
+    matrix[invalid, :] = np.nan
+    matrix[:, invalid] = np.nan
+    result = graph.graph_measures(matrix, sparsities=[0.1, 0.2, 0.3], n_random=2)
+    assert result.computed is False
+    assert result.global_table.index.tolist() == [0.1, 0.2, 0.3]
+    assert (result.global_table["n_nodes"] == (n_valid if n_valid > 1 else 0)).all()
+    assert result.global_table[list(graph.GLOBAL_MEASURES)].isna().all().all()
+    assert all(math.isnan(v) for v in result.auc_global.values())
+    assert result.nodal[list(graph.NODAL_MEASURES)].isna().all().all() and len(result.nodal) == 18
+    assert result.auc_nodal.isna().all().all() and len(result.auc_nodal) == 6
+
+
+def test_three_regions_are_enough():
+    matrix = np.array([[1.0, 0.5, 0.2], [0.5, 1.0, 0.4], [0.2, 0.4, 1.0]])
+    result = graph.graph_measures(matrix, sparsities=[1.0], n_random=0)
+    assert result.computed is True
+    assert result.global_table.loc[1.0, "clustering"] == 1.0  # the triangle

@@ -71,6 +71,19 @@ def test_wrong_space_and_unknown_participant(small_dataset):
     assert "space" in found.failed["01"]
 
 
+def test_bold_native_runs_have_no_space_entity(tmp_path):
+    """fMRIPrep's BOLD-native outputs carry no space-: --space native selects them (their mask too, no anatomical
+    probsegs, which are on the T1w grid); with another --space the reason no longer says 'space native is not'."""
+    info = make_dataset(tmp_path / "bids", n_patients=1, n_controls=0, n_volumes=30, space="native")
+    found = _collect(info, space="native")
+    run = found.runs["01"][0]
+    assert run.space == "native" and run.space_entities == {}
+    assert run.bold.name == "sub-01_task-rest_desc-preproc_bold.nii.gz"
+    assert run.mask.name == "sub-01_task-rest_desc-brain_mask.nii.gz" and run.probsegs == {}
+    other = _collect(info, space="MNI152NLin2009cAsym")
+    assert "no space- entity (--space native), not --space MNI152NLin2009cAsym" in other.failed["01"]
+
+
 def test_missing_tr_is_a_clear_error(tmp_path):
     info = make_dataset(tmp_path / "bids", n_patients=1, n_controls=1, voxel_size=4, n_volumes=30, seed=4)
     label = info.participants[0]

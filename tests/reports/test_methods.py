@@ -81,3 +81,27 @@ def test_every_bundled_strategy_has_a_methods_sentence_with_known_citations(stra
     text = participant_methods(_settings(denoise={"strategy": strategy}))
     keys = {k for group in re.findall(r"\[@([^\]]+)\]", text) for k in re.findall(r"@?(\w+)", group)}
     assert keys <= set(load_references()), keys - set(load_references())
+
+
+@pytest.mark.parametrize(
+    ("space", "phrase"),
+    [
+        (
+            "MNI152NLin2009cAsym",
+            "in MNI152NLin2009cAsym (an asymmetric template, so the mirror voxel is only approximately",
+        ),
+        ("MNI152NLin2009cSym", "in MNI152NLin2009cSym (a symmetric template, so the mirror voxel is homotopic)"),
+    ],
+)
+def test_vmhc_methods_name_the_mirror_template_and_do_not_claim_map_smoothing(space, phrase):
+    text = participant_methods(_settings(inputs={"space": space}))
+    assert phrase in text
+    assert "and, except VMHC, smoothed with a 6 mm FWHM Gaussian kernel" in text
+    assert "the VMHC map itself was not smoothed" in text
+    only_vmhc = participant_methods(_settings(inputs={"space": space}, execution={"skip": ("alff", "reho", "dc")}))
+    assert "Gaussian kernel" not in only_vmhc  # no standardised map was smoothed
+
+
+def test_native_space_methods_say_why_template_measures_are_missing():
+    text = participant_methods(_settings(inputs={"space": "native"}))
+    assert "analysed in native space, which has no MNI coordinates" in text
