@@ -115,6 +115,7 @@ CONVERTERS = {
     "denoise.dvars_thresh": _non_negative_float,
     "denoise.dummy_scans": _dummy_scans,
     "denoise.min_time": _non_negative_float,
+    "denoise.min_dof": _non_negative_float,
     "denoise.band_pass": _non_negative_float,
     "group.min_per_group": _positive_int,
     "group.n_permutations": _positive_int,
@@ -296,6 +297,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         default=SUPPRESS,
         help=_help("skip runs with less retained time after censoring", "denoise", "min_time"),
+    )
+    den.add_argument(
+        "--min-dof",
+        dest="denoise.min_dof",
+        metavar="DOF",
+        default=SUPPRESS,
+        help=_help(
+            "skip runs whose band-passed series keeps fewer effective degrees of freedom (0 = off)",
+            "denoise",
+            "min_dof",
+        ),
     )
     band = den.add_mutually_exclusive_group()
     band.add_argument(

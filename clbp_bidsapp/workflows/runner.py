@@ -8,17 +8,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from clbp_bidsapp.config import Settings
 from clbp_bidsapp.core.denoise import ConfoundError
 from clbp_bidsapp.errors import ExitCode, InputError, UserError
-from clbp_bidsapp.interfaces.denoise import plan_denoising
+from clbp_bidsapp.interfaces.denoise import plan_denoising, qc_table
 from clbp_bidsapp.io import bids, derivatives, images, manifest
 from clbp_bidsapp.io.confounds import read_confounds
 from clbp_bidsapp.reports.methods import write_citation_files
 from clbp_bidsapp.workflows.execution import run_graph
-from clbp_bidsapp.workflows.participant import init_participant_wf
+from clbp_bidsapp.workflows.participant import QC_COLUMNS, init_participant_wf
 
 LOGGER = logging.getLogger("clbp_bidsapp")
 
@@ -136,8 +134,9 @@ def check_run(run: bids.RunInputs, *, settings: Settings, skipped: list[tuple[st
 
     A mask not on the BOLD grid (headers only) and confound problems (missing columns, wrong number of rows)
     raise here, naming the file or run. A run with less
-    retained time than ``--min-time`` is not analysed: its QC row is written with ``used = false`` and the
-    reason is listed among the skipped runs (heavy censoring never crashes the graph).
+    retained time than ``--min-time``, or whose band-passed series keeps fewer effective degrees of freedom than
+    ``--min-dof``, is not analysed: its QC row is written with ``used = false`` and the reason is listed among
+    the skipped runs (heavy censoring never crashes the graph).
     """
     images.check_grid(run.bold, run.mask)
     table, metadata = read_confounds(run.confounds, run.confounds_json)
@@ -153,14 +152,9 @@ def check_run(run: bids.RunInputs, *, settings: Settings, skipped: list[tuple[st
         return True
     name = derivatives.derivative_name(run.source_name, suffix="qc", extension=".tsv", desc="denoising")
     folder = derivatives.subject_dir(settings.execution.output_dir, run.entities)
-    derivatives.write_tsv(folder / name, pd.DataFrame([{**plan.qc, "n_volumes": int(plan.sample_mask.size)}]))
-    skipped.append(
-        (
-            run.source_name,
-            f"only {plan.qc['retained_seconds']:.0f} s retained after censoring, less than --min-time "
-            f"{settings.denoise.min_time:g} s (recorded in its QC table, not analysed)",
-        )
-    )
+    derivatives.write_tsv(folder / name, qc_table(plan.qc))
+    derivatives.write_json((folder / name).with_suffix(".json"), QC_COLUMNS)
+    skipped.append((run.source_name, f"{plan.not_used_because} (recorded in its QC table, not analysed)"))
     return False
 
 
