@@ -80,7 +80,7 @@ class DenoiseSettings:
     censor_neighbours: bool = False
     dummy_scans: str = "auto"
     min_time: float = 120.0
-    min_dof: float = 15.0  # effective DOF of the band-passed series; see docs/denoising.md
+    min_dof: float = 10.0  # effective DOF of the band-passed series; see docs/denoising.md
     band_pass: tuple[float, ...] = (0.01, 0.08)  # () = no band-pass filter
     save_denoised: bool = _not_result(default=False)
 
