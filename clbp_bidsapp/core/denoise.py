@@ -517,6 +517,6 @@ def qc_summary(
         "mean_fd": float(np.nanmean(fd_values)) if fd_values is not None and fd_values.size else float("nan"),
         "max_fd": float(np.nanmax(fd_values)) if fd_values is not None and fd_values.size else float("nan"),
         "dof_lost": 0 if dof is None else int(dof.lost),
-        "dof_unfiltered": 0.0 if dof is None else round(dof.unfiltered, 2),
+        "dof_unfiltered": 0.0 if dof is None else round(dof.unfiltered, 2),  # as written in the QC table
         "dof_bandpass": 0.0 if dof is None else round(dof.bandpass, 2),
     }

@@ -121,10 +121,11 @@ def plan_denoising(
             f"only {qc['retained_seconds']:.0f} s retained after censoring, less than --min-time "
             f"{settings.min_time:g} s"
         )
-    elif dof is not None and dof.analysed < settings.min_dof:
+    elif dof is not None and qc["dof_bandpass" if band else "dof_unfiltered"] < settings.min_dof:
         series = "band-passed" if band else "denoised"
         not_used_because = (
-            f"its {series} series keeps {dof.analysed:.1f} effective degrees of freedom, fewer than --min-dof "
+            f"its {series} series keeps {qc['dof_bandpass' if band else 'dof_unfiltered']:g} effective degrees "
+            f"of freedom, fewer than --min-dof "
             f"{settings.min_dof:g} (lower --min-dof to analyse it anyway, or use longer runs or a smaller --strategy)"
         )
     qc["used"] = not_used_because is None

@@ -62,7 +62,10 @@ def run_participant_level(settings: Settings, *, run_id: str, source: dict[str, 
         try:
             usable = [run for run in runs if check_run(run, settings=settings, skipped=skipped)]
             if not usable:
-                failed[label] = "no run has enough data after censoring (see the skipped runs below)"
+                failed[label] = (
+                    "no usable run: too little data after censoring or too few degrees of freedom "
+                    "(see the skipped runs below)"
+                )
                 continue
             derivatives.remove_stale_temporaries(ex.output_dir / f"sub-{label}")  # left by a killed run
             workflows[label] = init_participant_wf(

@@ -44,7 +44,7 @@ def test_dof_decides_whether_a_run_is_used():
     assert short.qc["retained_seconds"] == 180 and short.qc["dof_bandpass"] < 6
     assert short.qc["used"] is False
     assert "sub-01_task-rest" not in short.not_used_because  # the caller names the run
-    assert f"keeps {short.qc['dof_bandpass']:.1f} effective degrees of freedom, fewer than --min-dof 10" in (
+    assert f"keeps {short.qc['dof_bandpass']:g} effective degrees of freedom, fewer than --min-dof 10" in (
         short.not_used_because
     )
     assert long.qc["used"] is True and long.not_used_because is None and long.qc["dof_bandpass"] > 15
