@@ -90,7 +90,8 @@ class MetricSettings:
     """Local metrics: ALFF/fALFF, ReHo, VMHC, degree centrality; standardisation and smoothing."""
 
     reho_neighbourhood: int = 27
-    dc_threshold: float = 0.25
+    dc_threshold: float = 0.25  # r; used unless dc_threshold_p is set
+    dc_threshold_p: float | None = None  # one-sided p turned into each run's r with its effective DOF
     dc_resolution: float | None = None  # mm; None = the data's grid
     smoothing_fwhm: float = 6.0  # mm; 0 = no smoothing
 

@@ -124,6 +124,7 @@ CONVERTERS = {
     "group.ica_components": _positive_int,
     "metrics.reho_neighbourhood": _positive_int,
     "metrics.dc_threshold": _correlation,
+    "metrics.dc_threshold_p": _probability,
     "metrics.dc_resolution": _positive_float,
     "metrics.smoothing_fwhm": _non_negative_float,
     "connectivity.min_region_coverage": _probability_or_one,
@@ -342,12 +343,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=SUPPRESS,
         help=_help("voxels in the ReHo neighbourhood (faces / +edges / +corners)", "metrics", "reho_neighbourhood"),
     )
-    met.add_argument(
+    dc_threshold = met.add_mutually_exclusive_group()
+    dc_threshold.add_argument(
         "--dc-threshold",
         dest="metrics.dc_threshold",
         metavar="R",
         default=SUPPRESS,
         help=_help("degree centrality counts correlations above this r", "metrics", "dc_threshold"),
+    )
+    dc_threshold.add_argument(
+        "--dc-threshold-p",
+        dest="metrics.dc_threshold_p",
+        metavar="P",
+        default=SUPPRESS,
+        help="instead of a fixed r, count correlations whose one-sided p < P given each run's effective degrees "
+        "of freedom (the r used is in each DC sidecar; default: off, r > --dc-threshold)",
     )
     met.add_argument(
         "--dc-resolution",

@@ -49,7 +49,7 @@ def build_design(
     else:
         used = run_qc[run_qc["used"].astype(bool)]
         for pid in sorted(set(run_qc["participant_id"]) - set(used["participant_id"])):
-            excluded.append((pid, "no run with enough data after censoring"))
+            excluded.append((pid, "no usable run (too little data after censoring or too few degrees of freedom)"))
     numeric = used.drop(columns=["used"], errors="ignore").groupby("participant_id").mean(numeric_only=True)
     numeric["n_runs"] = used.groupby("participant_id").size()
     have = set(numeric.index)

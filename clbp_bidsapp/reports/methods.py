@@ -71,7 +71,13 @@ def participant_methods(settings: Settings) -> str:
     if "vmhc" not in skip:
         maps.append("voxel-mirrored homotopic connectivity [@zuo2010]")
     if "dc" not in skip:
-        maps.append(f"binarised and weighted degree centrality (r > {m.dc_threshold:g}) [@buckner2009; @zuo2012]")
+        threshold = (
+            f"r above the value whose one-sided p is {m.dc_threshold_p:g} given each run's effective degrees of "
+            "freedom, recorded in each map's sidecar"
+            if m.dc_threshold_p
+            else f"r > {m.dc_threshold:g}"
+        )
+        maps.append(f"binarised and weighted degree centrality ({threshold}) [@buckner2009; @zuo2012]")
     if maps:
         text.append(
             f"Local measures were {_join(maps)}; each map was standardised (z-scored and divided by its mean "

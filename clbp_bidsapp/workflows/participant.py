@@ -318,12 +318,16 @@ def _add_local_metrics(workflow, *, run, load, denoise_node, sink, denoise, metr
         report_maps.append((std, "z_file", "VMHC (z)"))
     if "dc" not in skip:
         dc = pe.Node(
-            DegreeCentrality(threshold=metrics.dc_threshold, resolution=metrics.dc_resolution or 0.0),
+            DegreeCentrality(
+                threshold=metrics.dc_threshold,
+                threshold_p=metrics.dc_threshold_p or 0.0,
+                resolution=metrics.dc_resolution or 0.0,
+            ),
             name="dc",
         )
         if "GM" in run.probsegs:
             dc.inputs.gm_probseg = str(run.probsegs["GM"])
-        workflow.connect([(denoise_node, dc, [("filtered", "series")]), (load, dc, [("grid", "grid")])])
+        workflow.connect([(denoise_node, dc, [("filtered", "series"), ("qc", "qc")]), (load, dc, [("grid", "grid")])])
         for kind in ("binarized", "weighted"):
             std = publish(
                 dc,
@@ -332,7 +336,7 @@ def _add_local_metrics(workflow, *, run, load, denoise_node, sink, denoise, metr
                 desc=kind,
                 grid_from=(dc, "grid"),
                 meta_file=(dc, "metadata"),
-                extra_meta={"Threshold": metrics.dc_threshold, "Degree": kind},
+                extra_meta={"Degree": kind},  # the threshold comes with the node's metadata
             )
         report_maps.append((std, "z_file", "degree centrality, weighted (z, smoothed)"))
     return report_maps

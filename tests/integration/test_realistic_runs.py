@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from clbp_bidsapp.core.centrality import r_threshold_for_p
 from clbp_bidsapp.testing.synthetic import make_dataset
 
 LABEL = "01"
@@ -75,8 +76,8 @@ def test_a_150_volume_int16_run_passes_and_records_its_dof(tmp_path):
     nb.save(scaled, bold_path)
     assert nb.load(bold_path).get_data_dtype() == np.int16
     out = tmp_path / "out"
-    result = cli(root, out, "participant", "--skip", "tsnr", "vmhc", "dc", "seedfc", "connectome", "graph",
-                 "dualreg", "-w", tmp_path / "work")  # fmt: skip
+    result = cli(root, out, "participant", "--skip", "tsnr", "vmhc", "seedfc", "connectome", "graph", "dualreg",
+                 "--dc-threshold-p", "0.05", "--dc-resolution", "8", "-w", tmp_path / "work")  # fmt: skip
     assert result.returncode == 0, result.stderr
     qc = qc_row(out)
     assert qc["used"] and 15 < qc["dof_bandpass"] < 25 and qc["dof_unfiltered"] == pytest.approx(124, abs=0.01)
@@ -85,6 +86,11 @@ def test_a_150_volume_int16_run_passes_and_records_its_dof(tmp_path):
         assert denoising["EffectiveDegreesOfFreedomBandPassed"] == pytest.approx(qc["dof_bandpass"], abs=0.01)
         assert denoising["EffectiveDegreesOfFreedomUnfiltered"] == pytest.approx(124, abs=0.01)
         assert denoising["MinimumEffectiveDegreesOfFreedom"] == 10
+    # degree centrality with the DOF-matched threshold: the r used is this run's, and says how it was chosen
+    dc = sidecar(out, "*res-4_desc-weighted_stat-dc_boldmap.json")
+    assert dc["ThresholdP"] == 0.05 and dc["ThresholdDegreesOfFreedom"] == pytest.approx(qc["dof_bandpass"])
+    assert dc["Threshold"] == pytest.approx(r_threshold_for_p(0.05, dof=qc["dof_bandpass"]), abs=1e-4)
+    assert dc["ThresholdType"].startswith("DOF-matched")
     report = (out / f"sub-{LABEL}.html").read_text()
     assert "dof_bandpass" in report and f"{qc['dof_bandpass']:g}" in report
 
