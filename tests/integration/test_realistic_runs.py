@@ -123,14 +123,17 @@ LEGACY = {"trans_x": "X", "trans_y": "Y", "trans_z": "Z", "rot_x": "RotX", "rot_
 
 
 def test_confounds_with_fmriprep_1_3_names_give_the_same_maps(tmp_path):
+    """fMRIPrep 1.3's file name and column names, no JSON: the same maps as the current names, and a note."""
     root = dataset(tmp_path / "bids", n_volumes=150, tr=2.0)
     old_root = tmp_path / "old"
     dataset(old_root, n_volumes=150, tr=2.0)  # the same seed: identical files
     (confounds,) = old_root.rglob("*desc-confounds_timeseries.tsv")
     table = pd.read_csv(confounds, sep="\t")
     table = table[list(LEGACY)].rename(columns=LEGACY)  # fMRIPrep 1.3 wrote no derivatives or squares
-    table.to_csv(confounds, sep="\t", index=False, na_rep="n/a", float_format="%.8g")
     confounds.with_suffix(".json").unlink()  # nor a JSON
+    confounds.unlink()  # and named the file desc-confounds_regressors.tsv (fMRIPrep 1.2-20.1)
+    old_name = confounds.with_name(confounds.name.replace("_timeseries.tsv", "_regressors.tsv"))
+    table.to_csv(old_name, sep="\t", index=False, na_rep="n/a", float_format="%.8g")
     outs = {}
     for name, folder in (("current", root), ("legacy", old_root)):
         outs[name] = tmp_path / f"out-{name}"
