@@ -15,6 +15,11 @@ product. nilearn filters voxel by voxel (86 s on 235k voxels x 239 volumes when 
 ``sosfiltfilt`` over the whole array takes ~4 s; the operator takes one GEMM. The filter's operator is
 obtained by filtering the identity matrix with ``scipy.signal.sosfiltfilt``: the exact same filter, padding
 and initial conditions as nilearn's ``butterworth`` (order 5, odd padding).
+
+Degrees of freedom: :func:`denoising_operators` builds both operators from the confounds and the censoring alone;
+:func:`denoise` applies them and :func:`effective_dof` measures them (tr(C)^2 / tr(C^2), C = A A^T), so the DOF
+recorded for a run are those of the very maps it produced. The band edge must lie below Nyquist
+(:func:`check_band`); fMRIPrep < 1.4 column names are mapped by :func:`modernise_confounds`.
 """
 
 from __future__ import annotations
@@ -433,11 +438,6 @@ class RunDOF:
     bandpass: float  # effective DOF of the band-passed series (nan without band-pass)
     unfiltered: float  # effective DOF of the unfiltered series
     lost: int  # nominal: regressors (numerical rank) + mean + linear trend
-
-    @property
-    def analysed(self) -> float:
-        """The DOF of the series ReHo, VMHC, DC and connectivity use (band-passed unless there is no band)."""
-        return self.unfiltered if np.isnan(self.bandpass) else self.bandpass
 
 
 def run_dof(operators: DenoisingOperators) -> RunDOF:
