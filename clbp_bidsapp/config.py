@@ -244,9 +244,10 @@ class DenoiseSettings:
     censor_neighbours: bool = setting(False, FLAG)
     dummy_scans: str = setting("auto", Check("str", pattern="auto|[0-9]+", text="'auto' or a number of volumes >= 0"))
     min_time: float = setting(120.0, _float(0))
+    min_dof: float = setting(10.0, _float(0))  # effective DOF of the band-passed series; see docs/denoising.md
     band_pass: tuple[float, ...] = setting(
         (0.01, 0.08), _float(0, low_open=True, many=True, lengths=(0, 2))
-    )  # () = none
+    )  # () = no band-pass filter
     save_denoised: bool = setting(False, FLAG, result=False)
 
 
@@ -255,7 +256,9 @@ class MetricSettings:
     """Local metrics: ALFF/fALFF, ReHo, VMHC, degree centrality; standardisation and smoothing."""
 
     reho_neighbourhood: int = setting(27, Check("int", choices=(7, 19, 27)))
-    dc_threshold: float = setting(0.25, _float(0, high=1, high_open=True))
+    dc_threshold: float = setting(0.25, _float(0, high=1, high_open=True))  # r; used unless dc_threshold_p is set
+    # one-sided p turned into each run's r with its effective DOF
+    dc_threshold_p: float | None = setting(None, _float(0, low_open=True, high=1, high_open=True, optional=True))
     dc_resolution: float | None = setting(None, _float(0, low_open=True, optional=True))  # mm; None = data grid
     smoothing_fwhm: float = setting(6.0, _float(0))  # mm; 0 = no smoothing
 

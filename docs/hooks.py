@@ -190,6 +190,7 @@ METHOD_CITATIONS: dict[str, tuple[str, ...]] = {
     "Inputs and software": ("esteban2019", "gorgolewski2011", "abraham2014", "pedregosa2011"),
     "Framewise displacement censoring (scrubbing)": ("power2012",),
     "Confound regression and band-pass in one step": ("lindquist2019",),
+    "Effective degrees of freedom of the denoised series (--min-dof)": ("worsley1995",),
     "Seed-based connectivity and anticorrelations": ("fox2005", "fox2009", "fox2012"),
     "ROI atlases": ("seitzman2020", "power2011", "dosenbach2010", "tzouriomazoyer2002", "desikan2006"),
     "Dual regression and group ICA": ("beckmann2009", "nickerson2017"),

@@ -218,6 +218,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=SUPPRESS,
         help=_help("skip runs with less retained time after censoring", "denoise", "min_time"),
     )
+    den.add_argument(
+        "--min-dof",
+        dest="denoise.min_dof",
+        metavar="DOF",
+        default=SUPPRESS,
+        help=_help(
+            "skip runs whose band-passed series keeps fewer effective degrees of freedom (0 = off)",
+            "denoise",
+            "min_dof",
+        ),
+    )
     band = den.add_mutually_exclusive_group()
     band.add_argument(
         "--band-pass",
@@ -251,12 +262,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=SUPPRESS,
         help=_help("voxels in the ReHo neighbourhood (faces / +edges / +corners)", "metrics", "reho_neighbourhood"),
     )
-    met.add_argument(
+    dc_threshold = met.add_mutually_exclusive_group()
+    dc_threshold.add_argument(
         "--dc-threshold",
         dest="metrics.dc_threshold",
         metavar="R",
         default=SUPPRESS,
         help=_help("degree centrality counts correlations above this r", "metrics", "dc_threshold"),
+    )
+    dc_threshold.add_argument(
+        "--dc-threshold-p",
+        dest="metrics.dc_threshold_p",
+        metavar="P",
+        default=SUPPRESS,
+        help="instead of a fixed r, count correlations whose one-sided p < P given each run's effective degrees "
+        "of freedom (the r used is in each DC sidecar; default: off, r > --dc-threshold)",
     )
     met.add_argument(
         "--dc-resolution",

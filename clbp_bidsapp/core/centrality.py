@@ -9,6 +9,25 @@ the correlation matrix with float32 matrix products of the unit-norm centred ser
 from __future__ import annotations
 
 import numpy as np
+from scipy import stats
+
+
+def r_threshold_for_p(p: float, *, dof: float) -> float:
+    """The correlation above which r > 0 has one-sided p < ``p``, for series with ``dof`` effective DOF.
+
+    Two independent white-noise series passed through a denoising operator with effective DOF ``dof`` = ν
+    (``core.denoise.effective_dof``) have var(r) ~ tr(C^2)/tr(C)^2 = 1/ν; n independent samples have
+    var(r) = 1/(n - 1). The run is therefore treated as n = ν + 1 samples: t = r sqrt(ν - 1) / sqrt(1 - r^2)
+    with ν - 1 degrees of freedom, so r = t / sqrt(t^2 + ν - 1) with t the upper-``p`` quantile of Student's t.
+    A DC threshold chosen this way passes the same fraction ``p`` of unrelated voxel pairs in every run,
+    whatever its length, censoring or confound model (a fixed r does not).
+    """
+    if not 0 < p < 1:
+        raise ValueError(f"p must be in (0, 1), got {p}")
+    if dof <= 1:
+        raise ValueError(f"a p threshold needs more than 1 effective degree of freedom, got {dof:g}")
+    t = float(stats.t.isf(p, dof - 1))
+    return t / float(np.sqrt(t * t + dof - 1))
 
 
 def unit_columns(series: np.ndarray) -> np.ndarray:

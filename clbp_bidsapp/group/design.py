@@ -60,7 +60,7 @@ def build_design(
             exclusions.add(pid, f"no row in {table_name}")
         used = run_qc[run_qc["used"].astype(bool)]
         for pid in sorted(set(run_qc["participant_id"]) - set(used["participant_id"])):
-            exclusions.add(pid, "no run with enough data after censoring")
+            exclusions.add(pid, "no usable run (too little data after censoring or too few degrees of freedom)")
     numeric = used.drop(columns=["used"], errors="ignore").groupby("participant_id").mean(numeric_only=True)
     numeric["n_runs"] = used.groupby("participant_id").size()
     have = set(numeric.index) - exclusions.excluded_from_all()

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from nipype.interfaces.base import BaseInterfaceInputSpec, File, SimpleInterface, TraitedSpec, traits
 
 from clbp_bidsapp.core import alff as alff_kernels
@@ -142,7 +143,9 @@ class VMHC(SimpleInterface):
 
 class _DCInputSpec(_SeriesInputSpec):
     gm_probseg = File(exists=True, desc="grey-matter probability map on the same grid (optional)")
-    threshold = traits.Float(0.25, usedefault=True)
+    threshold = traits.Float(0.25, usedefault=True, desc="r threshold (unless threshold_p > 0)")
+    threshold_p = traits.Float(0.0, usedefault=True, desc="one-sided p turned into r with the run's DOF (0: off)")
+    qc = File(exists=True, desc="the run's one-row QC table (dof_bandpass), needed with threshold_p")
     resolution = traits.Float(0.0, usedefault=True, desc="coarser voxel size in mm (0: data grid)")
 
 
@@ -172,6 +175,7 @@ class DegreeCentrality(SimpleInterface):
                 )
             dc_mask = mask & (gm > GM_THRESHOLD)
             gm_source = f"grey-matter probability > {GM_THRESHOLD} within the brain mask"
+        threshold, threshold_meta = self._threshold()
         in_gm = dc_mask[mask]
         gm_series = np.asarray(series[:, in_gm])
         factor = 1
@@ -180,10 +184,10 @@ class DegreeCentrality(SimpleInterface):
         if factor > 1:
             labels, n_blocks = standardize.coarse_labels(dc_mask, factor=factor)
             coarse = standardize.block_average(gm_series, labels, n_blocks)
-            binarized, weighted = centrality.degree_centrality(coarse, threshold=self.inputs.threshold)
+            binarized, weighted = centrality.degree_centrality(coarse, threshold=threshold)
             binarized, weighted = binarized[labels], weighted[labels]
         else:
-            binarized, weighted = centrality.degree_centrality(gm_series, threshold=self.inputs.threshold)
+            binarized, weighted = centrality.degree_centrality(gm_series, threshold=threshold)
         cwd = Path(runtime.cwd)
         dc_grid = (dc_mask, affine)
         self._results["binarized"] = str(images.save_map(cwd / "dc_binarized.nii.gz", binarized, dc_grid))
@@ -192,10 +196,26 @@ class DegreeCentrality(SimpleInterface):
         metadata = {
             "Mask": gm_source,
             "ComputedOnGrid": f"blocks of {factor}^3 voxels (mean series)" if factor > 1 else "data grid",
+            **threshold_meta,
         }
         (cwd / "metadata.json").write_text(json.dumps(metadata))
         self._results["metadata"] = str(cwd / "metadata.json")
         return runtime
+
+    def _threshold(self) -> tuple[float, dict]:
+        """The r threshold and how it was chosen (fixed r, or a p with the run's effective DOF)."""
+        if self.inputs.threshold_p <= 0:
+            return self.inputs.threshold, {"Threshold": self.inputs.threshold, "ThresholdType": "fixed r"}
+        qc = pd.read_csv(self.inputs.qc, sep="\t", na_values=["n/a"]).iloc[0]
+        dof = float(qc["dof_bandpass"]) if pd.notna(qc["dof_bandpass"]) else float(qc["dof_unfiltered"])
+        r = centrality.r_threshold_for_p(self.inputs.threshold_p, dof=dof)
+        return r, {
+            "Threshold": round(r, 4),
+            "ThresholdType": "DOF-matched: one-sided p converted to r with the run's effective degrees of freedom "
+            "(r = t / sqrt(t^2 + dof - 1), t the Student t quantile with dof - 1 degrees of freedom)",
+            "ThresholdP": self.inputs.threshold_p,
+            "ThresholdDegreesOfFreedom": dof,
+        }
 
 
 class _StandardizeInputSpec(BaseInterfaceInputSpec):

@@ -314,10 +314,10 @@ def _complete_run(layout, bold, run_ents, ents, filters, read_tr) -> RunInputs:
     if len(masks) != 1:
         raise InputError(f"{what}: expected one matching desc-brain_mask, found {len(masks)}")
     confounds = _run_query(layout, "confounds", run_ents, filters)
+    if not confounds:  # fMRIPrep 1.2-20.1's name; fMRIPrep < 1.4's column names are mapped by the denoising plan
+        confounds = _run_query(layout, "legacy_confounds", run_ents, filters)
     if len(confounds) != 1:
-        legacy = _run_query(layout, "legacy_confounds", run_ents, filters) if not confounds else []
-        hint = " (fMRIPrep < 20 wrote desc-confounds_regressors.tsv: rerun fMRIPrep >= 20.2)" if legacy else ""
-        raise InputError(f"{what}: expected one matching desc-confounds_timeseries.tsv, found {len(confounds)}{hint}")
+        raise InputError(f"{what}: expected one matching desc-confounds_timeseries.tsv, found {len(confounds)}")
     conf_path = Path(confounds[0].path)
     conf_json = conf_path.with_suffix(".json")
     metadata = bold.get_metadata()

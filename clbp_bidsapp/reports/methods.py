@@ -44,7 +44,15 @@ def participant_methods(settings: Settings) -> str:
         f"@pedregosa2011]. Volumes with framewise displacement above {d.fd_thresh:g} mm"
         + (f" or standardised DVARS above {d.dvars_thresh:g}" if d.dvars_thresh is not None else "")
         + (" and their neighbours" if d.censor_neighbours else "")
-        + f" were censored [@power2012]; runs with less than {d.min_time:g} s of retained data were not analysed.",
+        + f" were censored [@power2012]; runs with less than {d.min_time:g} s of retained data"
+        + (
+            f", or whose {'band-passed' if d.band_pass else 'denoised'} series kept fewer than {d.min_dof:g} "
+            "effective degrees of freedom (tr(C)^2/tr(C^2), C the covariance the denoising operator gives white "
+            "noise [@worsley1995]),"
+            if d.min_dof > 0
+            else ""
+        )
+        + " were not analysed.",
         f"The {strategy.name} confound model ({strategy.description.rstrip('.')})"
         + (f" [{cites}]" if cites else "")
         + (
@@ -69,7 +77,13 @@ def participant_methods(settings: Settings) -> str:
     if "vmhc" not in skip:
         maps.append("voxel-mirrored homotopic connectivity (VMHC) [@zuo2010]")
     if "dc" not in skip:
-        maps.append(f"binarised and weighted degree centrality (r > {m.dc_threshold:g}) [@buckner2009; @zuo2012]")
+        threshold = (
+            f"r above the value whose one-sided p is {m.dc_threshold_p:g} given each run's effective degrees of "
+            "freedom, recorded in each map's sidecar"
+            if m.dc_threshold_p
+            else f"r > {m.dc_threshold:g}"
+        )
+        maps.append(f"binarised and weighted degree centrality ({threshold}) [@buckner2009; @zuo2012]")
     if maps:
         only_vmhc = "vmhc" not in skip and len(maps) == 1
         smoothed = "" if only_vmhc else f" and{'' if 'vmhc' in skip else ', except VMHC,'} smoothed with a "

@@ -11,6 +11,7 @@ from nipype.pipeline import engine as pe
 
 from clbp_bidsapp.__about__ import __version__
 from clbp_bidsapp.config import ConnectivitySettings, DenoiseSettings, MetricSettings, Settings
+from clbp_bidsapp.core.denoise import DEFAULT_BAND
 from clbp_bidsapp.interfaces.denoise import Denoise
 from clbp_bidsapp.interfaces.io import DerivativeSink, LoadRun, SeriesToNifti
 from clbp_bidsapp.interfaces.metrics import ALFF, VMHC, DegreeCentrality, ReHo, Standardize
@@ -84,6 +85,7 @@ def init_participant_wf(
                     "FD threshold (mm)": denoise.fd_thresh,
                     "band-pass (Hz)": " - ".join(map(str, denoise.band_pass)) or "none",
                     "minimum retained time (s)": denoise.min_time,
+                    "minimum effective DOF": denoise.min_dof,
                 },
             ),
             name="report",
@@ -264,7 +266,7 @@ def init_run_wf(
     return workflow
 
 
-DEFAULT_ALFF_BAND = (0.01, 0.08)  # used for ALFF when --no-band-pass is given
+DEFAULT_ALFF_BAND = DEFAULT_BAND  # used for ALFF when --no-band-pass is given
 
 METRIC_DESCRIPTIONS = {
     "alff": "amplitude of low-frequency fluctuations (Zang 2007): mean single-sided FFT amplitude 2|X|/n in the band "
@@ -351,12 +353,16 @@ def _add_local_metrics(workflow, *, run, load, denoise_node, sink, denoise, metr
         report_maps.append((std, "z_file", "VMHC (z)"))
     if "dc" not in skip:
         dc = pe.Node(
-            DegreeCentrality(threshold=metrics.dc_threshold, resolution=metrics.dc_resolution or 0.0),
+            DegreeCentrality(
+                threshold=metrics.dc_threshold,
+                threshold_p=metrics.dc_threshold_p or 0.0,
+                resolution=metrics.dc_resolution or 0.0,
+            ),
             name="dc",
         )
         if "GM" in run.probsegs:
             dc.inputs.gm_probseg = str(run.probsegs["GM"])
-        workflow.connect([(denoise_node, dc, [("filtered", "series")]), (load, dc, [("grid", "grid")])])
+        workflow.connect([(denoise_node, dc, [("filtered", "series"), ("qc", "qc")]), (load, dc, [("grid", "grid")])])
         for kind in ("binarized", "weighted"):
             std = publish(
                 dc,
@@ -365,20 +371,45 @@ def _add_local_metrics(workflow, *, run, load, denoise_node, sink, denoise, metr
                 desc=kind,
                 grid_from=(dc, "grid"),
                 meta_file=(dc, "metadata"),
-                extra_meta={"Threshold": metrics.dc_threshold, "Degree": kind},
+                extra_meta={"Degree": kind},  # the threshold comes with the node's metadata
             )
         report_maps.append((std, "z_file", "degree centrality, weighted (z, smoothed)"))
     return report_maps
 
 
 QC_COLUMNS = {
-    "mean_fd": {"Description": "mean framewise displacement (Power 2012) over all volumes", "Units": "mm"},
-    "max_fd": {"Description": "maximum framewise displacement", "Units": "mm"},
-    "n_censored": {"Description": "volumes removed (dummy scans and censored volumes)"},
-    "fraction_censored": {"Description": "n_censored / n_volumes"},
+    "n_volumes": {"Description": "volumes of the run"},
+    "n_dummy": {"Description": "initial non-steady-state volumes dropped (--dummy-scans)"},
+    "n_censored": {
+        "Description": "volumes after the dummy scans censored for motion (FD/DVARS above threshold and, with "
+        "--censor-neighbours, their neighbours); dummy scans are not counted"
+    },
+    "fraction_censored": {"Description": "n_censored / (n_volumes - n_dummy)"},
+    "n_retained": {"Description": "volumes analysed: n_volumes - n_dummy - n_censored"},
     "retained_seconds": {"Description": "retained volumes times the repetition time", "Units": "s"},
-    "dof_lost": {"Description": "degrees of freedom used by the confound regressors"},
-    "used": {"Description": "whether the run had enough retained time (--min-time) to be analysed"},
+    "mean_fd": {"Description": "mean framewise displacement (Power 2012) after the dummy scans", "Units": "mm"},
+    "max_fd": {"Description": "maximum framewise displacement after the dummy scans", "Units": "mm"},
+    "dof_lost": {
+        "Description": "nominal degrees of freedom removed by the regression: numerical rank of the confound "
+        "regressors + mean + linear trend (the band-pass is not counted: see dof_bandpass)"
+    },
+    "dof_unfiltered": {
+        "Description": "effective degrees of freedom tr(C)^2/tr(C^2) (C = A A^T, A the linear map from the "
+        "retained raw series to the denoised series) of the unfiltered series used by ALFF/fALFF; equals "
+        "n_retained - dof_lost"
+    },
+    "dof_bandpass": {
+        "Description": "effective degrees of freedom tr(C)^2/tr(C^2) of the band-passed series used by ReHo, VMHC, "
+        "degree centrality and connectivity (n/a without band-pass); compared with --min-dof"
+    },
+    "used": {
+        "Description": "whether the run was analysed: retained_seconds >= --min-time and dof_bandpass (dof_unfiltered "
+        "without band-pass) >= --min-dof"
+    },
+    "legacy_confound_names": {
+        "Description": "whether the confounds had fMRIPrep < 1.4 column names (X, RotX, FramewiseDisplacement, "
+        "aCompCor00...), mapped to current names (see the maps' Denoising.LegacyConfoundNames)"
+    },
 }
 
 

@@ -7,17 +7,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from clbp_bidsapp.config import Settings
 from clbp_bidsapp.core.denoise import ConfoundError
 from clbp_bidsapp.errors import ExitCode, InputError, UserError
-from clbp_bidsapp.interfaces.denoise import plan_denoising
+from clbp_bidsapp.interfaces.denoise import plan_denoising, qc_table
 from clbp_bidsapp.io import atlases, bids, completion, derivatives, images, manifest, spaces, workdir
 from clbp_bidsapp.io.confounds import read_confounds
 from clbp_bidsapp.reports.methods import write_citation_files
 from clbp_bidsapp.workflows.execution import run_graph
-from clbp_bidsapp.workflows.participant import init_participant_wf, promised_outputs
+from clbp_bidsapp.workflows.participant import QC_COLUMNS, init_participant_wf, promised_outputs
 
 LOGGER = logging.getLogger("clbp_bidsapp")
 
@@ -72,7 +70,10 @@ def run_participant_level(settings: Settings, *, run_id: str, source: dict[str, 
             used[label] = [run.source_name for run in usable]
             not_analysed[label] = [run.source_name for run in runs if run not in usable]
             if not usable:
-                failed[label] = "no run has enough data after censoring (see the skipped runs below)"
+                failed[label] = (
+                    "no usable run: too little data after censoring or too few degrees of freedom "
+                    "(see the skipped runs below)"
+                )
                 continue
             derivatives.remove_stale_temporaries(ex.output_dir / f"sub-{label}")  # left by a killed run
             workflows[label] = init_participant_wf(
@@ -237,8 +238,9 @@ def check_run(run: bids.RunInputs, *, settings: Settings, skipped: list[tuple[st
 
     A mask not on the BOLD grid (headers only) and confound problems (missing columns, wrong number of rows)
     raise here, naming the file or run. A run with less
-    retained time than ``--min-time`` is not analysed: its QC row is written with ``used = false`` and the
-    reason is listed among the skipped runs (heavy censoring never crashes the graph).
+    retained time than ``--min-time``, or whose band-passed series keeps fewer effective degrees of freedom than
+    ``--min-dof``, is not analysed: its QC row is written with ``used = false`` and the reason is listed among
+    the skipped runs (heavy censoring never crashes the graph).
     """
     images.check_grid(run.bold, run.mask)
     spaces.check_template_grid(run.bold, *images.header_grid(run.bold), spaces.lookup(run.space))
@@ -255,14 +257,9 @@ def check_run(run: bids.RunInputs, *, settings: Settings, skipped: list[tuple[st
         return True
     name = derivatives.derivative_name(run.source_name, suffix="qc", extension=".tsv", desc="denoising")
     folder = derivatives.subject_dir(settings.execution.output_dir, run.entities)
-    derivatives.write_tsv(folder / name, pd.DataFrame([{**plan.qc, "n_volumes": int(plan.sample_mask.size)}]))
-    skipped.append(
-        (
-            run.source_name,
-            f"only {plan.qc['retained_seconds']:.0f} s retained after censoring, less than --min-time "
-            f"{settings.denoise.min_time:g} s (recorded in its QC table, not analysed)",
-        )
-    )
+    derivatives.write_tsv(folder / name, qc_table(plan.qc))
+    derivatives.write_json((folder / name).with_suffix(".json"), QC_COLUMNS)
+    skipped.append((run.source_name, f"{plan.not_used_because} (recorded in its QC table, not analysed)"))
     return False
 
 

@@ -64,6 +64,8 @@ def test_array_then_group_equals_a_local_run(cluster, small_dataset, tmp_path):
             "--n-permutations",
             "100",
             "--covariates",
+            "--min-dof",  # the tiny test runs keep too few effective DOF for the default
+            "0",
         ],
         capture_output=True,
         text=True,
@@ -100,6 +102,8 @@ def test_array_then_group_equals_a_local_run(cluster, small_dataset, tmp_path):
                 "--n-permutations",
                 "100",
                 "--covariates",
+                "--min-dof",
+                "0",
             ],
             capture_output=True,
             text=True,
@@ -114,7 +118,7 @@ def test_nipype_slurm_plugin_runs_a_participant(cluster, small_dataset, tmp_path
     """--plugin SLURM submits the participant graph's nodes as jobs; the maps equal a local run's."""
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     env.setdefault("LOGNAME", "root")
-    common = ["--participant-label", "01", "--skip", "report", "dc", "vmhc"]
+    common = ["--participant-label", "01", "--min-dof", "0", "--skip", "report", "dc", "vmhc"]  # tiny test runs
     slurm = subprocess.run(
         [sys.executable, "-m", "clbp_bidsapp.cli", str(small_dataset.root), str(tmp_path / "slurm"), "participant",
          *common, "--plugin", "SLURM", "--plugin-args", '{"sbatch_args": "--mem=1G"}', "-w", str(tmp_path / "w1")],

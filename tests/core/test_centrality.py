@@ -1,6 +1,7 @@
 """Degree centrality against the full correlation matrix."""
 
 import numpy as np
+import pytest
 
 from clbp_bidsapp.core.centrality import degree_centrality
 
@@ -22,3 +23,44 @@ def test_matches_full_correlation_matrix():
     np.testing.assert_allclose(weighted, (r * above).sum(1), atol=1e-3 + 0.26 * near.sum(1).max())
     assert binarized[7] == 0 and weighted[7] == 0
     np.testing.assert_array_equal(series, before)
+
+
+# -- DOF-matched threshold ---------------------------------------------------------------------------------
+
+
+def test_r_threshold_for_p_is_the_classical_critical_r_for_independent_samples():
+    from scipy import stats
+
+    from clbp_bidsapp.core.centrality import r_threshold_for_p
+
+    # n independent samples: the operator's effective DOF is n - 1 (the mean removed), t has n - 2 DOF
+    for n, p in ((20, 0.05), (100, 0.001), (12, 0.2)):
+        t = stats.t.isf(p, n - 2)
+        assert r_threshold_for_p(p, dof=n - 1) == pytest.approx(t / np.sqrt(t**2 + n - 2))
+    assert r_threshold_for_p(0.001, dof=18.8) > r_threshold_for_p(0.001, dof=40) > r_threshold_for_p(0.001, dof=200)
+    with pytest.raises(ValueError, match="more than 1 effective degree"):
+        r_threshold_for_p(0.05, dof=1.0)
+
+
+def test_dof_matched_threshold_passes_the_same_fraction_of_noise_pairs_whatever_the_confound_model():
+    """The issue's figure: with a fixed r > 0.25 the fraction of unrelated pairs counted grows as regressors eat the
+    band's DOF; converting one p with each run's effective DOF keeps that fraction at p."""
+    from clbp_bidsapp.core.centrality import r_threshold_for_p
+    from clbp_bidsapp.core.denoise import denoise
+
+    rng = np.random.default_rng(0)
+    n, voxels, p = 150, 300, 0.05
+    motion = np.cumsum(rng.normal(0, 0.02, (n, 12)), axis=0)
+    deriv = np.vstack([np.zeros(12), np.diff(motion, axis=0)])
+    models = {"none": None, "24P": np.hstack([motion[:, :6], deriv[:, :6], motion[:, :6] ** 2, deriv[:, :6] ** 2]),
+              "36P": np.hstack([motion, deriv, motion**2])}  # fmt: skip
+    fixed, matched = {}, {}
+    for name, confounds in models.items():
+        noise = rng.standard_normal((n, voxels)).astype(np.float32)
+        result = denoise(noise, confounds=confounds, sample_mask=np.ones(n, bool), tr=2.0, band=(0.01, 0.08))
+        r = np.corrcoef(result.filtered.T)[np.triu_indices(voxels, 1)]
+        fixed[name] = float((r > 0.25).mean())
+        matched[name] = float((r > r_threshold_for_p(p, dof=result.dof.bandpass)).mean())
+    assert fixed["none"] < fixed["24P"] < fixed["36P"] and fixed["36P"] > 2 * fixed["none"]
+    for name, fraction in matched.items():
+        assert fraction == pytest.approx(p, abs=0.015), (name, matched, fixed)

@@ -226,6 +226,8 @@ def full_run(small_dataset, tmp_path_factory):
     out, work = root / "out", root / "work"
 
     def cli(*args):
+        if "participant" in args:  # the 30-volume test runs keep too few effective DOF for the default --min-dof
+            args = (*args, "--min-dof", "0")
         command = [sys.executable, "-m", "clbp_bidsapp.cli", str(small_dataset.root), str(out), *args, "-w", str(work)]
         done = subprocess.run(command, capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stderr

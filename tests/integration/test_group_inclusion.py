@@ -24,6 +24,7 @@ import pytest
 
 from clbp_bidsapp.config import Settings
 from tests.group.records import write_record
+from tests.integration.common import with_min_dof
 
 pytestmark = pytest.mark.integration
 
@@ -38,6 +39,7 @@ SETTING_ROW = "<th>{}</th><td>{}</td>"
 
 def cli(*args: str | Path) -> subprocess.CompletedProcess:
     """Every command line of this file goes through here."""
+    args = with_min_dof(args)
     return subprocess.run(
         [sys.executable, "-m", "clbp_bidsapp.cli", *map(str, args)], capture_output=True, text=True, timeout=600
     )

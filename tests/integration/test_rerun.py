@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.common import with_min_dof
+
 pytestmark = pytest.mark.integration
 
 # 30 volumes of 2 s: ALFF/fALFF and the mean/tSNR maps are enough to exercise caching and publishing.
@@ -35,6 +37,7 @@ def cli(*args: str | Path, python: tuple[str, ...] = ("-m", "clbp_bidsapp.cli"),
     The command runs in its own process group; on timeout the whole group is killed (a hanging run's
     MultiProc workers would otherwise outlive it) and the test fails.
     """
+    args = with_min_dof(args)
     command = [sys.executable, *python, *map(str, args)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)  # fmt: skip

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.common import with_min_dof
+
 pytestmark = pytest.mark.integration
 
 # the fastest complete participant run: one participant, unfiltered maps only
@@ -26,6 +28,7 @@ FAST = ("--participant-label", "01", "--min-time", "20", "--no-band-pass", "--sk
 
 def cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Every command-line call of this file goes through here."""
+    args = with_min_dof(args)
     return subprocess.run(
         [sys.executable, "-m", "clbp_bidsapp.cli", *map(str, args)],
         capture_output=True,

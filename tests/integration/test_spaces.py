@@ -24,6 +24,7 @@ import pandas as pd
 import pytest
 
 from clbp_bidsapp.testing.synthetic import make_dataset
+from tests.integration.common import with_min_dof
 
 pytestmark = pytest.mark.integration
 
@@ -32,6 +33,7 @@ FAST = ("--skip", "dc", "tsnr", "report", "seedfc", "connectome", "graph", "dual
 
 
 def cli(*args: str | Path) -> subprocess.CompletedProcess:
+    args = with_min_dof(args)
     return subprocess.run(
         [sys.executable, "-m", "clbp_bidsapp.cli", *map(str, args)],
         capture_output=True,
