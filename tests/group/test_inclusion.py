@@ -144,7 +144,7 @@ def test_build_design_lists_every_dropped_participant():
         "02": "no group label in p.tsv",
         "03": "group is 'other', neither CLBP nor HC",
         "04": "covariate age is missing (n/a) in p.tsv or the QC tables",
-        "06": "no run with enough data after censoring",
+        "06": "no usable run (too little data after censoring or too few degrees of freedom)",
         "07": "no row in p.tsv",
     }
     assert set(design.excluded["analysis"]) == {"all"}
