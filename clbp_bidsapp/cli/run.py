@@ -197,6 +197,11 @@ def _labels(overrides: dict, key: str, prefix: str, errors: list[str]) -> None:
     raw = overrides.get("inputs", {}).get(key)
     if raw is None:
         return
+    if key == "participant_label":
+        from clbp_bidsapp.io.bids import expand_label_files
+
+        raw, unreadable = expand_label_files(raw)
+        errors.extend(unreadable)
     clean, bad = normalise_labels(list(raw), prefix)
     errors.extend(bad)
     overrides["inputs"][key] = tuple(clean)

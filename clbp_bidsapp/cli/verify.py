@@ -17,7 +17,9 @@ from clbp_bidsapp.io import manifest
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="clbp-bidsapp-verify", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="clbp-bidsapp-verify", description=__doc__.split("\n\n")[0], allow_abbrev=False
+    )
     parser.add_argument("output_dir", type=Path, help="a clbp-bidsapp output folder")
     parser.add_argument("--outputs-only", action="store_true", help="do not re-hash the input files")
     args = parser.parse_args(argv)

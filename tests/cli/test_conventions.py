@@ -1,0 +1,154 @@
+"""fMRIPrep/XCP-D command-line habits: no prefix matching, their spellings with their meaning, readable help."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+
+import pytest
+
+from clbp_bidsapp.cli import docker, slurm
+from clbp_bidsapp.cli.parser import build_parser, megabytes_to_gigabytes
+from clbp_bidsapp.cli.run import parse_settings
+from clbp_bidsapp.errors import UserError
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    bids = tmp_path / "bids"
+    (bids / "derivatives" / "fmriprep").mkdir(parents=True)
+    (bids / "dataset_description.json").write_text(json.dumps({"Name": "t", "BIDSVersion": "1.9.0"}))
+    (bids / "derivatives" / "fmriprep" / "dataset_description.json").write_text(
+        json.dumps({"Name": "f", "BIDSVersion": "1.9.0", "DatasetType": "derivative"})
+    )
+    return bids
+
+
+def settings_of(dataset, tmp_path, *options: str):
+    settings, _ = parse_settings([str(dataset), str(tmp_path / "out"), "participant", *options])
+    return settings
+
+
+def all_parsers() -> list[argparse.ArgumentParser]:
+    return [build_parser(), docker.build_parser(), slurm.build_parser()]
+
+
+def test_no_parser_of_the_app_matches_option_prefixes():
+    assert all(parser.allow_abbrev is False for parser in all_parsers())
+
+
+def test_a_prefix_of_a_long_option_is_refused_not_guessed(dataset, tmp_path):
+    with pytest.raises(UserError) as err:
+        settings_of(dataset, tmp_path, "--mem-g", "16")  # was --mem-gb 16 through prefix matching
+    assert "--mem-g" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("words", "gigabytes"),
+    [
+        (["--mem", "16000"], 16.0),  # fMRIPrep/XCP-D: MB (was silently --mem-gb 16000)
+        (["--mem-mb", "8000"], 8.0),
+        (["--mem_mb", "2500"], 2.5),
+        (["--mem", "16G"], 16.0),
+        (["--mem", "16000MB"], 16.0),
+        (["--mem-gb", "12"], 12.0),
+    ],
+)
+def test_memory_in_megabytes_becomes_the_gigabyte_setting(dataset, tmp_path, words, gigabytes):
+    assert settings_of(dataset, tmp_path, *words).execution.mem_gb == pytest.approx(gigabytes)
+
+
+def test_a_bad_memory_size_names_the_flag(dataset, tmp_path):
+    with pytest.raises(UserError) as err:
+        settings_of(dataset, tmp_path, "--mem", "lots")
+    assert "--mem" in str(err.value) and "16000" in str(err.value)
+    with pytest.raises(UserError) as err:
+        settings_of(dataset, tmp_path, "--mem", "0")
+    assert "--mem-gb" in str(err.value)  # the setting's range check, named by the setting's own flag
+
+
+def test_megabytes_to_gigabytes_is_fmriprep_conversion():
+    assert megabytes_to_gigabytes("16000") == 16.0
+    assert megabytes_to_gigabytes("512m") == 0.512
+    assert megabytes_to_gigabytes("1.5G") == 1.5
+    with pytest.raises(ValueError):
+        megabytes_to_gigabytes("16 TB")
+
+
+@pytest.mark.parametrize(
+    ("words", "section", "name", "value"),
+    [
+        (["--nprocs", "3"], "execution", "nprocs", 3),
+        (["--nthreads", "3"], "execution", "nprocs", 3),
+        (["--n_cpus", "3"], "execution", "nprocs", 3),
+        (["--n-cpus", "3"], "execution", "nprocs", 3),
+        (["--omp-nthreads", "2"], "execution", "omp_nthreads", 2),
+        (["--omp_nthreads", "2"], "execution", "omp_nthreads", 2),
+        (["--skip_bids_validation"], "execution", "skip_bids_validation", True),
+        (["--skip-bids-validation"], "execution", "skip_bids_validation", True),
+        (["--session-label", "ses-1"], "inputs", "session_id", ("1",)),
+        (["--session-id", "1"], "inputs", "session_id", ("1",)),
+        (["-t", "rest"], "inputs", "task_id", ("rest",)),
+        (["--task-id", "rest"], "inputs", "task_id", ("rest",)),
+        (["--participant_label", "sub-01"], "inputs", "participant_label", ("01",)),
+        (["--participant-label", "01"], "inputs", "participant_label", ("01",)),
+    ],
+)
+def test_fmriprep_spellings_have_their_meaning(dataset, tmp_path, words, section, name, value):
+    assert getattr(getattr(settings_of(dataset, tmp_path, *words), section), name) == value
+
+
+@pytest.mark.parametrize("option", ["-w", "--work-dir", "--work_dir"])
+def test_work_dir_spellings(dataset, tmp_path, option):
+    settings = settings_of(dataset, tmp_path, option, str(tmp_path / "work"))
+    assert settings.execution.work_dir == tmp_path / "work"
+
+
+def test_notrack_is_accepted_and_changes_nothing(dataset, tmp_path):
+    assert settings_of(dataset, tmp_path, "--notrack") == settings_of(dataset, tmp_path)
+
+
+def test_docker_wrapper_passes_the_fmriprep_spellings_on_as_the_app_reads_them(tmp_path, dataset):
+    plan = docker.plan_run([str(dataset), str(tmp_path / "out"), "participant", "--mem", "16000", "--notrack"])
+    assert plan.args[plan.args.index("--mem-gb") + 1] == "16.0"
+    assert "--notrack" in plan.args
+
+
+def test_help_shows_no_internal_setting_names():
+    internal = re.compile(r"[A-Z_]+\.[A-Z_]+")
+    for parser in all_parsers():
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            if not action.option_strings or action.nargs == 0 or action.choices:
+                continue
+            metavar = action.metavar or formatter._get_default_metavar_for_optional(action)
+            for word in metavar if isinstance(metavar, tuple) else (metavar,):
+                assert not internal.search(word), (parser.prog, action.option_strings, word)
+                if parser.prog == "clbp-bidsapp":
+                    assert "." not in word and action.metavar is not None, (action.option_strings, word)
+        assert not internal.search(parser.format_help()), parser.prog
+
+
+# -- a file of participant labels ------------------------------------------------------------------------------
+def test_participant_label_file(dataset, tmp_path):
+    listing = tmp_path / "clbp.txt"
+    listing.write_bytes(b"# patients of site A\r\nsub-01\r\n\r\n02  # second visit pending\r\n   \r\nsub-03\r\n")
+    settings = settings_of(dataset, tmp_path, "--participant-label", str(listing), "04")
+    assert settings.inputs.participant_label == ("01", "02", "03", "04")
+
+
+def test_a_label_file_with_a_bad_label_names_it(dataset, tmp_path):
+    listing = tmp_path / "labels.txt"
+    listing.write_text("sub-01\nsub-../x\n")
+    with pytest.raises(UserError) as err:
+        settings_of(dataset, tmp_path, "--participant-label", str(listing))
+    assert "sub-../x" in str(err.value)
+
+
+def test_an_empty_label_file_is_refused(dataset, tmp_path):
+    listing = tmp_path / "labels.txt"
+    listing.write_text("# nobody yet\n\n")
+    with pytest.raises(UserError) as err:
+        settings_of(dataset, tmp_path, "--participant-label", str(listing))
+    assert str(listing) in str(err.value) and "no labels" in str(err.value)
