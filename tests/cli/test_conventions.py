@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -152,3 +155,23 @@ def test_an_empty_label_file_is_refused(dataset, tmp_path):
     with pytest.raises(UserError) as err:
         settings_of(dataset, tmp_path, "--participant-label", str(listing))
     assert str(listing) in str(err.value) and "no labels" in str(err.value)
+
+
+RECIPE = (
+    """awk -F'\\t' '{sub(/\\r$/, "")} NR == 1 {for (i = 1; i <= NF; i++) if ($i == "group") c = i; next} """
+    """$c == "CLBP" {print $1}'"""
+)
+
+
+@pytest.mark.skipif(shutil.which("awk") is None, reason="no awk")
+def test_the_documented_participants_tsv_filter(dataset, tmp_path):
+    usage = (Path(__file__).parents[2] / "docs" / "usage.md").read_text()
+    assert RECIPE in usage
+    (dataset / "participants.tsv").write_bytes(
+        b"participant_id\tage\tgroup\r\nsub-01\t40\tCLBP\r\nsub-02\t41\tHC\r\nsub-03\t39\tCLBP\r\n"
+    )
+    listing = tmp_path / "clbp.txt"
+    with listing.open("w") as out:
+        subprocess.run(["bash", "-c", f"{RECIPE} {dataset}/participants.tsv"], stdout=out, check=True)
+    settings = settings_of(dataset, tmp_path, "--participant-label", str(listing))
+    assert settings.inputs.participant_label == ("01", "03")
