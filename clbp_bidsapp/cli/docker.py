@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from clbp_bidsapp import messages
 from clbp_bidsapp.__about__ import __version__
-from clbp_bidsapp.cli import messages
 from clbp_bidsapp.errors import ExitCode, UserError
 
 DEFAULT_IMAGE = f"clbp-bidsapp:{__version__}"

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from clbp_bidsapp.cli import messages
+from clbp_bidsapp import messages
 from clbp_bidsapp.errors import ExitCode, InputError, UserError
 
 

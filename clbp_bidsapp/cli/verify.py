@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from clbp_bidsapp.cli import messages
+from clbp_bidsapp import messages
 from clbp_bidsapp.errors import ExitCode
 from clbp_bidsapp.io import manifest
 
@@ -30,9 +30,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for problem in problems:
         print(problem)
     if problems:
-        messages.info(f"{len(problems)} difference(s) from {args.output_dir}/logs/{manifest.MANIFEST}")
+        messages.say(f"{len(problems)} difference(s) from {args.output_dir}/logs/{manifest.MANIFEST}")
         sys.exit(int(ExitCode.SOME_FAILED))
-    messages.info(f"every file matches {args.output_dir}/logs/{manifest.MANIFEST}")
+    messages.say(f"every file matches {args.output_dir}/logs/{manifest.MANIFEST}")
     sys.exit(int(ExitCode.OK))
 
 

@@ -175,3 +175,44 @@ def test_the_documented_participants_tsv_filter(dataset, tmp_path):
         subprocess.run(["bash", "-c", f"{RECIPE} {dataset}/participants.tsv"], stdout=out, check=True)
     settings = settings_of(dataset, tmp_path, "--participant-label", str(listing))
     assert settings.inputs.participant_label == ("01", "03")
+
+
+# -- -v / -vv: the app's log reaches the terminal ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from clbp_bidsapp.testing.synthetic import make_dataset
+
+    root = tmp_path_factory.mktemp("tiny") / "bids"
+    return make_dataset(root, n_patients=1, n_controls=0, voxel_size=4, n_volumes=30, tr=2.0, seed=3).root
+
+
+@pytest.mark.parametrize("verbosity", [[], ["-vv"]], ids=["default", "vv"])
+def test_an_unexpected_error_has_its_traceback_at_vv_only(tiny, tmp_path, capsys, monkeypatch, verbosity):
+    from clbp_bidsapp.cli.run import main
+    from clbp_bidsapp.workflows import runner
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(runner, "check_run", broken)
+    with pytest.raises(SystemExit) as exited:
+        main([str(tiny), str(tmp_path / "out"), "participant", *verbosity])
+    assert exited.value.code == 3
+    err = capsys.readouterr().err
+    assert "FAILED  sub-01: unexpected RuntimeError: boom (please report this, with the -vv log)" in err
+    if verbosity:
+        assert "clbp-bidsapp: DEBUG clbp_bidsapp: checking the runs of sub-01 failed" in err
+        assert "Traceback" in err and 'raise RuntimeError("boom")' in err
+    else:
+        assert "Traceback" not in err and "DEBUG" not in err
+
+
+def test_logging_is_configured_once_per_run():
+    import logging
+
+    from clbp_bidsapp.messages import configure_logging
+
+    for verbosity in (0, 2, 1):
+        logger = configure_logging(verbosity)
+    assert logger.level == logging.INFO
+    assert sum(type(h).__name__ == "_StderrHandler" for h in logger.handlers) == 1
