@@ -208,6 +208,7 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
                 "execution.random_seed": ex.random_seed,
             },
             run_info={"config_hash": settings.result_hash()},
+            group=g,
         )
         messages.say(f"group report: {report}")
     counts = design.included[g.group_column].astype(str).value_counts()

@@ -216,3 +216,40 @@ def test_logging_is_configured_once_per_run():
         logger = configure_logging(verbosity)
     assert logger.level == logging.INFO
     assert sum(type(h).__name__ == "_StderrHandler" for h in logger.handlers) == 1
+
+
+# -- the group report follows --group-column, --patient-label and --control-label ---------------------------------
+def test_group_report_uses_the_group_column_and_labels(tmp_path):
+    import nibabel as nb
+    import numpy as np
+    import pandas as pd
+
+    from clbp_bidsapp.config import GroupSettings
+    from clbp_bidsapp.reports.group import write_group_report
+
+    group_dir = tmp_path / "group"
+    group_dir.mkdir()
+    design = pd.DataFrame({
+        "participant_id": ["01", "02", "03", "04", "05"],
+        "diagnosis": ["pain", "pain", "pain", "control", "control"],
+        "age": [40.0, 42.0, 44.0, 30.0, 32.0],
+    })  # fmt: skip
+    design.to_csv(group_dir / "desc-design_participants.tsv", sep="\t", index=False)
+    pd.DataFrame({"diagnosis": ["control", "pain"], "n": [2, 3], "mean_fd_mean": [0.1, 0.2]}).to_csv(
+        group_dir / "desc-qc_summary.tsv", sep="\t", index=False
+    )
+    rng = np.random.default_rng(0)
+    for contrast in ("painvscontrol", "age"):  # "age" sorts first alphabetically; the group contrast must lead
+        nb.Nifti1Image(rng.normal(size=(4, 4, 4)).astype("float32"), np.eye(4)).to_filename(
+            group_dir / f"alff_contrast-{contrast}_stat-t_statmap.nii.gz"
+        )
+    group = GroupSettings(group_column="diagnosis", patient_label="pain", control_label="control")
+    text = write_group_report(tmp_path, settings_summary={}, group=group).read_text()
+    assert "no <code>diagnosis</code> column" not in text and "no <code>group</code> column" not in text
+    counts = text[text.index("Included participants") : text.index("Group means")]
+    assert "pain" in counts and ">3<" in counts and "control" in counts and ">2<" in counts
+    means = text[text.index("Group means") :]
+    assert "42" in means and "31" in means  # age: pain 42 (2), control 31 (1.41)
+    assert "<code>painvscontrol</code> is patients minus controls" in text and "CLBPvsHC" not in text
+    summary = text[text.index("Summary of all maps") :]
+    assert summary.index("painvscontrol") < summary.index(">age<")
