@@ -16,13 +16,17 @@ from clbp_bidsapp.errors import ExitCode
 from clbp_bidsapp.io import manifest
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="clbp-bidsapp-verify", description=__doc__.split("\n\n")[0], allow_abbrev=False
     )
     parser.add_argument("output_dir", type=Path, help="a clbp-bidsapp output folder")
     parser.add_argument("--outputs-only", action="store_true", help="do not re-hash the input files")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if not (args.output_dir / "logs" / manifest.MANIFEST).is_file():
         messages.error(f"{args.output_dir}/logs/{manifest.MANIFEST} not found; is this a clbp-bidsapp output folder?")
         sys.exit(int(ExitCode.USAGE))

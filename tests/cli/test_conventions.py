@@ -34,7 +34,10 @@ def settings_of(dataset, tmp_path, *options: str):
 
 
 def all_parsers() -> list[argparse.ArgumentParser]:
-    return [build_parser(), docker.build_parser(), slurm.build_parser()]
+    from clbp_bidsapp.cli import verify
+    from clbp_bidsapp.testing import cli as synth
+
+    return [build_parser(), docker.build_parser(), slurm.build_parser(), verify.build_parser(), synth.build_parser()]
 
 
 def test_no_parser_of_the_app_matches_option_prefixes():
@@ -253,3 +256,39 @@ def test_group_report_uses_the_group_column_and_labels(tmp_path):
     assert "<code>painvscontrol</code> is patients minus controls" in text and "CLBPvsHC" not in text
     summary = text[text.index("Summary of all maps") :]
     assert summary.index("painvscontrol") < summary.index(">age<")
+
+
+# -- every flag a message names exists ---------------------------------------------------------------------------
+# Options of the external tools the app writes commands for (not options of the app).
+EXTERNAL_FLAGS = {
+    "sbatch": {"--array", "--cpus-per-task", "--dependency", "--job-name", "--output", "--parsable", "--partition"},
+    "apptainer run": {"--cleanenv", "--containall", "--writable-tmpfs"},
+    "docker run": {"--mount", "--network", "--read-only", "--rm", "--tmpfs", "--user"},
+    "pip download": {"--no-deps"},
+}
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9_-]*[a-z0-9]")
+
+
+def flags_in_string_literals() -> dict[str, set[str]]:
+    """Every ``--flag`` in a string literal (messages, help, docstrings) of the package -> the files naming it."""
+    import ast
+
+    import clbp_bidsapp
+
+    found: dict[str, set[str]] = {}
+    package = Path(clbp_bidsapp.__file__).parent
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                for flag in FLAG.findall(node.value):
+                    found.setdefault(flag, set()).add(str(path.relative_to(package)))
+    return found
+
+
+def test_every_flag_named_in_a_message_exists():
+    options = {o for parser in all_parsers() for a in parser._actions for o in a.option_strings}
+    external = set().union(*EXTERNAL_FLAGS.values())
+    found = flags_in_string_literals()
+    assert len(found) > 40  # the scan sees the messages
+    unknown = {flag: sorted(files) for flag, files in found.items() if flag not in options | external}
+    assert not unknown, f"messages name options that do not exist: {unknown}"
