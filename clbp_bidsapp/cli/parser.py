@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="LABEL",
         default=SUPPRESS,
-        help="participants to analyse, with or without 'sub-' (default: all)",
+        help="participants to analyse, with or without 'sub-', or files listing them one per line (default: all)",
     )
     sel.add_argument(
         "--session-id",

@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--participant_label",
         nargs="+",
         metavar="LABEL",
-        help="participants (default: every sub-* folder of BIDS_DIR's fMRIPrep derivatives)",
+        help="participants, or files listing them one per line (default: every sub-* folder of BIDS_DIR's fMRIPrep "
+        "derivatives)",
     )
     parser.add_argument("--fmriprep-dir", type=Path, metavar="FOLDER")
     parser.add_argument(
@@ -211,7 +212,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.participant_label:
-            labels = [label.removeprefix("sub-") for label in args.participant_label]
+            from clbp_bidsapp.io.bids import expand_label_files
+
+            words, unreadable = expand_label_files(args.participant_label)  # files of labels, as the app reads
+            if unreadable:
+                raise InputError("; ".join(unreadable))
+            labels = [label.removeprefix("sub-") for label in words]
         else:
             labels = discover_participants(args.bids_dir, args.fmriprep_dir)
         scripts = render_scripts(args, labels, extra)

@@ -28,6 +28,18 @@ def dataset(tmp_path):
     return bids
 
 
+@pytest.fixture(autouse=True)
+def _restore_the_apps_logger():
+    """main() configures the app's logger for its run; leave it as found for the next test in this process."""
+    import logging
+
+    logger = logging.getLogger("clbp_bidsapp")
+    handlers, level = list(logger.handlers), logger.level
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+
+
 def settings_of(dataset, tmp_path, *options: str):
     settings, _ = parse_settings([str(dataset), str(tmp_path / "out"), "participant", *options])
     return settings
@@ -292,3 +304,14 @@ def test_every_flag_named_in_a_message_exists():
     assert len(found) > 40  # the scan sees the messages
     unknown = {flag: sorted(files) for flag, files in found.items() if flag not in options | external}
     assert not unknown, f"messages name options that do not exist: {unknown}"
+
+
+def test_slurm_wrapper_reads_label_files_too(tmp_path, capsys):
+    listing = tmp_path / "clbp.txt"
+    listing.write_text("# patients\nsub-01\r\n03\n")
+    out = tmp_path / "out"
+    try:
+        slurm.main([str(tmp_path / "bids"), str(out), "--participant-label", str(listing), "sub-05"])
+    except SystemExit as exited:
+        assert not exited.code, capsys.readouterr().err
+    assert (out / "logs" / "slurm" / "participants.txt").read_text() == "01\n03\n05\n"
