@@ -152,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sel.add_argument(
         "--bids-filter-file",
+        "--bids_filter_file",
         dest="bids_filter_file",
         type=Path,
         metavar="JSON",
@@ -207,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     den.add_argument(
         "--fd-thresh",
+        "--fd_thresh",
         dest="denoise.fd_thresh",
         metavar="MM",
         default=SUPPRESS,
@@ -232,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     den.add_argument(
         "--dummy-scans",
+        "--dummy_scans",
         dest="denoise.dummy_scans",
         metavar="auto|N",
         default=SUPPRESS,
@@ -243,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     den.add_argument(
         "--min-time",
+        "--min_time",
         dest="denoise.min_time",
         metavar="SECONDS",
         default=SUPPRESS,
@@ -491,6 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     exe.add_argument(
         "--mem-gb",
+        "--mem_gb",
         dest="execution.mem_gb",
         metavar="GB",
         default=SUPPRESS,
@@ -522,6 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     exe.add_argument(
         "--config-file",
+        "--config_file",
         dest="config_file",
         type=Path,
         metavar="TOML",
@@ -530,6 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     exe.add_argument(
         "--random-seed",
+        "--random_seed",
         dest="execution.random_seed",
         metavar="N",
         default=SUPPRESS,
@@ -544,6 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     exe.add_argument(
         "--clean-workdir",
+        "--clean_workdir",
         dest="execution.clean_workdir",
         action="store_true",
         default=SUPPRESS,

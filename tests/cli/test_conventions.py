@@ -111,6 +111,13 @@ def test_megabytes_to_gigabytes_is_fmriprep_conversion():
         (["--task-id", "rest"], "inputs", "task_id", ("rest",)),
         (["--participant_label", "sub-01"], "inputs", "participant_label", ("01",)),
         (["--participant-label", "01"], "inputs", "participant_label", ("01",)),
+        # XCP-D's underscore spellings of options this app shares with it
+        (["--mem_gb", "12"], "execution", "mem_gb", 12.0),
+        (["--dummy_scans", "3"], "denoise", "dummy_scans", "3"),
+        (["--fd_thresh", "0.3"], "denoise", "fd_thresh", 0.3),
+        (["--min_time", "120"], "denoise", "min_time", 120.0),
+        (["--random_seed", "7"], "execution", "random_seed", 7),
+        (["--clean_workdir"], "execution", "clean_workdir", True),
     ],
 )
 def test_fmriprep_spellings_have_their_meaning(dataset, tmp_path, words, section, name, value):
