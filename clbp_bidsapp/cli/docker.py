@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from clbp_bidsapp import messages
 from clbp_bidsapp.__about__ import __version__
-from clbp_bidsapp.cli import messages
 from clbp_bidsapp.errors import ExitCode, UserError
 
 DEFAULT_IMAGE = f"clbp-bidsapp:{__version__}"
@@ -70,8 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="clbp-bidsapp-docker",
         description="Run clbp-bidsapp in its container with host paths (input mounted read-only).",
         epilog="Every other argument is passed to clbp-bidsapp (see clbp-bidsapp --help).",
+        allow_abbrev=False,  # --im would otherwise take --image, and an app option could be swallowed
     )
-    parser.add_argument("--image", default=DEFAULT_IMAGE, help=f"container image (default: {DEFAULT_IMAGE})")
+    parser.add_argument(
+        "--image", default=DEFAULT_IMAGE, metavar="IMAGE", help=f"container image (default: {DEFAULT_IMAGE})"
+    )
     parser.add_argument("--print-command", action="store_true", help="print the equivalent command and exit")
     parser.add_argument("--apptainer", metavar="IMAGE.sif", help="with --print-command: an apptainer command")
     return parser

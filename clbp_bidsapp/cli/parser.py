@@ -11,6 +11,7 @@ dataclass defaults < ``--config-file`` < explicit command-line options.
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import fields
 from pathlib import Path
 
@@ -62,6 +63,28 @@ def flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
     return names
 
 
+def megabytes_to_gigabytes(text: str) -> float:
+    """fMRIPrep's ``--mem`` value in GB: a number of MB (``16000``), or with a unit ``M``/``MB``/``G``/``GB``.
+
+    The conversion is fMRIPrep's and XCP-D's (1 GB = 1000 MB): ``16000`` -> 16.0, the ``mem_gb`` setting.
+    """
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([MmGg][Bb]?)?\s*", text)
+    if not match:
+        raise ValueError(f"expected a memory size in MB such as 16000 (or 16G), got {text!r}")
+    number, unit = float(match.group(1)), (match.group(2) or "M")[0].upper()
+    return number if unit == "G" else number / 1000
+
+
+class _MegabytesAsGigabytes(argparse.Action):
+    """``--mem 16000`` stores 16.0 into ``execution.mem_gb`` (the setting's range is checked by ``cli.run``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        try:
+            setattr(namespace, self.dest, megabytes_to_gigabytes(values))
+        except ValueError as exc:
+            raise argparse.ArgumentError(self, str(exc)) from None
+
+
 class _ErrorCollectingParser(argparse.ArgumentParser):
     """Raise instead of exiting, so that ``cli.run`` can report every argument error at once."""
 
@@ -75,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="clbp-bidsapp",
         description=DESCRIPTION,
         epilog=EPILOG,
+        allow_abbrev=False,  # --mem 16000 must not be read as --mem-gb 16000
     )
     parser.add_argument("--version", action="version", version=f"clbp-bidsapp {__version__}")
     parser.add_argument(
@@ -97,11 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="LABEL",
         default=SUPPRESS,
-        help="participants to analyse, with or without 'sub-' (default: all)",
+        help="participants to analyse, with or without 'sub-', or files listing them one per line (default: all)",
     )
     sel.add_argument(
         "--session-id",
         "--session_id",
+        "--session-label",
         dest="inputs.session_id",
         nargs="+",
         metavar="SESSION",
@@ -109,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="sessions to analyse, with or without 'ses-' (default: all)",
     )
     sel.add_argument(
+        "-t",
         "--task-id",
         "--task_id",
         dest="inputs.task_id",
@@ -126,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sel.add_argument(
         "--bids-filter-file",
+        "--bids_filter_file",
         dest="bids_filter_file",
         type=Path,
         metavar="JSON",
@@ -136,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     sel.add_argument(
         "--space",
         dest="inputs.space",
+        metavar="TEMPLATE[:res-N]",
         default=SUPPRESS,
         help=_help(
             "space of the fMRIPrep outputs to use, optionally with :res-N: an MNI template (MNI152NLin2009cAsym, "
@@ -149,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--fmriprep-dir",
         dest="inputs.fmriprep_dir",
         type=Path,
+        metavar="FOLDER",
         default=SUPPRESS,
         help="fMRIPrep derivatives (default: BIDS_DIR/derivatives/fmriprep, or BIDS_DIR if it is one)",
     )
@@ -156,11 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--bids-database-dir",
         dest="execution.bids_database_dir",
         type=Path,
+        metavar="FOLDER",
         default=SUPPRESS,
         help="reuse (or create) a pybids index database in this folder",
     )
     sel.add_argument(
         "--skip-bids-validation",
+        "--skip_bids_validation",
         dest="execution.skip_bids_validation",
         action="store_true",
         default=SUPPRESS,
@@ -177,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     den.add_argument(
         "--fd-thresh",
+        "--fd_thresh",
         dest="denoise.fd_thresh",
         metavar="MM",
         default=SUPPRESS,
@@ -202,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     den.add_argument(
         "--dummy-scans",
+        "--dummy_scans",
         dest="denoise.dummy_scans",
         metavar="auto|N",
         default=SUPPRESS,
@@ -213,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     den.add_argument(
         "--min-time",
+        "--min_time",
         dest="denoise.min_time",
         metavar="SECONDS",
         default=SUPPRESS,
@@ -349,24 +383,28 @@ def build_parser() -> argparse.ArgumentParser:
     grp.add_argument(
         "--group-column",
         dest="group.group_column",
+        metavar="COLUMN",
         default=SUPPRESS,
         help=_help("column of participants.tsv holding the diagnosis", "group", "group_column"),
     )
     grp.add_argument(
         "--patient-label",
         dest="group.patient_label",
+        metavar="VALUE",
         default=SUPPRESS,
         help=_help("value of the group column for patients", "group", "patient_label"),
     )
     grp.add_argument(
         "--control-label",
         dest="group.control_label",
+        metavar="VALUE",
         default=SUPPRESS,
         help=_help("value of the group column for controls", "group", "control_label"),
     )
     grp.add_argument(
         "--min-per-group",
         dest="group.min_per_group",
+        metavar="N",
         default=SUPPRESS,
         help=_help("fewest participants per group for a group analysis", "group", "min_per_group"),
     )
@@ -450,29 +488,48 @@ def build_parser() -> argparse.ArgumentParser:
     exe.add_argument(
         "-w",
         "--work-dir",
+        "--work_dir",
         dest="execution.work_dir",
         type=Path,
+        metavar="FOLDER",
         default=SUPPRESS,
         help="nipype working folder; reuse it to resume (default: OUTPUT_DIR/work)",
     )
     exe.add_argument(
         "--nprocs",
+        "--nthreads",
         "--n-cpus",
+        "--n_cpus",
         dest="execution.nprocs",
+        metavar="N",
         default=SUPPRESS,
         help=_help("processes for the participant graph", "execution", "nprocs"),
     )
     exe.add_argument(
         "--omp-nthreads",
+        "--omp_nthreads",
         dest="execution.omp_nthreads",
+        metavar="N",
         default=SUPPRESS,
         help=_help("threads per process for numerical libraries", "execution", "omp_nthreads"),
     )
     exe.add_argument(
         "--mem-gb",
+        "--mem_gb",
         dest="execution.mem_gb",
+        metavar="GB",
         default=SUPPRESS,
         help="memory available to the graph scheduler, in GB (default: what the machine has)",
+    )
+    exe.add_argument(
+        "--mem",
+        "--mem-mb",
+        "--mem_mb",
+        dest="execution.mem_gb",
+        action=_MegabytesAsGigabytes,
+        metavar="MB",
+        default=SUPPRESS,
+        help="the same in MB, as fMRIPrep and XCP-D take it (16000 = 16 GB; a G suffix gives GB: 16G)",
     )
     exe.add_argument(
         "--plugin",
@@ -490,14 +547,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     exe.add_argument(
         "--config-file",
+        "--config_file",
         dest="config_file",
         type=Path,
+        metavar="TOML",
         default=SUPPRESS,
         help="settings TOML (e.g. OUTPUT_DIR/logs/config-*.toml of an earlier run); options here win",
     )
     exe.add_argument(
         "--random-seed",
+        "--random_seed",
         dest="execution.random_seed",
+        metavar="N",
         default=SUPPRESS,
         help=_help("seed of every random choice", "execution", "random_seed"),
     )
@@ -510,6 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     exe.add_argument(
         "--clean-workdir",
+        "--clean_workdir",
         dest="execution.clean_workdir",
         action="store_true",
         default=SUPPRESS,
@@ -529,7 +591,14 @@ def build_parser() -> argparse.ArgumentParser:
         dest="execution.verbosity",
         action="count",
         default=SUPPRESS,
-        help="more log output (repeat for more)",
+        help="-v: progress messages; -vv: debugging messages and the traceback of an unexpected error",
+    )
+    exe.add_argument(
+        "--notrack",
+        dest="notrack",
+        action="store_true",
+        default=SUPPRESS,
+        help="accepted for fMRIPrep/XCP-D command lines; this app never sends anything anywhere",
     )
     return parser
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import os
 import sys
 import time
@@ -14,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from clbp_bidsapp.cli import messages
+from clbp_bidsapp import messages
 from clbp_bidsapp.cli.parser import build_parser, flag_names
 from clbp_bidsapp.config import Settings, SettingsError, field_check
 from clbp_bidsapp.errors import ExitCode, InputError, OutputError, UserError
@@ -44,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(argv: Sequence[str] | None = None) -> int:
     settings, extras = parse_settings(argv)
-    _configure_logging(settings.execution.verbosity)
+    logger = messages.configure_logging(settings.execution.verbosity)
     if settings.execution.analysis_level == "participant":  # before anything is written, even the config log
         from clbp_bidsapp.workflows.runner import refuse_mixed_settings
 
@@ -56,6 +55,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     from clbp_bidsapp.io.derivatives import write_text
 
     write_text(logs / f"config-{run_id}.toml", settings.to_toml())
+    logger.info("run %s: settings saved in %s", run_id, logs / f"config-{run_id}.toml")
+    logger.debug("result-affecting settings hash %s", settings.result_hash())
     if settings.execution.analysis_level == "participant":
         from clbp_bidsapp.workflows.runner import run_participant_level
 
@@ -197,6 +198,11 @@ def _labels(overrides: dict, key: str, prefix: str, errors: list[str]) -> None:
     raw = overrides.get("inputs", {}).get(key)
     if raw is None:
         return
+    if key == "participant_label":
+        from clbp_bidsapp.io.bids import expand_label_files
+
+        raw, unreadable = expand_label_files(raw)
+        errors.extend(unreadable)
     clean, bad = normalise_labels(list(raw), prefix)
     errors.extend(bad)
     overrides["inputs"][key] = tuple(clean)
@@ -334,9 +340,3 @@ def _check_paths(settings: Settings, errors: list[str], output_errors: list[str]
         with contextlib.suppress(OSError):
             ex.output_dir.rmdir()
     return source
-
-
-def _configure_logging(verbosity: int) -> None:
-    """The app's own log level; nipype's is set by the graph runner from the same verbosity."""
-    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
-    logging.getLogger("clbp_bidsapp").setLevel(level)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from clbp_bidsapp.cli import messages
+from clbp_bidsapp import messages
 from clbp_bidsapp.errors import ExitCode, InputError, UserError
 
 
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="clbp-bidsapp-slurm",
         description="Write SLURM array + group job scripts for clbp-bidsapp (one participant per task).",
         epilog="Arguments after '--' are passed to clbp-bidsapp at both levels (e.g. -- --strategy 36P).",
+        allow_abbrev=False,
     )
     parser.add_argument("bids_dir", type=Path)
     parser.add_argument("output_dir", type=Path)
@@ -36,18 +37,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--participant_label",
         nargs="+",
         metavar="LABEL",
-        help="participants (default: every sub-* folder of BIDS_DIR's fMRIPrep derivatives)",
+        help="participants, or files listing them one per line (default: every sub-* folder of BIDS_DIR's fMRIPrep "
+        "derivatives)",
     )
-    parser.add_argument("--fmriprep-dir", type=Path)
+    parser.add_argument("--fmriprep-dir", type=Path, metavar="FOLDER")
     parser.add_argument(
-        "--work-dir", type=Path, help="parent of the per-task working folders (default: OUTPUT_DIR/work)"
+        "--work-dir",
+        type=Path,
+        metavar="FOLDER",
+        help="parent of the per-task working folders (default: OUTPUT_DIR/work)",
     )
-    parser.add_argument("--script-dir", type=Path, help="where to write the scripts (default: OUTPUT_DIR/logs/slurm)")
-    parser.add_argument("--cpus", type=int, default=2, help="CPUs per participant task (default: 2)")
-    parser.add_argument("--mem", default="8G", help="memory per participant task (default: 8G)")
-    parser.add_argument("--time", default="04:00:00", help="time limit per task (default: 04:00:00)")
-    parser.add_argument("--max-parallel", type=int, default=0, help="at most this many tasks at once (0: no limit)")
-    parser.add_argument("--sbatch-args", default="", help="extra #SBATCH options, e.g. '--partition=short'")
+    parser.add_argument(
+        "--script-dir", type=Path, metavar="FOLDER", help="where to write the scripts (default: OUTPUT_DIR/logs/slurm)"
+    )
+    parser.add_argument("--cpus", type=int, default=2, metavar="N", help="CPUs per participant task (default: 2)")
+    parser.add_argument("--mem", default="8G", metavar="SIZE", help="memory per participant task (default: 8G)")
+    parser.add_argument(
+        "--time", default="04:00:00", metavar="HH:MM:SS", help="time limit per task (default: 04:00:00)"
+    )
+    parser.add_argument(
+        "--max-parallel", type=int, default=0, metavar="N", help="at most this many tasks at once (0: no limit)"
+    )
+    parser.add_argument(
+        "--sbatch-args", default="", metavar="OPTIONS", help="extra #SBATCH options, e.g. '--partition=short'"
+    )
     parser.add_argument("--apptainer", type=Path, metavar="IMAGE.sif", help="run inside this Apptainer image")
     parser.add_argument("--submit", action="store_true", help="submit the jobs with sbatch and print their ids")
     return parser
@@ -199,7 +212,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.participant_label:
-            labels = [label.removeprefix("sub-") for label in args.participant_label]
+            from clbp_bidsapp.io.bids import expand_label_files
+
+            words, unreadable = expand_label_files(args.participant_label)  # files of labels, as the app reads
+            if unreadable:
+                raise InputError("; ".join(unreadable))
+            labels = [label.removeprefix("sub-") for label in words]
         else:
             labels = discover_participants(args.bids_dir, args.fmriprep_dir)
         scripts = render_scripts(args, labels, extra)

@@ -11,16 +11,22 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from clbp_bidsapp.cli import messages
+from clbp_bidsapp import messages
 from clbp_bidsapp.errors import ExitCode
 from clbp_bidsapp.io import manifest
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="clbp-bidsapp-verify", description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="clbp-bidsapp-verify", description=__doc__.split("\n\n")[0], allow_abbrev=False
+    )
     parser.add_argument("output_dir", type=Path, help="a clbp-bidsapp output folder")
     parser.add_argument("--outputs-only", action="store_true", help="do not re-hash the input files")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if not (args.output_dir / "logs" / manifest.MANIFEST).is_file():
         messages.error(f"{args.output_dir}/logs/{manifest.MANIFEST} not found; is this a clbp-bidsapp output folder?")
         sys.exit(int(ExitCode.USAGE))
@@ -28,9 +34,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for problem in problems:
         print(problem)
     if problems:
-        messages.info(f"{len(problems)} difference(s) from {args.output_dir}/logs/{manifest.MANIFEST}")
+        messages.say(f"{len(problems)} difference(s) from {args.output_dir}/logs/{manifest.MANIFEST}")
         sys.exit(int(ExitCode.SOME_FAILED))
-    messages.info(f"every file matches {args.output_dir}/logs/{manifest.MANIFEST}")
+    messages.say(f"every file matches {args.output_dir}/logs/{manifest.MANIFEST}")
     sys.exit(int(ExitCode.OK))
 
 

@@ -216,7 +216,7 @@ def _atlas_stats(
     if len(regions) < 3:
         raise InputError(
             f"atlas {atlas}: only {len(regions)} regions are covered in every included participant; "
-            "check the brain masks or lower --atlas coverage",
+            "check the brain masks, or rerun the participant level with a lower --min-region-coverage",
             exit_code=ExitCode.NOTHING_PROCESSED,
         )
     if dropped:

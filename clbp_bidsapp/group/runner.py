@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from clbp_bidsapp import messages
 from clbp_bidsapp.config import Settings
 from clbp_bidsapp.errors import ExitCode, InputError
 from clbp_bidsapp.group import inclusion
@@ -118,7 +118,7 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
     derivatives.write_tsv(group_dir / "desc-design_participants.tsv", design.included)
     derivatives.write_tsv(group_dir / "desc-excluded_participants.tsv", design.excluded)
     check_group_sizes(design, settings=g, table_name=table_name)
-    print(f"clbp-bidsapp: group level reads {selection.describe()}", file=sys.stderr)
+    messages.say(f"group level reads {selection.describe()}")
     if "qc" not in ex.skip:
         derivatives.write_tsv(group_dir / "desc-qc_summary.tsv", qc_summary(design, settings=g))
     outcome = Outcome(exclusions=exclusions, settings=g)
@@ -134,8 +134,10 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
         if ica is not None:
             outcome.ran("group ICA")
             ica_sets = ica.map_sets(g.networks, smoothing_fwhm=settings.metrics.smoothing_fwhm)
-            print(f"clbp-bidsapp: group ICA: {len(ica.names)} components over {len(ica.participant_maps)} "
-                  f"participants ({', '.join(ica.names)})", file=sys.stderr)  # fmt: skip
+            messages.say(
+                f"group ICA: {len(ica.names)} components over {len(ica.participant_maps)} "
+                f"participants ({', '.join(ica.names)})"
+            )
     if "stats" not in ex.skip:
         results = run_voxelwise(
             design.included,
@@ -156,26 +158,23 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
                 else ""
             )
             tfce = f", {result.n_tfce_voxels} with TFCE FWE p < 0.05" if result.n_tfce_voxels is not None else ""
-            print(
-                f"clbp-bidsapp: {result.metric} ({result.contrast}): {result.n_participants} participants, "
-                f"{result.n_fwe_voxels} voxels with max-t FWE p < 0.05{tfce}{where}",
-                file=sys.stderr,
+            messages.say(
+                f"{result.metric} ({result.contrast}): {result.n_participants} participants, "
+                f"{result.n_fwe_voxels} voxels with max-t FWE p < 0.05{tfce}{where}"
             )
         if results:
             path, table = write_concordance(group_dir, patient_label=g.patient_label, control_label=g.control_label)
             found = table["status"].str.startswith("found").sum()
-            print(f"clbp-bidsapp: literature concordance: {found} of {len(table)} published CLBP findings seen "
-                  f"here; {path}", file=sys.stderr)  # fmt: skip
+            messages.say(f"literature concordance: {found} of {len(table)} published CLBP findings seen here; {path}")
     if "connectome" not in ex.skip:
         for result in run_connectome_stats(design.included, output_dir=ex.output_dir, settings=g, seed=ex.random_seed,
                                            layout=layout, outcome=outcome):  # fmt: skip
             components = result.components
             significant = components[components["p_fwe"] < 0.05] if len(components) else components
-            print(
-                f"clbp-bidsapp: connectome {result.atlas}: {result.n_participants} participants, "
+            messages.say(
+                f"connectome {result.atlas}: {result.n_participants} participants, "
                 f"{len(result.regions)} regions ({len(result.dropped_regions)} dropped), {result.n_fdr_edges} edges "
-                f"with FDR q < 0.05, {len(significant)} NBS component(s) with FWE p < 0.05",
-                file=sys.stderr,
+                f"with FDR q < 0.05, {len(significant)} NBS component(s) with FWE p < 0.05"
             )
     if "ml" not in ex.skip:
         from clbp_bidsapp.group.ml import describe, run_ml
@@ -187,11 +186,10 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
             outcome.not_run("machine learning", str(exc))
         else:
             outcome.ran("machine learning")
-            print(f"clbp-bidsapp: machine learning: {describe(ml_results, settings.ml)}; "
-                  f"{group_dir / 'desc-ml_summary.json'}", file=sys.stderr)  # fmt: skip
+            messages.say(f"machine learning: {describe(ml_results, settings.ml)}; {group_dir / 'desc-ml_summary.json'}")
     derivatives.write_tsv(group_dir / "desc-excluded_participants.tsv", exclusions.table())
     for analysis, reason in outcome.skipped:
-        print(f"clbp-bidsapp: {analysis} not run: {reason}", file=sys.stderr)
+        messages.say(f"{analysis} not run: {reason}")
     if outcome.requested and not outcome.analysed:
         raise InputError(
             f"no group analysis ran ({len(outcome.skipped)} not run, listed above; exclusions in "
@@ -210,19 +208,18 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
                 "execution.random_seed": ex.random_seed,
             },
             run_info={"config_hash": settings.result_hash()},
+            group=g,
         )
-        print(f"clbp-bidsapp: group report: {report}", file=sys.stderr)
+        messages.say(f"group report: {report}")
     counts = design.included[g.group_column].astype(str).value_counts()
-    print(
-        f"clbp-bidsapp: group level: {counts.get(g.patient_label, 0)} {g.patient_label} and "
+    messages.say(
+        f"group level: {counts.get(g.patient_label, 0)} {g.patient_label} and "
         f"{counts.get(g.control_label, 0)} {g.control_label} included, {len(exclusions.excluded_from_all())} "
         f"excluded ({len(exclusions.rows) - len(exclusions.excluded_from_all())} exclusion(s) from single "
-        f"analyses); {len(outcome.analysed)} analyses run, {len(outcome.skipped)} not run; outputs in {group_dir}",
-        file=sys.stderr,
+        f"analyses); {len(outcome.analysed)} analyses run, {len(outcome.skipped)} not run; outputs in {group_dir}"
     )
     citation, _ = write_citation_files(ex.output_dir, settings, level="group")
-    print(f"clbp-bidsapp: methods text with citations: {citation} (BibTeX: {citation.with_suffix('.bib')})",
-          file=sys.stderr)  # fmt: skip
+    messages.say(f"methods text with citations: {citation} (BibTeX: {citation.with_suffix('.bib')})")
     manifest.record_inputs(ex.output_dir, run_id, [table_path])
     manifest.write_manifest(ex.output_dir)
     return ExitCode.OK

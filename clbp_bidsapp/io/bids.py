@@ -166,6 +166,31 @@ def normalise_labels(labels: Sequence[str], prefix: str) -> tuple[list[str], lis
     return clean, errors
 
 
+def expand_label_files(words: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``--participant-label`` words with every word naming a file replaced by the labels it lists.
+
+    A label file has one label per line, with or without ``sub-``; blank lines and ``#`` comments are ignored,
+    and a Windows line end (``\\r``) is dropped, being an artefact of the file format. Returns (words, errors).
+    """
+    expanded, errors = [], []
+    for word in words:
+        path = Path(word)
+        if not path.is_file():
+            expanded.append(word)
+            continue
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            errors.append(f"--participant-label {word}: cannot read this label file ({exc})")
+            continue
+        labels = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+        labels = [label for label in labels if label]
+        if not labels:
+            errors.append(f"--participant-label {word}: the file lists no labels (one per line, e.g. sub-01)")
+        expanded.extend(labels)
+    return expanded, errors
+
+
 # -- run discovery ---------------------------------------------------------------------------------------
 
 

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from clbp_bidsapp.__about__ import __version__
+from clbp_bidsapp.config import GroupSettings
 from clbp_bidsapp.errors import InputError
 from clbp_bidsapp.io import derivatives, images
 from clbp_bidsapp.reports import html
@@ -43,7 +44,6 @@ NEGATIVE_BOLD = (
     "BOLD signal changes can oppose changes in oxygen metabolism."
 )
 ALPHA = 0.05
-GROUP_CONTRAST = "CLBPvsHC"
 MAP_ORDER = ("alff", "falff", "reho", "vmhc", "dc", "fcz", "dualreg")
 FIGURE_DPI = 72
 MAX_SIGNIFICANT_FIGURES = 60  # ~50 kB per map figure: 60 + 6 others stay under ~5 MB with the tables
@@ -63,6 +63,7 @@ def write_group_report(
     settings_summary: Mapping[str, object],
     run_info: Mapping[str, object] | None = None,
     max_other_figures: int = 6,
+    group: GroupSettings | None = None,
 ) -> Path:
     """Write ``output_dir/group.html`` from the group outputs in ``output_dir/group/``.
 
@@ -78,6 +79,9 @@ def write_group_report(
     max_other_figures
         Figures for maps without any significant result: at most this many (those with the largest max |t|),
         so a report with ~30 maps stays a few MB.
+    group
+        The group design (``--group-column``, ``--patient-label``, ``--control-label``): the column of the design
+        tables holding the groups, and the group contrast ``<patient>vs<control>`` shown first.
 
     Returns
     -------
@@ -86,15 +90,18 @@ def write_group_report(
     """
     output_dir = Path(output_dir)
     group_dir = output_dir / "group"
+    group = group or GroupSettings()
+    column, contrast = group.group_column, f"{group.patient_label}vs{group.control_label}"
     sections: list[tuple[str, str, str]] = []  # (anchor, title, body)
     for anchor, title, builder in (
-        ("design", "Design", _design_section),
-        ("voxelwise", "Voxelwise results", lambda d: _voxelwise_section(d, max_other_figures=max_other_figures)),
-        ("clinical", "Clinical correlations", _clinical_section),
-        ("connectomes", "Connectomes", _connectome_section),
+        ("design", "Design", lambda d: _design_section(d, column=column)),
+        ("voxelwise", "Voxelwise results",
+         lambda d: _voxelwise_section(d, max_other_figures=max_other_figures, contrast=contrast)),
+        ("clinical", "Clinical correlations", lambda d: _clinical_section(d, group_contrast=contrast)),
+        ("connectomes", "Connectomes", lambda d: _connectome_section(d, group_contrast=contrast)),
         ("literature", "Literature concordance", _concordance_section),
         ("ml", "Machine learning", _ml_section),
-    ):
+    ):  # fmt: skip
         body = builder(group_dir) if group_dir.is_dir() else ""
         if body:
             sections.append((anchor, title, body))
@@ -111,22 +118,22 @@ def write_group_report(
 
 
 # ----------------------------------------------------------------------------------------------------- design
-def _design_section(group_dir: Path) -> str:
+def _design_section(group_dir: Path, *, column: str) -> str:
     parts = []
     design = _read_tsv(group_dir / "desc-design_participants.tsv")
     if design is not None:
         parts.append("<h3>Included participants</h3>")
-        if "group" in design.columns and len(design):
-            counts = design["group"].astype(str).value_counts().sort_index()
+        if column in design.columns and len(design):
+            counts = design[column].astype(str).value_counts().sort_index()
             parts.append(html.table({str(k): int(v) for k, v in counts.items()} | {"total": len(design)}))
             parts.append("<h3>Group means (SD) of the design table</h3>")
-            parts.append(_table(_design_summary(design)))
+            parts.append(_table(_design_summary(design, column)))
         else:
-            parts.append(f"<p>{len(design)} participants (no <code>group</code> column).</p>")
+            parts.append(f"<p>{len(design)} participants (no <code>{_esc(column)}</code> column).</p>")
     qc = _read_tsv(group_dir / "desc-qc_summary.tsv")
     if qc is not None and len(qc):
         parts.append("<h3>QC summary (desc-qc_summary.tsv)</h3>")
-        if design is not None and "group" in design.columns and len(design):
+        if design is not None and column in design.columns and len(design):
             # the QC summary holds the same per-group means (SD) as the table above: do not repeat them
             variables = [c[: -len("_mean")] for c in qc.columns if c.endswith("_mean")]
             parts.append(
@@ -134,7 +141,7 @@ def _design_section(group_dir: Path) -> str:
                 f"{_esc(', '.join(variables))}.</p>"
             )
         else:
-            parts.append(_table(_transpose_summary(qc)))
+            parts.append(_table(_transpose_summary(qc, column)))
     excluded = _read_tsv(group_dir / "desc-excluded_participants.tsv")
     if excluded is not None:
         parts.append("<h3>Excluded participants</h3>")
@@ -145,12 +152,13 @@ def _design_section(group_dir: Path) -> str:
     return "".join(parts)
 
 
-def _design_summary(design: pd.DataFrame) -> pd.DataFrame:
+def _design_summary(design: pd.DataFrame, column_of_groups: str) -> pd.DataFrame:
     """Rows = variables, columns = groups; numeric columns as mean (SD), sex as counts."""
-    groups = sorted(design["group"].astype(str).unique())
+    group_of = design[column_of_groups].astype(str)
+    groups = sorted(group_of.unique())
     rows = []
     for column in design.columns:
-        if column in ("participant_id", "group"):
+        if column in ("participant_id", column_of_groups):
             continue
         values = design[column]
         row: dict[str, object] = {"variable": column}
@@ -158,21 +166,21 @@ def _design_summary(design: pd.DataFrame) -> pd.DataFrame:
             if column != "sex" and values.nunique() > 6:
                 continue
             for g in groups:
-                counts = values[design["group"].astype(str) == g].astype(str).value_counts().sort_index()
+                counts = values[group_of == g].astype(str).value_counts().sort_index()
                 row[g] = ", ".join(f"{k}: {v}" for k, v in counts.items())
         else:
             for g in groups:
-                sub = pd.to_numeric(values[design["group"].astype(str) == g], errors="coerce").dropna()
+                sub = pd.to_numeric(values[group_of == g], errors="coerce").dropna()
                 row[g] = _mean_sd(sub)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _transpose_summary(qc: pd.DataFrame) -> pd.DataFrame:
+def _transpose_summary(qc: pd.DataFrame, column: str) -> pd.DataFrame:
     """``desc-qc_summary.tsv`` (one row per group, ``<var>_mean``/``<var>_std`` columns) as variable x group."""
-    if "group" not in qc.columns:
+    if column not in qc.columns:
         return qc
-    groups = [str(g) for g in qc["group"]]
+    groups = [str(g) for g in qc[column]]
     variables = []
     for column in qc.columns:
         if column.endswith("_mean"):
@@ -212,20 +220,20 @@ class _MapResult:
         return self.prefix.parent / f"{self.prefix.name}{suffix}"
 
 
-def _map_sort_key(name: str, contrast: str) -> tuple:
+def _map_sort_key(name: str, contrast: str, group_contrast: str) -> tuple:
     base = name.split("-", 1)[0]
     order = MAP_ORDER.index(base) if base in MAP_ORDER else len(MAP_ORDER)
-    return (contrast != GROUP_CONTRAST, contrast, order, name)
+    return (contrast != group_contrast, contrast, order, name)
 
 
-def _collect_maps(group_dir: Path) -> list[_MapResult]:
+def _collect_maps(group_dir: Path, group_contrast: str) -> list[_MapResult]:
     found = []
     for path in group_dir.glob("*_contrast-*_stat-t_statmap.nii.gz"):
         match = _STATMAP.match(path.name)
         if match:
             found.append((match["map"], match["contrast"]))
     results = []
-    for name, contrast in sorted(found, key=lambda mc: _map_sort_key(*mc)):
+    for name, contrast in sorted(found, key=lambda mc: _map_sort_key(*mc, group_contrast)):
         prefix = group_dir / f"{name}_contrast-{contrast}_"
         sidecar = _read_json(Path(f"{prefix}stat-t_statmap.json"))
         clusters = _read_tsv(Path(f"{prefix}desc-clusters_table.tsv"))
@@ -256,12 +264,12 @@ def _collect_maps(group_dir: Path) -> list[_MapResult]:
     return results
 
 
-def _voxelwise_section(group_dir: Path, *, max_other_figures: int) -> str:
-    maps = _collect_maps(group_dir)
+def _voxelwise_section(group_dir: Path, *, max_other_figures: int, contrast: str) -> str:
+    maps = _collect_maps(group_dir, contrast)
     if not maps:
         return ""
     parts = [
-        "<p>Two-sided GLM t maps: <code>CLBPvsHC</code> is patients minus controls; a clinical contrast (e.g. "
+        f"<p>Two-sided GLM t maps: <code>{_esc(contrast)}</code> is patients minus controls; a clinical contrast (e.g. "
         "<code>painvas</code>) is the correlation with that column within patients (positive: the map increases "
         f"with the score). Significance: FWE p &lt; {ALPHA} (max-t over voxels, TFCE, or cluster extent).</p>",
         "<h3>Summary of all maps</h3>",
@@ -273,7 +281,7 @@ def _voxelwise_section(group_dir: Path, *, max_other_figures: int) -> str:
             parts.append(f"<p class='warn'>{_esc(m.name)}, contrast {_esc(m.contrast)}: {_esc(m.error)}</p>")
     others = sorted(
         (m for m in maps if not m.significant and not m.error),
-        key=lambda m: (-m.max_abs_t, _map_sort_key(m.name, m.contrast)),
+        key=lambda m: (-m.max_abs_t, _map_sort_key(m.name, m.contrast, contrast)),
     )
     shown_others = {id(m) for m in others[: max(0, max_other_figures)]}
     n_figures = 0
@@ -412,7 +420,7 @@ def _cluster_table(clusters: pd.DataFrame, *, significant: bool) -> str:
 
 
 # --------------------------------------------------------------------------------------------------- clinical
-def _clinical_section(group_dir: Path) -> str:
+def _clinical_section(group_dir: Path, *, group_contrast: str) -> str:
     found = []
     for path in group_dir.glob("*_contrast-*_desc-roi_stats.tsv"):
         match = _ROISTATS.match(path.name)
@@ -424,7 +432,7 @@ def _clinical_section(group_dir: Path) -> str:
         "<p>Within patients: the mean map value in each seed region against each clinical column, with the "
         "group model's covariates; t, partial r, permutation p, max-t FWE over regions and FDR q.</p>"
     ]
-    for name, contrast, path in sorted(found, key=lambda f: (f[1], _map_sort_key(f[0], f[1]))):
+    for name, contrast, path in sorted(found, key=lambda f: (f[1], _map_sort_key(f[0], f[1], group_contrast))):
         table = _read_tsv(path)
         if table is None:
             continue
@@ -501,7 +509,7 @@ def _concordance_section(group_dir: Path) -> str:
     )
 
 
-def _connectome_section(group_dir: Path) -> str:
+def _connectome_section(group_dir: Path, *, group_contrast: str) -> str:
     found = []
     for path in group_dir.glob("atlas-*_contrast-*_stat-t_relmat.tsv"):
         match = _RELMAT.match(path.name)
@@ -513,7 +521,7 @@ def _connectome_section(group_dir: Path) -> str:
         "<p>Edge-wise GLM t of the runs-averaged Fisher-z connectomes (max-t FWE and FDR over edges), the "
         "Network-Based Statistic (Zalesky, Fornito &amp; Bullmore 2010) and graph-measure AUC tests.</p>"
     ]
-    for atlas, contrast, path in sorted(found, key=lambda f: (f[1] != GROUP_CONTRAST, f[1], f[0])):
+    for atlas, contrast, path in sorted(found, key=lambda f: (f[1] != group_contrast, f[1], f[0])):
         prefix = group_dir / f"atlas-{atlas}_contrast-{contrast}_"
         title = f"atlas {atlas}, contrast {contrast}"
         parts.append(f"<h3>{_esc(title)}</h3>")

@@ -11,7 +11,7 @@ from clbp_bidsapp.testing.synthetic import make_dataset
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="clbp-bidsapp-synth", description=__doc__)
+    p = argparse.ArgumentParser(prog="clbp-bidsapp-synth", description=__doc__, allow_abbrev=False)
     p.add_argument("output", type=Path, help="folder of the raw BIDS dataset to create")
     p.add_argument("--voxel-size", type=int, choices=[2, 3, 4], default=4)
     p.add_argument("--n-volumes", type=int, default=60)

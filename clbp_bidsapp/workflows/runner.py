@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
+from clbp_bidsapp import messages
 from clbp_bidsapp.config import Settings
 from clbp_bidsapp.core.denoise import ConfoundError
 from clbp_bidsapp.errors import ExitCode, InputError, UserError
@@ -50,10 +50,7 @@ def run_participant_level(settings: Settings, *, run_id: str, source: dict[str, 
     )
     prepare_output(settings, source=source)
     n_runs = sum(len(runs) for runs in collection.runs.values())
-    print(
-        f"clbp-bidsapp: found {n_runs} resting-state run(s) of {len(collection.runs)} participant(s) in {fmriprep_dir}",
-        file=sys.stderr,
-    )
+    messages.say(f"found {n_runs} resting-state run(s) of {len(collection.runs)} participant(s) in {fmriprep_dir}")
     requested = settings  # what the user asked for: the completion records carry its hash (rerun comparisons)
     settings = settings_for_space(settings)
     ex = settings.execution
@@ -66,6 +63,9 @@ def run_participant_level(settings: Settings, *, run_id: str, source: dict[str, 
     not_analysed: dict[str, list[str]] = {}
     for label, runs in collection.runs.items():
         try:
+            LOGGER.info("sub-%s: checking %d run(s)", label, len(runs))
+            for run in runs:
+                LOGGER.debug("sub-%s: %s (mask %s, confounds %s)", label, run.bold, run.mask, run.confounds)
             usable = [run for run in runs if check_run(run, settings=settings, skipped=skipped)]
             used[label] = [run.source_name for run in usable]
             not_analysed[label] = [run.source_name for run in runs if run not in usable]
@@ -142,7 +142,7 @@ def run_participant_level(settings: Settings, *, run_id: str, source: dict[str, 
         except FileNotFoundError as exc:  # removed since it was checked (another process, a scratch purge)
             outcome.succeeded.remove(label)
             failed[label] = str(exc)
-            print(f"clbp-bidsapp:   FAILED  sub-{label}: {exc}", file=sys.stderr)
+            messages.say(f"  FAILED  sub-{label}: {exc}")
     if not outcome.succeeded:
         if not failed:
             raise InputError(
@@ -218,7 +218,7 @@ def settings_for_space(settings: Settings) -> Settings:
     dropped = [a for a in con.atlases if a not in kept] if "connectome" not in skip and kept else []
     message = spaces.skip_message(space, unavailable, dropped)
     if message:
-        print(f"clbp-bidsapp: {message}", file=sys.stderr)
+        messages.say(message)
     return settings.replace({"execution": {"skip": (*skip, *unavailable)}, "connectivity": {"atlases": kept}})
 
 
@@ -286,9 +286,7 @@ def graph_not_computed(output_dir: Path, runs, atlas_names) -> list[tuple[str, s
 def report(succeeded: list[str], failed: dict[str, str], skipped: list[tuple[str, str]]) -> None:
     """Print the closing summary (every participant's outcome and every skipped file)."""
 
-    def say(text: str) -> None:
-        print(f"clbp-bidsapp: {text}", file=sys.stderr)
-
+    say = messages.say
     say(f"finished: {len(succeeded)} participant(s) succeeded, {len(failed)} failed")
     for label in succeeded:
         say(f"  ok      sub-{label}")
