@@ -1,10 +1,12 @@
 """Group-level HTML report (``OUTPUT_DIR/group.html``), written from the files already in ``OUTPUT_DIR/group/``.
 
-The report is self-contained (inline CSS, figures as PNG data URIs, no scripts) and deterministic: the same
-group outputs and arguments give the same bytes (PNGs carry no date or software metadata). It reads only the
-documented group outputs (docs/outputs.md, docs/group-statistics.md), found by their names, and shows each
-section only when its files exist:
+The report is self-contained (inline CSS, figures as PNG data URIs, one inline script that sorts tables, no
+network) and deterministic: the same group outputs and arguments give the same bytes (PNGs carry no date or
+software metadata). It reads only the documented group outputs (docs/outputs.md, docs/group-statistics.md), found
+by their names, and shows each section only when its files exist:
 
+0. First figure (above the table of contents): glass brains of the FWE-significant voxels of every map x
+   contrast, one grey tile for each without any.
 1. Design: participants per group, group means of the design table, QC summary, exclusions with reasons.
 2. Voxelwise results: one summary table of every ``<map>_contrast-<contrast>_stat-t_statmap.nii.gz``, then
    thresholded maps and cluster tables of the significant ones (plus a few unthresholded-at-FWE others).
@@ -87,9 +89,10 @@ def write_group_report(
     output_dir = Path(output_dir)
     group_dir = output_dir / "group"
     sections: list[tuple[str, str, str]] = []  # (anchor, title, body)
+    maps = _collect_maps(group_dir) if group_dir.is_dir() else []
     for anchor, title, builder in (
         ("design", "Design", _design_section),
-        ("voxelwise", "Voxelwise results", lambda d: _voxelwise_section(d, max_other_figures=max_other_figures)),
+        ("voxelwise", "Voxelwise results", lambda _: _voxelwise_section(maps, max_other_figures=max_other_figures)),
         ("clinical", "Clinical correlations", _clinical_section),
         ("connectomes", "Connectomes", _connectome_section),
         ("literature", "Literature concordance", _concordance_section),
@@ -103,6 +106,8 @@ def write_group_report(
     parts = []
     if not group_dir.is_dir():
         parts.append(f"<p class='warn'>No group outputs found in {_esc(str(group_dir))}.</p>")
+    if maps:
+        parts.append(_overview(maps))
     toc = "".join(f"<li><a href='#{a}'>{_esc(t)}</a></li>" for a, t, _ in sections)
     parts.append(f"<ul>{toc}</ul>")
     parts += [f"<h2 id='{a}'>{_esc(t)}</h2>{body}" for a, t, body in sections]
@@ -203,6 +208,7 @@ class _MapResult:
     n_sig_clusters: int | None
     max_abs_t: float
     error: str | None = None
+    affine: np.ndarray | None = None
 
     @property
     def significant(self) -> bool:
@@ -230,7 +236,7 @@ def _collect_maps(group_dir: Path) -> list[_MapResult]:
         sidecar = _read_json(Path(f"{prefix}stat-t_statmap.json"))
         clusters = _read_tsv(Path(f"{prefix}desc-clusters_table.tsv"))
         try:
-            t_map, _ = images.load_volume(Path(f"{prefix}stat-t_statmap.nii.gz"))
+            t_map, t_affine = images.load_volume(Path(f"{prefix}stat-t_statmap.nii.gz"))
             n_fwe = _count_nonzero(Path(f"{prefix}stat-t_desc-fwe05_statmap.nii.gz"))
             n_tfce = _count_nonzero(Path(f"{prefix}stat-t_desc-tfcefwe05_statmap.nii.gz"))
         except InputError as exc:  # a damaged map must not stop the report: say so in the summary
@@ -251,13 +257,86 @@ def _collect_maps(group_dir: Path) -> list[_MapResult]:
                 clusters=clusters,
                 n_sig_clusters=n_sig,
                 max_abs_t=float(finite.max()) if finite.size else 0.0,
+                affine=t_affine,
             )
         )
     return results
 
 
-def _voxelwise_section(group_dir: Path, *, max_other_figures: int) -> str:
-    maps = _collect_maps(group_dir)
+def _overview(maps: Sequence[_MapResult]) -> str:
+    """The first figure: a glass brain of the FWE-significant voxels of every significant map x contrast (in the
+    documented order), then one grey tile per map x contrast without any, so the effects are found at a glance."""
+    tiles, n_drawn = [], 0
+    for m in sorted(maps, key=lambda m: not m.significant):  # stable: documented order within each kind
+        label = f"{m.name}, {m.contrast}"
+        if m.error:
+            tiles.append(f"<div class='tile empty'>{_esc(label)}: unreadable</div>")
+            continue
+        volume = _significant_t(m) if m.significant else None
+        if volume is None or not np.any(volume):
+            tiles.append(f"<div class='tile empty'>{_esc(label)}: no FWE cluster</div>")
+            continue
+        if n_drawn >= MAX_SIGNIFICANT_FIGURES:
+            tiles.append(f"<div class='tile'>{_esc(label)}: {_sig_text(m)} (figure left out)</div>")
+            continue
+        n_drawn += 1
+        png = _glass_brain_figure(volume, m.affine)
+        tiles.append(
+            f"<div class='tile'>{html.image(png, f'{label}: FWE-significant t')}"
+            f"<b>{_esc(label)}</b>: {_esc(_sig_text(m))}</div>"
+        )
+    return (
+        "<figure id='overview' style='margin:0'><figcaption>Where the effects are: t of the voxels with FWE p &lt; "
+        f"{ALPHA} (TFCE, max-t or cluster extent; red: positive, blue: negative) for every map and contrast; "
+        "grey: no FWE-significant voxel. Details in <a href='#voxelwise'>Voxelwise results</a>.</figcaption>"
+        f"<div class='tiles'>{''.join(tiles)}</div></figure>"
+    )
+
+
+def _sig_text(m: _MapResult) -> str:
+    counts = [f"{m.n_sig_clusters} cluster(s)"] if m.n_sig_clusters else []
+    for n, what in ((m.n_tfce, "TFCE"), (m.n_fwe, "max-t")):
+        if n:
+            counts.append(f"{n} vox {what}")
+    return ", ".join(counts) + f"; max |t| {m.max_abs_t:.3g}"
+
+
+def _significant_t(m: _MapResult) -> np.ndarray | None:
+    """t where any FWE correction (TFCE, max-t voxel, cluster extent) gives p < ALPHA; None if no t map."""
+    t_map, _ = images.load_volume(m.file("stat-t_statmap.nii.gz"))
+    keep = np.zeros(t_map.shape, dtype=bool)
+    for suffix in ("stat-t_desc-tfcefwe05_statmap.nii.gz", "stat-t_desc-fwe05_statmap.nii.gz"):
+        if m.file(suffix).is_file():
+            keep |= np.nan_to_num(images.load_volume(m.file(suffix))[0]) != 0
+    cluster_logp = m.file("stat-logp_desc-clusterfwe_statmap.nii.gz")
+    if cluster_logp.is_file():
+        keep |= np.abs(np.nan_to_num(images.load_volume(cluster_logp)[0])) > -math.log10(ALPHA)
+    return np.where(keep, np.nan_to_num(t_map), 0.0)
+
+
+def _glass_brain_figure(volume: np.ndarray, affine: np.ndarray) -> bytes:
+    import matplotlib.pyplot as plt
+    from nilearn import plotting
+
+    img = images.make_image(volume.astype(np.float32), affine)
+    vmax = float(np.abs(volume).max())
+    fig = plt.figure(figsize=(4.2, 1.5))
+    plotting.plot_glass_brain(
+        img,
+        display_mode="ortho",
+        figure=fig,
+        plot_abs=False,
+        cmap="RdBu_r",
+        vmin=-vmax,
+        vmax=vmax,
+        threshold=1e-6,
+        colorbar=False,
+        annotate=False,
+    )
+    return _png(fig)
+
+
+def _voxelwise_section(maps: Sequence[_MapResult], *, max_other_figures: int) -> str:
     if not maps:
         return ""
     parts = [
@@ -265,7 +344,8 @@ def _voxelwise_section(group_dir: Path, *, max_other_figures: int) -> str:
         "<code>painvas</code>) is the correlation with that column within patients (positive: the map increases "
         f"with the score). Significance: FWE p &lt; {ALPHA} (max-t over voxels, TFCE, or cluster extent).</p>",
         "<h3>Summary of all maps</h3>",
-        _table(pd.DataFrame([_summary_row(m) for m in maps])),
+        "<p class='muted'>Significant rows first (highlighted); click a column header to sort.</p>",
+        _summary_table(maps),
         _negative_bold_note(),
     ]
     for m in maps:
@@ -299,6 +379,13 @@ def _voxelwise_section(group_dir: Path, *, max_other_figures: int) -> str:
             "only (no figure, to keep this page small).</p>"
         )
     return "".join(parts)
+
+
+def _summary_table(maps: Sequence[_MapResult]) -> str:
+    ordered = sorted(maps, key=lambda m: not m.significant)  # stable: documented order within each kind
+    rows = [{k: _cell(v) for k, v in _summary_row(m).items()} for m in ordered]
+    classes = ["sig" if m.significant else "" for m in ordered]
+    return f"<div class='scroll'>{html.table(rows, table_id='summary', sortable=True, row_classes=classes)}</div>"
 
 
 def _summary_row(m: _MapResult) -> dict[str, object]:
@@ -718,7 +805,7 @@ def _table(frame: pd.DataFrame) -> str:
     rows = [{str(k): _cell(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
     if not rows:
         return "<p class='muted'>none</p>"
-    return f"<div style='overflow-x:auto'>{html.table(rows)}</div>"
+    return f"<div class='scroll'>{html.table(rows)}</div>"
 
 
 def _cell(value: object) -> object:
