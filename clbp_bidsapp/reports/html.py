@@ -12,7 +12,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;mar
 color:#222;line-height:1.4}h1{font-size:1.6em}h2{font-size:1.25em;border-bottom:1px solid #ccc;margin-top:2em}
 h3{font-size:1.05em}table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ddd;padding:3px 8px;
 text-align:left}th{background:#f4f4f4}img{max-width:100%;display:block;margin:.5em 0}.warn{color:#a40000}
-.muted{color:#666;font-size:.85em}td,th{overflow-wrap:anywhere}.scroll{overflow-x:auto;max-width:100%}
+.muted{color:#666;font-size:.85em}th,td:last-child{overflow-wrap:anywhere}.scroll{overflow-x:auto;max-width:100%}
 table.sortable th{cursor:pointer}table.sortable th:after{content:" \\2195";color:#aaa}tr.sig td{background:#fff1c2}
 .tiles{display:flex;flex-wrap:wrap;align-items:flex-start;gap:4px;margin:.5em 0}.tile{width:300px;
 border:1px solid #ccc;padding:2px;font-size:.8em}.tile img{margin:0}.tile.empty{width:auto;max-width:300px;
