@@ -22,6 +22,7 @@ import pytest
 from nilearn.datasets import load_mni152_brain_mask
 
 from clbp_bidsapp.reports.group import write_group_report
+from tests.reports.test_figures import make_participant_report
 from tests.reports.test_group_report import _sphere, _voxelwise
 
 WIDTHS = (1280, 800)
@@ -200,3 +201,9 @@ def test_summary_table_significant_first_and_sortable(study):
     scripts = re.findall(r"<script[^>]*>", text)
     assert scripts == ["<script>"]  # one inline script (sorting), nothing loaded from elsewhere
     assert not re.search(r"(src|href)=['\"]?https?:", text)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_participant_report_in_browser(tmp_path, width):
+    report = make_participant_report(tmp_path, qc_extra={"dof_bandpass": 23.5})
+    assert_reader_friendly(browser_check(report, width=width, workdir=tmp_path), width=width)
