@@ -15,7 +15,7 @@ text-align:left}th{background:#f4f4f4}img{max-width:100%;display:block;margin:.5
 .muted{color:#666;font-size:.85em}th,td:last-child{overflow-wrap:anywhere}.scroll{overflow-x:auto;max-width:100%}
 table.sortable th{cursor:pointer}table.sortable th:after{content:" \\2195";color:#aaa}tr.sig td{background:#fff1c2}
 .tiles{display:flex;flex-wrap:wrap;align-items:flex-start;gap:4px;margin:.5em 0}.tile{width:300px;
-border:1px solid #ccc;padding:2px;font-size:.8em}.tile img{margin:0}.tile.empty{width:auto;max-width:300px;
+border:1px solid #ccc;padding:2px;font-size:.8em}.tile img{margin:0}.tile.empty{width:auto;
 background:#eee;color:#777;border-color:#ddd;font-size:.72em;padding:1px 4px}
 .verdict{font-size:1.1em;padding:.4em .7em;border-left:6px solid #2a7d2a;background:#eef7ee}
 .verdict.skipped{border-color:#a40000;background:#fbeaea}
