@@ -53,6 +53,7 @@ MAX_CLUSTER_ROWS = 20
 MAX_EDGE_ROWS = 20
 MAX_NODES_CHARS = 240
 MAX_MATRIX_LABELS = 40
+MAX_DESIGN_PANELS = 5
 
 _STATMAP = re.compile(r"^(?P<map>[^_]+)_contrast-(?P<contrast>[^_]+)_stat-t_statmap\.nii\.gz$")
 _ROISTATS = re.compile(r"^(?P<map>[^_]+)_contrast-(?P<contrast>[^_]+)_desc-roi_stats\.tsv$")
@@ -122,6 +123,14 @@ def _design_section(group_dir: Path) -> str:
     if design is not None:
         parts.append("<h3>Included participants</h3>")
         if "group" in design.columns and len(design):
+            parts.append(
+                _image(
+                    _design_figure(design),
+                    "design: participants per group and covariates by group",
+                    "Participants per group, and each numeric covariate of the design by group (one dot per "
+                    "participant, line: group median).",
+                )
+            )
             counts = design["group"].astype(str).value_counts().sort_index()
             parts.append(html.table({str(k): int(v) for k, v in counts.items()} | {"total": len(design)}))
             parts.append("<h3>Group means (SD) of the design table</h3>")
@@ -148,6 +157,42 @@ def _design_section(group_dir: Path) -> str:
         else:
             parts.append("<p>No participant was excluded.</p>")
     return "".join(parts)
+
+
+def _design_figure(design: pd.DataFrame) -> bytes:
+    """Bar chart of group sizes, then one strip plot per numeric covariate (at most MAX_DESIGN_PANELS) by group."""
+    import matplotlib.pyplot as plt
+
+    groups = sorted(design["group"].astype(str).unique())
+    labels = design["group"].astype(str)
+    numeric = _design_panels(design)
+    fig, axes = plt.subplots(1, 1 + len(numeric), figsize=(1.9 * (1 + len(numeric)), 2.2), squeeze=False)
+    counts = [int((labels == g).sum()) for g in groups]
+    axes[0, 0].bar(range(len(groups)), counts, color="tab:grey")
+    axes[0, 0].set_title("participants", fontsize=9)
+    for ax, column in zip(axes[0, 1:], numeric, strict=True):
+        for i, g in enumerate(groups):
+            values = pd.to_numeric(design.loc[labels == g, column], errors="coerce").dropna().to_numpy(float)
+            offsets = np.linspace(-0.15, 0.15, values.size) if values.size > 1 else np.zeros(values.size)
+            ax.scatter(i + offsets, values, s=10, alpha=0.7)
+            if values.size:
+                ax.hlines(np.median(values), i - 0.3, i + 0.3, color="k", lw=1.2)
+        ax.set_title(column, fontsize=9)
+    for ax in axes[0]:
+        ax.set_xticks(range(len(groups)), groups, fontsize=8)
+        ax.tick_params(axis="y", labelsize=7)
+        ax.set_xlim(-0.6, len(groups) - 0.4)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _design_panels(design: pd.DataFrame) -> list[str]:
+    """The covariates drawn by group: numeric, not constant, in table order, at most MAX_DESIGN_PANELS."""
+    return [
+        c
+        for c in design.columns
+        if c not in ("participant_id", "group") and pd.api.types.is_numeric_dtype(design[c]) and design[c].nunique() > 1
+    ][:MAX_DESIGN_PANELS]
 
 
 def _design_summary(design: pd.DataFrame) -> pd.DataFrame:

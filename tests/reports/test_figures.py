@@ -162,3 +162,23 @@ def test_native_run_maps_over_its_mean_bold(tmp_path):
     map_png = base64.b64decode(re.findall(r"src=\"data:image/png;base64,([^\"]+)\"", text)[-1])
     assert _grey_fraction(map_png) > 0.05  # the mean BOLD shows where the map is 0
     assert "cyan: MNI template brain" not in text
+
+
+def test_design_picture_panels():
+    from clbp_bidsapp.reports.group import MAX_DESIGN_PANELS, _design_figure, _design_panels
+
+    design = pd.DataFrame(
+        {
+            "participant_id": ["01", "02", "03", "04"],
+            "group": ["CLBP", "CLBP", "HC", "HC"],
+            "sex": ["M", "F", "F", "M"],  # not numeric: in the table, not drawn
+            "site": [1, 1, 1, 1],  # constant: nothing to compare
+            "age": [30, 41, 35, 50],
+            **{f"score{i}": [1.0, 2.0, 3.0, float(i)] for i in range(6)},
+        }
+    )
+    panels = _design_panels(design)
+    assert panels == ["age", "score0", "score1", "score2", "score3"] and len(panels) == MAX_DESIGN_PANELS
+    narrow = Image.open(io.BytesIO(_design_figure(design[["participant_id", "group", "age"]])))
+    wide = Image.open(io.BytesIO(_design_figure(design)))
+    assert wide.size[0] > 2.5 * narrow.size[0]  # one panel per covariate next to the group sizes
