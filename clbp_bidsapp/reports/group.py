@@ -54,6 +54,7 @@ MAX_EDGE_ROWS = 20
 MAX_NODES_CHARS = 240
 MAX_MATRIX_LABELS = 40
 MAX_DESIGN_PANELS = 5
+MAX_VIEWERS = 20  # interactive viewers (~0.6-2 MB each) for the first significant maps of the overview
 
 _STATMAP = re.compile(r"^(?P<map>[^_]+)_contrast-(?P<contrast>[^_]+)_stat-t_statmap\.nii\.gz$")
 _ROISTATS = re.compile(r"^(?P<map>[^_]+)_contrast-(?P<contrast>[^_]+)_desc-roi_stats\.tsv$")
@@ -108,7 +109,7 @@ def write_group_report(
     if not group_dir.is_dir():
         parts.append(f"<p class='warn'>No group outputs found in {_esc(str(group_dir))}.</p>")
     if maps:
-        parts.append(_overview(maps))
+        parts.append(_overview(maps, output_dir=output_dir))
     toc = "".join(f"<li><a href='#{a}'>{_esc(t)}</a></li>" for a, t, _ in sections)
     parts.append(f"<ul>{toc}</ul>")
     parts += [f"<h2 id='{a}'>{_esc(t)}</h2>{body}" for a, t, body in sections]
@@ -308,7 +309,7 @@ def _collect_maps(group_dir: Path) -> list[_MapResult]:
     return results
 
 
-def _overview(maps: Sequence[_MapResult]) -> str:
+def _overview(maps: Sequence[_MapResult], *, output_dir: Path) -> str:
     """The first figure: a glass brain of the FWE-significant voxels of every significant map x contrast (in the
     documented order), then one grey tile per map x contrast without any, so the effects are found at a glance."""
     tiles, n_drawn = [], 0
@@ -322,13 +323,19 @@ def _overview(maps: Sequence[_MapResult]) -> str:
             tiles.append(f"<div class='tile empty'>{_esc(label)}: no FWE cluster</div>")
             continue
         if n_drawn >= MAX_SIGNIFICANT_FIGURES:
-            tiles.append(f"<div class='tile'>{_esc(label)}: {_sig_text(m)} (figure left out)</div>")
+            tiles.append(f"<div class='tile'>{_esc(label)}: {_esc(_sig_text(m))} (figure left out)</div>")
             continue
         n_drawn += 1
         png = _glass_brain_figure(volume, m.affine)
+        link = ""
+        if n_drawn <= MAX_VIEWERS:
+            viewer = _write_viewer(
+                volume, m.affine, output_dir / "group" / "viewer" / f"{m.prefix.name}desc-fwe.html", title=label
+            )
+            link = f" <a href='{_esc(viewer.relative_to(output_dir).as_posix())}'>interactive viewer</a>"
         tiles.append(
             f"<div class='tile'>{html.image(png, f'{label}: FWE-significant t')}"
-            f"<b>{_esc(label)}</b>: {_esc(_sig_text(m))}</div>"
+            f"<b>{_esc(label)}</b>: {_esc(_sig_text(m))}{link}</div>"
         )
     return (
         "<figure id='overview' style='margin:0'><figcaption>Where the effects are: t of the voxels with FWE p &lt; "
@@ -336,6 +343,26 @@ def _overview(maps: Sequence[_MapResult]) -> str:
         "grey: no FWE-significant voxel. Details in <a href='#voxelwise'>Voxelwise results</a>.</figcaption>"
         f"<div class='tiles'>{''.join(tiles)}</div></figure>"
     )
+
+
+def _write_viewer(volume: np.ndarray, affine: np.ndarray, path: Path, *, title: str) -> Path:
+    """nilearn's ``view_img`` page of the FWE-significant t over the MNI template, made offline and deterministic:
+    its scripts and images are inline; the favicon link (the one network reference) is removed and the random
+    element id replaced by one derived from the file name."""
+    import hashlib
+    import warnings
+
+    from nilearn import plotting
+
+    img = images.make_image(volume.astype(np.float32), affine)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # nilearn/numpy warnings about masked arrays in the colour scaling
+        page = plotting.view_img(img, threshold=1e-6, symmetric_cmap=True, cmap="RdBu_r", title=title)
+    text = re.sub(r"<link rel=\"icon\"[^>]*/>", "", page.get_standalone())
+    stable = hashlib.sha1(path.name.encode()).hexdigest()[:32]
+    for random_id in set(re.findall(r"(?<=viewer-)[0-9a-f]{32}", text)):
+        text = text.replace(random_id, stable)
+    return derivatives.write_text(path, text)
 
 
 def _sig_text(m: _MapResult) -> str:

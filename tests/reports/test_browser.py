@@ -207,3 +207,45 @@ def test_summary_table_significant_first_and_sortable(study):
 def test_participant_report_in_browser(tmp_path, width):
     report = make_participant_report(tmp_path, qc_extra={"dof_bandpass": 23.5})
     assert_reader_friendly(browser_check(report, width=width, workdir=tmp_path), width=width)
+
+
+VIEWER_CHECK = """
+<script>
+window.addEventListener('load', function () {
+  setTimeout(function () {
+    var drawn = Array.from(document.querySelectorAll('canvas')).filter(function (c) {
+      var pixels = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      for (var i = 3; i < pixels.length; i += 4) { if (pixels[i] > 0) { return true; } }
+      return false;
+    }).length;
+    var out = document.createElement('pre');
+    out.id = 'browser-check';
+    out.textContent = JSON.stringify({drawn: drawn});
+    document.body.appendChild(out);
+  }, 1000);
+});
+</script>
+"""
+
+
+def test_interactive_viewers_work_offline(study, tmp_path):
+    text = (study / "group.html").read_text()
+    links = re.findall(r"<a href='(group/viewer/[^']+)'>interactive viewer</a>", text)
+    assert links == [
+        "group/viewer/alff_contrast-CLBPvsHC_desc-fwe.html",
+        "group/viewer/fcz-seed03Long_contrast-painvas_desc-fwe.html",
+    ]
+    first = (study / links[0]).read_text()
+    assert not re.search(r"(src|href)=['\"]?(https?:)?//", first)  # nothing fetched: scripts and sprites inline
+    before = [(study / link).read_bytes() for link in links]
+    write_group_report(study, settings_summary={"n_permutations": 5000}, max_other_figures=2)
+    assert [(study / link).read_bytes() for link in links] == before  # deterministic (no random element id)
+    page = tmp_path / "viewer.html"
+    page.write_text(first.replace("</body>", VIEWER_CHECK + "</body>", 1))
+    done = subprocess.run(
+        [chromium(), "--headless", "--disable-gpu", "--no-sandbox", "--window-size=1000,800",
+         "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
+        check=True, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    match = re.search(r'<pre id="browser-check">(.*?)</pre>', done.stdout, re.S)
+    assert match and json.loads(match.group(1).replace("&quot;", '"'))["drawn"] >= 1  # the brain sprite was drawn
