@@ -337,7 +337,8 @@ def _overview(maps: Sequence[_MapResult], *, output_dir: Path) -> str:
             f"<div class='tile'>{html.image(png, f'{label}: FWE-significant t')}"
             f"<b>{_esc(label)}</b>: {_esc(_sig_text(m))}{link}</div>"
         )
-    return (
+    none = "" if n_drawn else f"<p><b>No map or contrast has a voxel with FWE p &lt; {ALPHA}.</b></p>"
+    return none + (
         "<figure id='overview' style='margin:0'><figcaption>Where the effects are: t of the voxels with FWE p &lt; "
         f"{ALPHA} (TFCE, max-t or cluster extent; red: positive, blue: negative) for every map and contrast; "
         "grey: no FWE-significant voxel. Details in <a href='#voxelwise'>Voxelwise results</a>.</figcaption>"

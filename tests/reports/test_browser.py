@@ -249,3 +249,14 @@ def test_interactive_viewers_work_offline(study, tmp_path):
     )  # fmt: skip
     match = re.search(r'<pre id="browser-check">(.*?)</pre>', done.stdout, re.S)
     assert match and json.loads(match.group(1).replace("&quot;", '"'))["drawn"] >= 1  # the brain sprite was drawn
+
+
+def test_no_effect_is_said_first(tmp_path):
+    mask_img = load_mni152_brain_mask(resolution=4)
+    (tmp_path / "group").mkdir()
+    t_map = np.where(np.asarray(mask_img.dataobj) > 0, 1.0, 0.0)
+    _voxelwise(tmp_path / "group", mask_img, "alff", "CLBPvsHC", t_map=t_map, clusters=[], significant=False)
+    text = write_group_report(tmp_path, settings_summary={}).read_text()
+    said = text.index("No map or contrast has a voxel with FWE p &lt; 0.05.")
+    assert said < text.index("id='overview'") and "alff, CLBPvsHC: no FWE cluster" in text
+    assert not (tmp_path / "group" / "viewer").exists()
