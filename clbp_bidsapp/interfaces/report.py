@@ -14,6 +14,7 @@ from nipype.interfaces.base import (
     InputMultiObject,
     SimpleInterface,
     TraitedSpec,
+    isdefined,
     traits,
 )
 
@@ -41,6 +42,8 @@ class _RunReportInputSpec(BaseInterfaceInputSpec):
     graphs = InputMultiObject(File(exists=True), desc="global graph-measure TSVs (last row: AUC)")
     atlas_names = traits.List(traits.Str, desc="one atlas name per connectome")
     mni_background = traits.Bool(True, usedefault=True, desc="draw maps over the MNI template (MNI spaces only)")
+    grid = File(exists=True, desc="the run's mask and affine (.npz): mask outline on the mean BOLD")
+    min_seconds = traits.Float(desc="minimum retained time (s) for a run to be used, named in the verdict")
 
 
 class _RunReportOutputSpec(TraitedSpec):
@@ -58,7 +61,30 @@ class RunReport(SimpleInterface):
         table, _ = read_confounds(Path(self.inputs.confounds))
         fd = table["framewise_displacement"].to_numpy(float) if "framewise_displacement" in table else None
         qc = pd.read_csv(self.inputs.qc, sep="\t").iloc[0].to_dict()
-        parts = [f"<h2>{html_lib.escape(self.inputs.source_name)}</h2>", html.table(qc)]
+        used, line = figures.verdict(
+            qc, min_seconds=self.inputs.min_seconds if isdefined(self.inputs.min_seconds) else None
+        )
+        parts = [
+            f"<h2>{html_lib.escape(self.inputs.source_name)}</h2>",
+            f"<p class='verdict{'' if used else ' skipped'}'>{html_lib.escape(line)}</p>",
+        ]
+        mean_img = None  # the run's mean BOLD: background of the mask outline and of native-space maps
+        if isdefined(self.inputs.grid):
+            mask, affine = images.load_grid(Path(self.inputs.grid))
+            mean = images.unmask(images.load_series(Path(self.inputs.series)).mean(axis=0), mask)
+            mean_img = images.make_image(mean.astype(np.float32), affine)
+            parts.append(
+                html.image(
+                    figures.mask_figure(
+                        mean_img,
+                        images.make_image(mask.astype(np.uint8), affine),
+                        title="mean BOLD; red: brain mask"
+                        + ("; cyan: MNI template brain" if self.inputs.mni_background else ""),
+                        mni_outline=self.inputs.mni_background,
+                    ),
+                    "brain mask outline on the mean BOLD",
+                )
+            )
         parts.append("<h3>Motion and censoring</h3>")
         parts.append(
             html.image(
@@ -77,12 +103,20 @@ class RunReport(SimpleInterface):
                 "carpet plot",
             )
         )
+        parts.append("<h3>QC numbers</h3>")
+        parts.append(html.table(qc))
         if self.inputs.maps:
             parts.append("<h3>Maps</h3>")
             for path, title in zip(self.inputs.maps, self.inputs.map_titles, strict=True):
                 parts.append(
                     html.image(
-                        figures.mosaic_figure(Path(path), title=title, mni_background=self.inputs.mni_background), title
+                        figures.mosaic_figure(
+                            Path(path),
+                            title=title,
+                            mni_background=self.inputs.mni_background,
+                            native_background=mean_img,
+                        ),
+                        title,
                     )
                 )
         if self.inputs.fc_maps:
@@ -91,7 +125,11 @@ class RunReport(SimpleInterface):
                 parts.append(
                     html.image(
                         figures.mosaic_figure(
-                            Path(path), title=title, symmetric=True, mni_background=self.inputs.mni_background
+                            Path(path),
+                            title=title,
+                            symmetric=True,
+                            mni_background=self.inputs.mni_background,
+                            native_background=mean_img,
                         ),
                         title,
                     )

@@ -1,10 +1,12 @@
 """Group-level HTML report (``OUTPUT_DIR/group.html``), written from the files already in ``OUTPUT_DIR/group/``.
 
-The report is self-contained (inline CSS, figures as PNG data URIs, no scripts) and deterministic: the same
-group outputs and arguments give the same bytes (PNGs carry no date or software metadata). It reads only the
-documented group outputs (docs/outputs.md, docs/group-statistics.md), found by their names, and shows each
-section only when its files exist:
+The report is self-contained (inline CSS, figures as PNG data URIs, one inline script that sorts tables, no
+network) and deterministic: the same group outputs and arguments give the same bytes (PNGs carry no date or
+software metadata). It reads only the documented group outputs (docs/outputs.md, docs/group-statistics.md), found
+by their names, and shows each section only when its files exist:
 
+0. First figure (above the table of contents): glass brains of the FWE-significant voxels of every map x
+   contrast, one grey tile for each without any.
 1. Design: participants per group, group means of the design table, QC summary, exclusions with reasons.
 2. Voxelwise results: one summary table of every ``<map>_contrast-<contrast>_stat-t_statmap.nii.gz``, then
    thresholded maps and cluster tables of the significant ones (plus a few unthresholded-at-FWE others).
@@ -51,6 +53,8 @@ MAX_CLUSTER_ROWS = 20
 MAX_EDGE_ROWS = 20
 MAX_NODES_CHARS = 240
 MAX_MATRIX_LABELS = 40
+MAX_DESIGN_PANELS = 5
+MAX_VIEWERS = 20  # interactive viewers (~0.6-2 MB each) for the first significant maps of the overview
 
 _STATMAP = re.compile(r"^(?P<map>[^_]+)_contrast-(?P<contrast>[^_]+)_stat-t_statmap\.nii\.gz$")
 _ROISTATS = re.compile(r"^(?P<map>[^_]+)_contrast-(?P<contrast>[^_]+)_desc-roi_stats\.tsv$")
@@ -93,10 +97,11 @@ def write_group_report(
     group = group or GroupSettings()
     column, contrast = group.group_column, f"{group.patient_label}vs{group.control_label}"
     sections: list[tuple[str, str, str]] = []  # (anchor, title, body)
+    maps = _collect_maps(group_dir, contrast) if group_dir.is_dir() else []
     for anchor, title, builder in (
         ("design", "Design", lambda d: _design_section(d, column=column)),
         ("voxelwise", "Voxelwise results",
-         lambda d: _voxelwise_section(d, max_other_figures=max_other_figures, contrast=contrast)),
+         lambda _: _voxelwise_section(maps, max_other_figures=max_other_figures, contrast=contrast)),
         ("clinical", "Clinical correlations", lambda d: _clinical_section(d, group_contrast=contrast)),
         ("connectomes", "Connectomes", lambda d: _connectome_section(d, group_contrast=contrast)),
         ("literature", "Literature concordance", _concordance_section),
@@ -110,6 +115,8 @@ def write_group_report(
     parts = []
     if not group_dir.is_dir():
         parts.append(f"<p class='warn'>No group outputs found in {_esc(str(group_dir))}.</p>")
+    if maps:
+        parts.append(_overview(maps, output_dir=output_dir))
     toc = "".join(f"<li><a href='#{a}'>{_esc(t)}</a></li>" for a, t, _ in sections)
     parts.append(f"<ul>{toc}</ul>")
     parts += [f"<h2 id='{a}'>{_esc(t)}</h2>{body}" for a, t, body in sections]
@@ -124,6 +131,14 @@ def _design_section(group_dir: Path, *, column: str) -> str:
     if design is not None:
         parts.append("<h3>Included participants</h3>")
         if column in design.columns and len(design):
+            parts.append(
+                _image(
+                    _design_figure(design, column),
+                    "design: participants per group and covariates by group",
+                    "Participants per group, and each numeric covariate of the design by group (one dot per "
+                    "participant, line: group median).",
+                )
+            )
             counts = design[column].astype(str).value_counts().sort_index()
             parts.append(html.table({str(k): int(v) for k, v in counts.items()} | {"total": len(design)}))
             parts.append("<h3>Group means (SD) of the design table</h3>")
@@ -150,6 +165,44 @@ def _design_section(group_dir: Path, *, column: str) -> str:
         else:
             parts.append("<p>No participant was excluded.</p>")
     return "".join(parts)
+
+
+def _design_figure(design: pd.DataFrame, column_of_groups: str) -> bytes:
+    """Bar chart of group sizes, then one strip plot per numeric covariate (at most MAX_DESIGN_PANELS) by group."""
+    import matplotlib.pyplot as plt
+
+    groups = sorted(design[column_of_groups].astype(str).unique())
+    labels = design[column_of_groups].astype(str)
+    numeric = _design_panels(design, column_of_groups)
+    fig, axes = plt.subplots(1, 1 + len(numeric), figsize=(1.9 * (1 + len(numeric)), 2.2), squeeze=False)
+    counts = [int((labels == g).sum()) for g in groups]
+    axes[0, 0].bar(range(len(groups)), counts, color="tab:grey")
+    axes[0, 0].set_title("participants", fontsize=9)
+    for ax, column in zip(axes[0, 1:], numeric, strict=True):
+        for i, g in enumerate(groups):
+            values = pd.to_numeric(design.loc[labels == g, column], errors="coerce").dropna().to_numpy(float)
+            offsets = np.linspace(-0.15, 0.15, values.size) if values.size > 1 else np.zeros(values.size)
+            ax.scatter(i + offsets, values, s=10, alpha=0.7)
+            if values.size:
+                ax.hlines(np.median(values), i - 0.3, i + 0.3, color="k", lw=1.2)
+        ax.set_title(column, fontsize=9)
+    for ax in axes[0]:
+        ax.set_xticks(range(len(groups)), groups, fontsize=8)
+        ax.tick_params(axis="y", labelsize=7)
+        ax.set_xlim(-0.6, len(groups) - 0.4)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _design_panels(design: pd.DataFrame, column_of_groups: str) -> list[str]:
+    """The covariates drawn by group: numeric, not constant, in table order, at most MAX_DESIGN_PANELS."""
+    return [
+        c
+        for c in design.columns
+        if c not in ("participant_id", column_of_groups)
+        and pd.api.types.is_numeric_dtype(design[c])
+        and design[c].nunique() > 1
+    ][:MAX_DESIGN_PANELS]
 
 
 def _design_summary(design: pd.DataFrame, column_of_groups: str) -> pd.DataFrame:
@@ -211,6 +264,7 @@ class _MapResult:
     n_sig_clusters: int | None
     max_abs_t: float
     error: str | None = None
+    affine: np.ndarray | None = None
 
     @property
     def significant(self) -> bool:
@@ -238,7 +292,7 @@ def _collect_maps(group_dir: Path, group_contrast: str) -> list[_MapResult]:
         sidecar = _read_json(Path(f"{prefix}stat-t_statmap.json"))
         clusters = _read_tsv(Path(f"{prefix}desc-clusters_table.tsv"))
         try:
-            t_map, _ = images.load_volume(Path(f"{prefix}stat-t_statmap.nii.gz"))
+            t_map, t_affine = images.load_volume(Path(f"{prefix}stat-t_statmap.nii.gz"))
             n_fwe = _count_nonzero(Path(f"{prefix}stat-t_desc-fwe05_statmap.nii.gz"))
             n_tfce = _count_nonzero(Path(f"{prefix}stat-t_desc-tfcefwe05_statmap.nii.gz"))
         except InputError as exc:  # a damaged map must not stop the report: say so in the summary
@@ -259,13 +313,113 @@ def _collect_maps(group_dir: Path, group_contrast: str) -> list[_MapResult]:
                 clusters=clusters,
                 n_sig_clusters=n_sig,
                 max_abs_t=float(finite.max()) if finite.size else 0.0,
+                affine=t_affine,
             )
         )
     return results
 
 
-def _voxelwise_section(group_dir: Path, *, max_other_figures: int, contrast: str) -> str:
-    maps = _collect_maps(group_dir, contrast)
+def _overview(maps: Sequence[_MapResult], *, output_dir: Path) -> str:
+    """The first figure: a glass brain of the FWE-significant voxels of every significant map x contrast (in the
+    documented order), then one grey tile per map x contrast without any, so the effects are found at a glance."""
+    tiles, n_drawn = [], 0
+    for m in sorted(maps, key=lambda m: not m.significant):  # stable: documented order within each kind
+        label = f"{m.name}, {m.contrast}"
+        if m.error:
+            tiles.append(f"<div class='tile empty'>{_esc(label)}: unreadable</div>")
+            continue
+        volume = _significant_t(m) if m.significant else None
+        if volume is None or not np.any(volume):
+            tiles.append(f"<div class='tile empty'>{_esc(label)}: no FWE cluster</div>")
+            continue
+        if n_drawn >= MAX_SIGNIFICANT_FIGURES:
+            tiles.append(f"<div class='tile'>{_esc(label)}: {_esc(_sig_text(m))} (figure left out)</div>")
+            continue
+        n_drawn += 1
+        png = _glass_brain_figure(volume, m.affine)
+        link = ""
+        if n_drawn <= MAX_VIEWERS:
+            viewer = _write_viewer(
+                volume, m.affine, output_dir / "group" / "viewer" / f"{m.prefix.name}desc-fwe.html", title=label
+            )
+            link = f" <a href='{_esc(viewer.relative_to(output_dir).as_posix())}'>interactive viewer</a>"
+        tiles.append(
+            f"<div class='tile'>{html.image(png, f'{label}: FWE-significant t')}"
+            f"<b>{_esc(label)}</b>: {_esc(_sig_text(m))}{link}</div>"
+        )
+    none = "" if n_drawn else f"<p><b>No map or contrast has a voxel with FWE p &lt; {ALPHA}.</b></p>"
+    return none + (
+        "<figure id='overview' style='margin:0'><figcaption>Where the effects are: t of the voxels with FWE p &lt; "
+        f"{ALPHA} (TFCE, max-t or cluster extent; red: positive, blue: negative) for every map and contrast; "
+        "grey: no FWE-significant voxel. Details in <a href='#voxelwise'>Voxelwise results</a>.</figcaption>"
+        f"<div class='tiles'>{''.join(tiles)}</div></figure>"
+    )
+
+
+def _write_viewer(volume: np.ndarray, affine: np.ndarray, path: Path, *, title: str) -> Path:
+    """nilearn's ``view_img`` page of the FWE-significant t over the MNI template, made offline and deterministic:
+    its scripts and images are inline; the favicon link (the one network reference) is removed and the random
+    element id replaced by one derived from the file name."""
+    import hashlib
+    import warnings
+
+    from nilearn import plotting
+
+    img = images.make_image(volume.astype(np.float32), affine)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # nilearn/numpy warnings about masked arrays in the colour scaling
+        page = plotting.view_img(img, threshold=1e-6, symmetric_cmap=True, cmap="RdBu_r", title=title)
+    text = re.sub(r"<link rel=\"icon\"[^>]*/>", "", page.get_standalone())
+    stable = hashlib.sha1(path.name.encode()).hexdigest()[:32]
+    for random_id in set(re.findall(r"(?<=viewer-)[0-9a-f]{32}", text)):
+        text = text.replace(random_id, stable)
+    return derivatives.write_text(path, text)
+
+
+def _sig_text(m: _MapResult) -> str:
+    counts = [f"{m.n_sig_clusters} cluster(s)"] if m.n_sig_clusters else []
+    for n, what in ((m.n_tfce, "TFCE"), (m.n_fwe, "max-t")):
+        if n:
+            counts.append(f"{n} vox {what}")
+    return ", ".join(counts) + f"; max |t| {m.max_abs_t:.3g}"
+
+
+def _significant_t(m: _MapResult) -> np.ndarray | None:
+    """t where any FWE correction (TFCE, max-t voxel, cluster extent) gives p < ALPHA; None if no t map."""
+    t_map, _ = images.load_volume(m.file("stat-t_statmap.nii.gz"))
+    keep = np.zeros(t_map.shape, dtype=bool)
+    for suffix in ("stat-t_desc-tfcefwe05_statmap.nii.gz", "stat-t_desc-fwe05_statmap.nii.gz"):
+        if m.file(suffix).is_file():
+            keep |= np.nan_to_num(images.load_volume(m.file(suffix))[0]) != 0
+    cluster_logp = m.file("stat-logp_desc-clusterfwe_statmap.nii.gz")
+    if cluster_logp.is_file():
+        keep |= np.abs(np.nan_to_num(images.load_volume(cluster_logp)[0])) > -math.log10(ALPHA)
+    return np.where(keep, np.nan_to_num(t_map), 0.0)
+
+
+def _glass_brain_figure(volume: np.ndarray, affine: np.ndarray) -> bytes:
+    import matplotlib.pyplot as plt
+    from nilearn import plotting
+
+    img = images.make_image(volume.astype(np.float32), affine)
+    vmax = float(np.abs(volume).max())
+    fig = plt.figure(figsize=(4.2, 1.5))
+    plotting.plot_glass_brain(
+        img,
+        display_mode="ortho",
+        figure=fig,
+        plot_abs=False,
+        cmap="RdBu_r",
+        vmin=-vmax,
+        vmax=vmax,
+        threshold=1e-6,
+        colorbar=False,
+        annotate=False,
+    )
+    return _png(fig)
+
+
+def _voxelwise_section(maps: Sequence[_MapResult], *, max_other_figures: int, contrast: str) -> str:
     if not maps:
         return ""
     parts = [
@@ -273,7 +427,8 @@ def _voxelwise_section(group_dir: Path, *, max_other_figures: int, contrast: str
         "<code>painvas</code>) is the correlation with that column within patients (positive: the map increases "
         f"with the score). Significance: FWE p &lt; {ALPHA} (max-t over voxels, TFCE, or cluster extent).</p>",
         "<h3>Summary of all maps</h3>",
-        _table(pd.DataFrame([_summary_row(m) for m in maps])),
+        "<p class='muted'>Significant rows first (highlighted); click a column header to sort.</p>",
+        _summary_table(maps),
         _negative_bold_note(),
     ]
     for m in maps:
@@ -307,6 +462,13 @@ def _voxelwise_section(group_dir: Path, *, max_other_figures: int, contrast: str
             "only (no figure, to keep this page small).</p>"
         )
     return "".join(parts)
+
+
+def _summary_table(maps: Sequence[_MapResult]) -> str:
+    ordered = sorted(maps, key=lambda m: not m.significant)  # stable: documented order within each kind
+    rows = [{k: _cell(v) for k, v in _summary_row(m).items()} for m in ordered]
+    classes = ["sig" if m.significant else "" for m in ordered]
+    return f"<div class='scroll'>{html.table(rows, table_id='summary', sortable=True, row_classes=classes)}</div>"
 
 
 def _summary_row(m: _MapResult) -> dict[str, object]:
@@ -726,7 +888,7 @@ def _table(frame: pd.DataFrame) -> str:
     rows = [{str(k): _cell(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
     if not rows:
         return "<p class='muted'>none</p>"
-    return f"<div style='overflow-x:auto'>{html.table(rows)}</div>"
+    return f"<div class='scroll'>{html.table(rows)}</div>"
 
 
 def _cell(value: object) -> object:

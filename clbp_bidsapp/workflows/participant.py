@@ -236,12 +236,13 @@ def init_run_wf(
                 tr=run.tr,
                 fd_thresh=denoise.fd_thresh,
                 mni_background=spaces.lookup(run.space).mni_aligned,
+                min_seconds=denoise.min_time,
             ),
             name="run_report",
         )
         run_report.inputs.map_titles = [title for _, _, title in report_maps]
         workflow.connect([
-            (load, run_report, [("series", "series")]),
+            (load, run_report, [("series", "series"), ("grid", "grid")]),
             (inputnode, run_report, [("confounds", "confounds")]),
             (denoise_node, run_report, [("filtered", "cleaned"), ("sample_mask", "sample_mask"),
                                         ("qc", "qc")]),

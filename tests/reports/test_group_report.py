@@ -255,7 +255,8 @@ def test_self_contained(report):
     for src in sources:  # every image decodes as a PNG (nothing can be missing: all are inline)
         with Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) as img:
             assert img.format == "PNG" and min(img.size) > 50
-    assert "<script" not in report.lower()
+    # one inline script (table sorting); nothing loaded from elsewhere
+    assert re.findall(r"<script[^>]*>", report.lower()) == ["<script>"]
     assert "http" not in " ".join(sources)
     assert not re.search(r"(src|href)=['\"]?https?:", report)
 
@@ -289,13 +290,14 @@ def test_summary_counts(output_dir, report):
 
 
 def test_figure_budget(report):
-    # one significant map + at most 2 others; 1 connectome heatmap; 1 scatter plot (alff-painvas, insulaAntL)
+    # first figure: 1 glass brain (the significant map); the design; one significant map + at most 2 others;
+    # 1 connectome heatmap; 1 scatter plot (alff-painvas, insulaAntL)
     headings = re.findall(r"<h3>(?!atlas )([^<]*), contrast ([^<]*?)(?: \(no significant result\))?</h3>", report)
     assert len(headings) == 3
     assert "further map(s) without significant result" in report
     assert report.count("against pain_vas") == 1
     assert "scatter plots need the per-participant ROI values".lower() in report.lower()
-    assert report.count("<img") == 3 + 1 + 1
+    assert report.count("<img") == 1 + 1 + 3 + 1 + 1
 
 
 def test_deterministic_and_small(output_dir, tmp_path):
