@@ -9,8 +9,8 @@ from typing import Any
 
 import pandas as pd
 
-from clbp_bidsapp.config import Settings
-from clbp_bidsapp.errors import ExitCode, InputError
+from clbp_bidsapp.config import GroupSettings, Settings
+from clbp_bidsapp.errors import ExitCode, InputError, LateSteps
 from clbp_bidsapp.group.concordance import write_concordance
 from clbp_bidsapp.group.connectomes import run_connectome_stats
 from clbp_bidsapp.group.design import build_design, check_group_sizes, qc_summary
@@ -103,11 +103,9 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
                 f"{result.n_fwe_voxels} voxels with max-t FWE p < 0.05{tfce}{where}",
                 file=sys.stderr,
             )
+    late = LateSteps(results=str(group_dir))  # summaries of written results: a failure there loses nothing
     if "stats" not in ex.skip:
-        path, table = write_concordance(group_dir, patient_label=g.patient_label, control_label=g.control_label)
-        found = table["status"].str.startswith("found").sum()
-        print(f"clbp-bidsapp: literature concordance: {found} of {len(table)} published CLBP findings seen here; "
-              f"{path}", file=sys.stderr)  # fmt: skip
+        late.run("the literature concordance table", _concordance, group_dir, g)
     if "connectome" not in ex.skip:
         for result in run_connectome_stats(design.included, output_dir=ex.output_dir, settings=g, seed=ex.random_seed):
             components = result.components
@@ -130,19 +128,7 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
             print(f"clbp-bidsapp: machine learning: {describe(ml_results, settings.ml)}; "
                   f"{group_dir / 'desc-ml_summary.json'}", file=sys.stderr)  # fmt: skip
     if "report" not in ex.skip:
-        from clbp_bidsapp.reports.group import write_group_report
-
-        report = write_group_report(
-            ex.output_dir,
-            settings_summary={
-                **{f"group.{k}": v for k, v in dataclasses.asdict(g).items()},
-                "denoise.strategy": settings.denoise.strategy,
-                "metrics.smoothing_fwhm": settings.metrics.smoothing_fwhm,
-                "execution.random_seed": ex.random_seed,
-            },
-            run_info={"config_hash": settings.result_hash()},
-        )
-        print(f"clbp-bidsapp: group report: {report}", file=sys.stderr)
+        late.run("the group report", _report, settings)
     counts = design.included[g.group_column].astype(str).value_counts()
     print(
         f"clbp-bidsapp: group level: {counts.get(g.patient_label, 0)} {g.patient_label} and "
@@ -150,9 +136,39 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
         f"outputs in {group_dir}",
         file=sys.stderr,
     )
-    citation, _ = write_citation_files(ex.output_dir, settings, level="group")
+    late.run("the methods text (logs/CITATION.md)", _citation, settings)
+    late.run(
+        "the record of the inputs (logs/inputs-*.json)", manifest.record_inputs, ex.output_dir, run_id, [table_path]
+    )
+    late.run("the manifest (logs/manifest.json)", manifest.write_manifest, ex.output_dir)
+    return late.exit_code(ExitCode.OK)
+
+
+def _concordance(group_dir: Path, g: GroupSettings) -> None:
+    path, table = write_concordance(group_dir, patient_label=g.patient_label, control_label=g.control_label)
+    found = table["status"].str.startswith("found").sum()
+    print(f"clbp-bidsapp: literature concordance: {found} of {len(table)} published CLBP findings seen here; "
+          f"{path}", file=sys.stderr)  # fmt: skip
+
+
+def _report(settings: Settings) -> None:
+    from clbp_bidsapp.reports.group import write_group_report
+
+    ex, g = settings.execution, settings.group
+    report = write_group_report(
+        ex.output_dir,
+        settings_summary={
+            **{f"group.{k}": v for k, v in dataclasses.asdict(g).items()},
+            "denoise.strategy": settings.denoise.strategy,
+            "metrics.smoothing_fwhm": settings.metrics.smoothing_fwhm,
+            "execution.random_seed": ex.random_seed,
+        },
+        run_info={"config_hash": settings.result_hash()},
+    )
+    print(f"clbp-bidsapp: group report: {report}", file=sys.stderr)
+
+
+def _citation(settings: Settings) -> None:
+    citation, _ = write_citation_files(settings.execution.output_dir, settings, level="group")
     print(f"clbp-bidsapp: methods text with citations: {citation} (BibTeX: {citation.with_suffix('.bib')})",
           file=sys.stderr)  # fmt: skip
-    manifest.record_inputs(ex.output_dir, run_id, [table_path])
-    manifest.write_manifest(ex.output_dir)
-    return ExitCode.OK

@@ -12,7 +12,7 @@ import pandas as pd
 
 from clbp_bidsapp.config import Settings
 from clbp_bidsapp.core.denoise import ConfoundError
-from clbp_bidsapp.errors import ExitCode, InputError, UserError
+from clbp_bidsapp.errors import ExitCode, InputError, LateSteps, UserError
 from clbp_bidsapp.interfaces.denoise import plan_denoising
 from clbp_bidsapp.io import bids, derivatives, images, manifest
 from clbp_bidsapp.io.confounds import read_confounds
@@ -102,10 +102,12 @@ def run_participant_level(settings: Settings, *, run_id: str, source: dict[str, 
         for path in (run.bold, run.mask, run.confounds, run.confounds_json, *run.probsegs.values())
         if path is not None
     ]
+    late = LateSteps(results=str(ex.output_dir))  # after the results are written: a failure there loses nothing
     if outcome.succeeded:
-        write_citation_files(ex.output_dir, settings, level="participant")
-    manifest.record_inputs(ex.output_dir, run_id, read)
-    manifest.write_manifest(ex.output_dir)
+        late.run("the methods text (logs/CITATION.md)", write_citation_files, ex.output_dir, settings,
+                 level="participant")  # fmt: skip
+    late.run("the record of the inputs (logs/inputs-*.json)", manifest.record_inputs, ex.output_dir, run_id, read)
+    late.run("the manifest (logs/manifest.json)", manifest.write_manifest, ex.output_dir)
     if not outcome.succeeded:
         if not failed:
             raise InputError(
@@ -117,7 +119,7 @@ def run_participant_level(settings: Settings, *, run_id: str, source: dict[str, 
         return ExitCode.SOME_FAILED
     if ex.clean_workdir:
         shutil.rmtree(work_dir_for(settings), ignore_errors=True)
-    return ExitCode.OK
+    return late.exit_code(ExitCode.OK)
 
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
