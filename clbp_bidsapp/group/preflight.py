@@ -35,21 +35,24 @@ def design_problems(
     skip = set(settings.execution.skip)
     columns = set(participants.columns)
     problems = []
+    defaults, ml_defaults = GroupSettings(), MLSettings()
     if g.group_column not in columns:
         problems.append(
             f"{table_name} has no column '{g.group_column}'; add it or name the diagnosis column with --group-column"
         )
-    else:
+    else:  # a default label that no one has is a data problem (too few per group, exit 3, found by the design)
         values = sorted({str(v) for v in participants[g.group_column].dropna()})
-        for flag, label in (("--patient-label", g.patient_label), ("--control-label", g.control_label)):
-            if label not in values:
+        for flag, label, default in (
+            ("--patient-label", g.patient_label, defaults.patient_label),
+            ("--control-label", g.control_label, defaults.control_label),
+        ):
+            if label != default and label not in values:
                 problems.append(
                     f"{flag} {label}: no participant has {g.group_column}={label} in {table_name} "
                     f"(values: {', '.join(values) or 'none'})"
                 )
         if g.patient_label == g.control_label:
             problems.append(f"--patient-label and --control-label are both {g.patient_label}; they must differ")
-    defaults, ml_defaults = GroupSettings(), MLSettings()
     if g.covariates != defaults.covariates and qc_values is not None:  # no QC tables: refused later, exit 3
         problems += _missing("--covariates", g.covariates, columns | qc_values, table_name, True)
     if g.clinical_columns != defaults.clinical_columns and "stats" not in skip:
