@@ -27,6 +27,12 @@ from clbp_bidsapp.errors import ExitCode
 from clbp_bidsapp.stages import GROUP_STAGES, PARTICIPANT_STAGES
 
 LEVELS = ("participant", "group")
+# fast paths of the end-to-end runs on the tiny dataset; drawn options come after them and win
+FAST_PARTICIPANT = ("--min-time", "20", "--no-band-pass", "--skip", "dc", "graph", "tsnr", "report",
+                    "--seeds", "pcc", "mpfc", "--atlases", "harvardoxford")  # fmt: skip
+FAST_GROUP = ("--covariates", "--n-permutations", "5", "--no-tfce", "--ml-splits", "2", "--ml-repeats", "1",
+              "--ml-inner-splits", "2", "--ml-permutations", "0", "--ml-models", "linear_svm",
+              "--ml-k-best", "0")  # fmt: skip
 ERROR_PREFIX = "clbp-bidsapp: error: "
 
 # Values by converter: valid, boundary and wrong. "nan"/"inf" are what float() accepts and a user may type.
