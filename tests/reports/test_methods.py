@@ -81,3 +81,15 @@ def test_every_bundled_strategy_has_a_methods_sentence_with_known_citations(stra
     text = participant_methods(_settings(denoise={"strategy": strategy}))
     keys = {k for group in re.findall(r"\[@([^\]]+)\]", text) for k in re.findall(r"@?(\w+)", group)}
     assert keys <= set(load_references()), keys - set(load_references())
+
+
+def test_empty_lists_leave_their_sentence_out():
+    """Issue #20: `--clinical-columns` with no column raised IndexError in _join after the whole group level."""
+    text = group_methods(_settings(group={"clinical_columns": ()}))
+    assert "Within patients" not in text and "false discovery rate maps [@benjamini1995]. Connectome" in text
+    assert "correlated with pain_vas (when recorded)" in group_methods(
+        _settings(group={"clinical_columns": ("pain_vas",)})
+    )
+    # lists a --config-file can leave empty (the command line needs at least one)
+    text = participant_methods(_settings(connectivity={"seeds": (), "atlases": ()}))
+    assert "Seed-based" not in text and "Region time series" not in text and "Graph measures" not in text
