@@ -27,6 +27,7 @@ from pathlib import Path
 from hypothesis import Phase, given, seed, settings
 from hypothesis import strategies as st
 
+from clbp_bidsapp.cli.parser import CONVERTERS, build_parser
 from clbp_bidsapp.config import Settings
 from clbp_bidsapp.testing import option_space
 from clbp_bidsapp.testing.option_space import FAST_GROUP, FAST_PARTICIPANT, Paths
@@ -82,7 +83,7 @@ def main() -> int:
     @settings(max_examples=10**6, deadline=None, database=None, phases=[Phase.generate])
     @given(
         level=st.sampled_from(LEVEL_WEIGHTS),
-        words=option_space.option_words(paths, max_options=6),
+        words=option_space.option_words(build_parser(), CONVERTERS, paths, max_options=6),
         config=st.one_of(st.none(), option_space.config_overrides()),
     )
     def sweep(level, words, config):

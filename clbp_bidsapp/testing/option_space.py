@@ -1,10 +1,11 @@
 """The command line's option space as hypothesis strategies, and the property every command line must satisfy.
 
 Shared by tests/cli/test_option_space.py (a few hundred drawn command lines, in CI) and
-benchmarks/sweep_options.py (the longer sweep). The options are read from ``build_parser()``'s actions, so an
-option added to the parser is drawn without touching this file: its values come from :data:`VALUES` when listed
-there, else from its converter in ``cli.parser.CONVERTERS`` (boundary values of that type), else from
-:data:`GENERIC`. Values mix valid ones, boundaries and mistakes a user makes.
+benchmarks/sweep_options.py (the longer sweep). The options are read from the actions of the parser they pass in
+(``cli.parser.build_parser()``; this package does not import ``cli``), so an option added to the parser is drawn
+without touching this file: its values come from :data:`VALUES` when listed there, else from its converter in
+``cli.parser.CONVERTERS`` (boundary values of that type), else from :data:`GENERIC`. Values mix valid ones,
+boundaries and mistakes a user makes.
 
 The property (:func:`problems`): a command line exits 0 with its outputs, or exits with a documented code whose
 stderr is one ``clbp-bidsapp: error:`` line per problem (or the per-participant summary), refused before any
@@ -15,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from hypothesis import strategies as st
 
-from clbp_bidsapp.cli.parser import CONVERTERS, build_parser
 from clbp_bidsapp.config import Settings
 from clbp_bidsapp.errors import ExitCode
 from clbp_bidsapp.stages import GROUP_STAGES, PARTICIPANT_STAGES
@@ -95,31 +95,33 @@ def write_scratch_files(scratch: Path) -> None:
     (scratch / "not-toml.toml").write_text("this is = = not toml\n")
 
 
-def option_actions(parser: argparse.ArgumentParser | None = None) -> list[argparse.Action]:
+Converters = Mapping[str, Callable[[str], object]]
+
+
+def option_actions(parser: argparse.ArgumentParser) -> list[argparse.Action]:
     """Every optional argument of the parser except --help and --version."""
-    parser = parser or build_parser()
     skip = (argparse._HelpAction, argparse._VersionAction)
     return [a for a in parser._actions if a.option_strings and not isinstance(a, skip)]
 
 
-def values_for(action: argparse.Action) -> tuple[str, ...]:
+def values_for(action: argparse.Action, converters: Converters) -> tuple[str, ...]:
     if action.choices is not None:
         return (*map(str, action.choices), "nosuch")
     if action.dest in VALUES:
         return VALUES[action.dest]
-    converter = CONVERTERS.get(action.dest)
+    converter = converters.get(action.dest)
     if converter is not None and converter.__name__ in BY_CONVERTER:
         return BY_CONVERTER[converter.__name__]
     return GENERIC
 
 
-def arguments(action: argparse.Action, paths: Paths) -> st.SearchStrategy[list[str]]:
+def arguments(action: argparse.Action, paths: Paths, converters: Converters) -> st.SearchStrategy[list[str]]:
     """The words of one option on the command line (flag and values), drawn."""
     flag = st.sampled_from(action.option_strings)
     if action.nargs == 0:  # store_true / store_false / store_const / count
         times = st.integers(1, 2) if isinstance(action, argparse._CountAction) else st.just(1)
         return st.tuples(flag, times).map(lambda ft: [ft[0]] * ft[1])
-    value = st.sampled_from(values_for(action)).map(paths.fill)
+    value = st.sampled_from(values_for(action, converters)).map(paths.fill)
     if action.nargs in (None, "?"):
         values = value.map(lambda v: [v])
     elif isinstance(action.nargs, int):
@@ -130,13 +132,15 @@ def arguments(action: argparse.Action, paths: Paths) -> st.SearchStrategy[list[s
 
 
 @st.composite
-def option_words(draw, paths: Paths, *, max_options: int = 6, actions: Sequence[argparse.Action] | None = None):
+def option_words(
+    draw, parser: argparse.ArgumentParser, converters: Converters, paths: Paths, *, max_options: int = 6
+) -> list[str]:
     """A drawn set of options (any level's; those of the other level must be accepted and ignored)."""
-    actions = list(actions or option_actions())
+    actions: Sequence[argparse.Action] = option_actions(parser)
     chosen = draw(st.lists(st.sampled_from(actions), max_size=max_options, unique_by=lambda a: a.dest))
     words: list[str] = []
     for action in chosen:
-        words += draw(arguments(action, paths))
+        words += draw(arguments(action, paths, converters))
     return words
 
 

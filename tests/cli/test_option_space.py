@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from clbp_bidsapp.cli.parser import CONVERTERS, build_parser
 from clbp_bidsapp.cli.run import parse_settings
 from clbp_bidsapp.config import Settings
 from clbp_bidsapp.errors import ExitCode, UserError
@@ -88,6 +89,11 @@ def paths_of(space) -> Paths:
     return Paths(bids=space["bids"], scratch=space["scratch"])
 
 
+def drawn_options(space, max_options: int = 6):
+    """Options of both levels, drawn from the parser's own actions."""
+    return option_space.option_words(build_parser(), CONVERTERS, paths_of(space), max_options=max_options)
+
+
 def fresh(space) -> Path:
     return space["scratch"] / f"out-{uuid.uuid4().hex[:8]}"
 
@@ -133,7 +139,7 @@ def check_refused(code: int, err: str, out: Path, existed: bool) -> None:
 @VALIDATION
 @given(data=st.data(), level=st.sampled_from(LEVELS))
 def test_drawn_command_lines_are_accepted_whole_or_refused_in_one_line_each(space, data, level):
-    words = data.draw(option_space.option_words(paths_of(space)), label="options")
+    words = data.draw(drawn_options(space), label="options")
     out = output_for(space, level)
     existed = out.exists()
     code, err, found = validate(space["bids"], out, level, *words)
@@ -167,12 +173,13 @@ def test_every_option_of_the_parser_is_drawn(space):
     seen: set[str] = set()
 
     @settings(max_examples=300, derandomize=True, database=None)
-    @given(words=option_space.option_words(paths_of(space)))
+    @given(words=drawn_options(space))
     def collect(words):
         seen.update(w for w in words if w.startswith("-"))
 
     collect()
-    missing = [a.option_strings[0] for a in option_space.option_actions() if not seen & set(a.option_strings)]
+    actions = option_space.option_actions(build_parser())
+    missing = [a.option_strings[0] for a in actions if not seen & set(a.option_strings)]
     assert not missing, f"options never drawn: {missing}"
 
 
@@ -182,7 +189,7 @@ def test_every_option_of_the_parser_is_drawn(space):
 @END_TO_END
 @given(data=st.data())
 def test_drawn_group_runs_finish_or_stop_before_the_work(space, data):
-    words = data.draw(option_space.option_words(paths_of(space), max_options=4), label="options")
+    words = data.draw(drawn_options(space, 4), label="options")
     out = fresh(space)
     shutil.copytree(space["processed"], out, ignore=shutil.ignore_patterns("work"))
     before = option_space.count_heavy(out, "group")
