@@ -173,19 +173,28 @@ def config_overrides(draw, *, max_fields: int = 4) -> dict[str, dict]:
         current = getattr(getattr(default, section), name)
         strategy = _FIELD_VALUES.get(f"{section}.{name}")
         if strategy is None:
-            if isinstance(current, bool):
-                strategy = st.booleans()
-            elif isinstance(current, int):
-                strategy = st.sampled_from([0, 1, 2, -1])
-            elif isinstance(current, float):
-                strategy = st.sampled_from([0.0, 0.5, 1.0, -1.0])
-            elif isinstance(current, tuple):
-                strategy = st.sampled_from([(), current[:1], current])
-            else:
-                continue  # strings and optional values: the command-line draw covers them
+            strategy = _field_strategy(f"{section}.{name}", current)
         value = draw(strategy)
         overrides.setdefault(section, {})[name] = tuple(value) if isinstance(value, list) else value
     return overrides
+
+
+def _field_strategy(key: str, current: object) -> st.SearchStrategy:
+    """Values of one settings field by its type; text fields take the command line's values of that setting."""
+    if isinstance(current, bool):
+        return st.booleans()
+    if isinstance(current, int):
+        return st.sampled_from([0, 1, 2, -1])
+    if isinstance(current, float) or (current is None and key in _OPTIONAL_NUMBERS):
+        return st.sampled_from([0.0, 0.5, 1.0, -1.0, None] if current is None else [0.0, 0.5, 1.0, -1.0])
+    if isinstance(current, tuple):
+        return st.sampled_from([(), current[:1], current])
+    text = [v for v in VALUES.get(key, ()) if "{" not in v] or BY_CONVERTER.get(_TEXT_CONVERTERS.get(key, ""), ())
+    return st.sampled_from([current, *text]) if text else st.just(current)
+
+
+_OPTIONAL_NUMBERS = {"denoise.dvars_thresh", "metrics.dc_resolution"}
+_TEXT_CONVERTERS = {"denoise.dummy_scans": "_dummy_scans"}
 
 
 # -- the property -------------------------------------------------------------------------------------------------
