@@ -9,6 +9,7 @@ satisfy :func:`clbp_bidsapp.testing.option_space.problems`. The longer sweep is 
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import json
@@ -285,3 +286,45 @@ def test_non_finite_numbers_are_refused(space, option, value):
     assert found is None and code == ExitCode.USAGE, err
     assert err == f"{ERROR_PREFIX}{option}: expected a finite number, got '{value}'\n"
     assert not out.exists()
+
+
+def _refused_value(dest: str) -> object | None:
+    """A boundary value (0 or -1) that the command line refuses for ``dest``, as a settings value."""
+    converter = CONVERTERS[dest]
+    section, key = dest.split(".")
+    current = getattr(getattr(Settings(), section), key)
+    for text in ("0", "-1"):
+        try:
+            converter(text)
+        except (argparse.ArgumentTypeError, ValueError):
+            if isinstance(current, str):
+                return text
+            number = int(text) if isinstance(current, int) else float(text)
+            return tuple([number] * len(current)) if isinstance(current, tuple) else number
+    return None
+
+
+# found by the config-file draw (each was accepted from a config file with 0 or -1 while the command line refuses
+# it); the per-field Settings.validate() of the safety branch closes these: then remove them from this set
+CONFIG_FILE_GAPS = {
+    "connectivity.graph_random_networks", "connectivity.min_region_coverage", "denoise.dvars_thresh",
+    "denoise.fd_thresh", "denoise.min_time", "execution.mem_gb", "execution.nprocs", "execution.omp_nthreads",
+    "group.cluster_forming_p", "group.ica_components", "group.min_per_group", "group.n_permutations",
+    "group.nbs_threshold", "metrics.dc_resolution", "metrics.dc_threshold", "metrics.reho_neighbourhood",
+    "metrics.smoothing_fwhm", "ml.inner_splits", "ml.n_repeats", "ml.n_splits", "ml.n_top_features",
+    "ml.permutation_repeats",
+}  # fmt: skip
+GAP = pytest.mark.xfail(strict=True, reason="a --config-file bypasses this value check (see CONFIG_FILE_GAPS)")
+
+
+@pytest.mark.parametrize(
+    "dest",
+    [pytest.param(d, marks=GAP) if d in CONFIG_FILE_GAPS else d for d in CONVERTERS if _refused_value(d) is not None],
+)
+def test_a_value_refused_on_the_command_line_is_refused_in_a_config_file(space, dest):
+    section, key = dest.split(".")
+    value = _refused_value(dest)
+    config = space["scratch"] / f"config-{uuid.uuid4().hex[:8]}.toml"
+    config.write_text(Settings().replace({section: {key: value}}).to_toml())
+    code, _, found = validate(space["bids"], fresh(space), "participant", "--config-file", config)
+    assert found is None and code == ExitCode.USAGE, f"{dest} = {value!r} accepted from a config file"
