@@ -75,7 +75,7 @@ class LateSteps:
             reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
             print(
                 f"clbp-bidsapp: error: {step} failed after the results were written ({reason}); the results in "
-                f"{self.results} are complete and valid; rerun with -vv for details",
+                f"{self.results} are kept and valid; rerun with -vv for details",
                 file=sys.stderr,
             )
             return None
