@@ -28,7 +28,7 @@ from hypothesis import Phase, given, seed, settings
 from hypothesis import strategies as st
 
 from clbp_bidsapp.cli.parser import CONVERTERS, build_parser
-from clbp_bidsapp.config import Settings
+from clbp_bidsapp.cli.run import parse_settings
 from clbp_bidsapp.testing import option_space
 from clbp_bidsapp.testing.option_space import FAST_GROUP, FAST_PARTICIPANT, Paths
 from clbp_bidsapp.testing.synthetic import make_dataset
@@ -74,6 +74,8 @@ def main() -> int:
         return 1
     print(f"dataset and participant outputs: {time.monotonic() - start:.0f} s")
     paths = Paths(bids=bids, scratch=scratch)
+    fast_settings = {level: parse_settings([str(bids), str(processed), level, *fast])[0]
+                     for level, fast in (("participant", FAST_PARTICIPANT), ("group", FAST_GROUP))}  # fmt: skip
 
     outcomes: collections.Counter = collections.Counter()
     failures: list[tuple[list[str], list[str]]] = []
@@ -90,16 +92,16 @@ def main() -> int:
         if time.monotonic() > deadline:
             raise BudgetSpent
         out = scratch / f"out-{uuid.uuid4().hex[:8]}"
+        fast = FAST_GROUP if level == "group" else FAST_PARTICIPANT
         options = list(words)
-        if config is not None:
+        if config is not None:  # the fast paths go into the config file, so the drawn values there win over them
             path = scratch / f"config-{uuid.uuid4().hex[:8]}.toml"
-            path.write_text(Settings().replace(config).to_toml())
-            options = ["--config-file", str(path), *options]
+            path.write_text(fast_settings[level].replace(config).to_toml())
+            options, fast = ["--config-file", str(path), *options], ()
         if level == "group":
             shutil.copytree(processed, out, ignore=shutil.ignore_patterns("work"))
-            fast = FAST_GROUP
         else:
-            fast = (*FAST_PARTICIPANT, "-w", str(out.with_name(out.name + "-work")))
+            fast = (*fast, "-w", str(out.with_name(out.name + "-work")))
         before = option_space.count_heavy(out, level)
         began = time.monotonic()
         result = cli(bids, out, level, *fast, *options)
