@@ -67,6 +67,13 @@ def _integer(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
 
 
+def _non_negative_int(text: str) -> int:
+    value = _integer(text)
+    if value < 0:  # numpy's seed sequences take non-negative integers only
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
 def _non_negative_float(text: str) -> float:
     try:
         value = float(text)
@@ -135,7 +142,7 @@ CONVERTERS = {
     "execution.nprocs": _positive_int,
     "execution.omp_nthreads": _positive_int,
     "execution.mem_gb": _non_negative_float,
-    "execution.random_seed": _integer,
+    "execution.random_seed": _non_negative_int,
     # machine learning
     "ml.n_splits": _positive_int,
     "ml.n_repeats": _positive_int,

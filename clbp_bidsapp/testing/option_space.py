@@ -39,6 +39,7 @@ ERROR_PREFIX = "clbp-bidsapp: error: "
 BY_CONVERTER = {
     "_positive_int": ("1", "2", "3", "0", "-1", "1.5", "x"),
     "_integer": ("0", "1", "2", "-1", "x"),
+    "_non_negative_int": ("0", "1", "42", "-1", "x"),
     "_non_negative_float": ("0", "0.01", "0.5", "1", "-1", "x", "nan", "inf"),
     "_positive_float": ("0.01", "1", "3", "0", "-2", "x", "nan", "inf"),
     "_probability": ("0.001", "0.05", "0.5", "0", "1", "x", "nan"),

@@ -288,6 +288,16 @@ def test_non_finite_numbers_are_refused(space, option, value):
     assert not out.exists()
 
 
+def test_a_negative_random_seed_is_refused(space):
+    """Found by benchmarks/sweep_options.py (seed 2): `--random-seed -1` was accepted, then the group level died
+    in its first permutation test with numpy's `ValueError: expected non-negative integer` and a traceback."""
+    out = fresh(space)
+    code, err, found = validate(space["bids"], out, "group", "--random-seed", "-1")
+    assert found is None and code == ExitCode.USAGE, err
+    assert err == f"{ERROR_PREFIX}--random-seed: expected an integer >= 0, got '-1'\n"
+    assert validate(space["bids"], out, "group", "--random-seed", "0")[2].execution.random_seed == 0
+
+
 def _refused_value(dest: str) -> object | None:
     """A boundary value (0 or -1) that the command line refuses for ``dest``, as a settings value."""
     converter = CONVERTERS[dest]
@@ -309,8 +319,8 @@ def _refused_value(dest: str) -> object | None:
 CONFIG_FILE_GAPS = {
     "connectivity.graph_random_networks", "connectivity.min_region_coverage", "denoise.dvars_thresh",
     "denoise.fd_thresh", "denoise.min_time", "execution.mem_gb", "execution.nprocs", "execution.omp_nthreads",
-    "group.cluster_forming_p", "group.ica_components", "group.min_per_group", "group.n_permutations",
-    "group.nbs_threshold", "metrics.dc_resolution", "metrics.dc_threshold", "metrics.reho_neighbourhood",
+    "execution.random_seed", "group.cluster_forming_p", "group.ica_components", "group.min_per_group",
+    "group.n_permutations", "group.nbs_threshold", "metrics.dc_resolution", "metrics.dc_threshold", "metrics.reho_neighbourhood",
     "metrics.smoothing_fwhm", "ml.inner_splits", "ml.n_repeats", "ml.n_splits", "ml.n_top_features",
     "ml.permutation_repeats",
 }  # fmt: skip
