@@ -320,9 +320,9 @@ CONFIG_FILE_GAPS = {
     "connectivity.graph_random_networks", "connectivity.min_region_coverage", "denoise.dvars_thresh",
     "denoise.fd_thresh", "denoise.min_time", "execution.mem_gb", "execution.nprocs", "execution.omp_nthreads",
     "execution.random_seed", "group.cluster_forming_p", "group.ica_components", "group.min_per_group",
-    "group.n_permutations", "group.nbs_threshold", "metrics.dc_resolution", "metrics.dc_threshold", "metrics.reho_neighbourhood",
-    "metrics.smoothing_fwhm", "ml.inner_splits", "ml.n_repeats", "ml.n_splits", "ml.n_top_features",
-    "ml.permutation_repeats",
+    "group.n_permutations", "group.nbs_threshold", "metrics.dc_resolution", "metrics.dc_threshold",
+    "metrics.reho_neighbourhood", "metrics.smoothing_fwhm", "ml.inner_splits", "ml.n_repeats", "ml.n_splits",
+    "ml.n_top_features", "ml.permutation_repeats",
 }  # fmt: skip
 GAP = pytest.mark.xfail(strict=True, reason="a --config-file bypasses this value check (see CONFIG_FILE_GAPS)")
 
