@@ -25,7 +25,8 @@ DESCRIPTION = (
 )
 EPILOG = (
     "Exit codes: 0 success; 1 some participants failed (others finished); 2 invalid arguments or input; "
-    "3 nothing could be processed; 4 the output folder cannot be written; 130 interrupted. "
+    "3 nothing could be processed; 4 the output folder cannot be written; 5 the results were written but a late "
+    "step (report, methods text, manifest) failed; 130 interrupted. "
     "See docs/usage.md."
 )
 

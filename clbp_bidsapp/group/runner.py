@@ -10,8 +10,8 @@ from typing import Any
 import pandas as pd
 
 from clbp_bidsapp import messages
-from clbp_bidsapp.config import Settings
-from clbp_bidsapp.errors import ExitCode, InputError
+from clbp_bidsapp.config import GroupSettings, Settings
+from clbp_bidsapp.errors import ExitCode, InputError, LateSteps
 from clbp_bidsapp.group import inclusion
 from clbp_bidsapp.group.concordance import write_concordance
 from clbp_bidsapp.group.connectomes import run_connectome_stats
@@ -138,6 +138,7 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
                 f"group ICA: {len(ica.names)} components over {len(ica.participant_maps)} "
                 f"participants ({', '.join(ica.names)})"
             )
+    late = LateSteps(results=str(group_dir))  # summaries of written results: a failure there loses nothing
     if "stats" not in ex.skip:
         results = run_voxelwise(
             design.included,
@@ -163,9 +164,7 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
                 f"{result.n_fwe_voxels} voxels with max-t FWE p < 0.05{tfce}{where}"
             )
         if results:
-            path, table = write_concordance(group_dir, patient_label=g.patient_label, control_label=g.control_label)
-            found = table["status"].str.startswith("found").sum()
-            messages.say(f"literature concordance: {found} of {len(table)} published CLBP findings seen here; {path}")
+            late.run("the literature concordance table", _concordance, group_dir, g)
     if "connectome" not in ex.skip:
         for result in run_connectome_stats(design.included, output_dir=ex.output_dir, settings=g, seed=ex.random_seed,
                                            layout=layout, outcome=outcome):  # fmt: skip
@@ -197,20 +196,7 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
             exit_code=ExitCode.NOTHING_PROCESSED,
         )
     if "report" not in ex.skip:
-        from clbp_bidsapp.reports.group import write_group_report
-
-        report = write_group_report(
-            ex.output_dir,
-            settings_summary={
-                **{f"group.{k}": v for k, v in dataclasses.asdict(g).items()},
-                "denoise.strategy": settings.denoise.strategy,
-                "metrics.smoothing_fwhm": settings.metrics.smoothing_fwhm,
-                "execution.random_seed": ex.random_seed,
-            },
-            run_info={"config_hash": settings.result_hash()},
-            group=g,
-        )
-        messages.say(f"group report: {report}")
+        late.run("the group report", _report, settings)
     counts = design.included[g.group_column].astype(str).value_counts()
     messages.say(
         f"group level: {counts.get(g.patient_label, 0)} {g.patient_label} and "
@@ -218,8 +204,38 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
         f"excluded ({len(exclusions.rows) - len(exclusions.excluded_from_all())} exclusion(s) from single "
         f"analyses); {len(outcome.analysed)} analyses run, {len(outcome.skipped)} not run; outputs in {group_dir}"
     )
-    citation, _ = write_citation_files(ex.output_dir, settings, level="group")
+    late.run("the methods text (logs/CITATION.md)", _citation, settings)
+    late.run(
+        "the record of the inputs (logs/inputs-*.json)", manifest.record_inputs, ex.output_dir, run_id, [table_path]
+    )
+    late.run("the manifest (logs/manifest.json)", manifest.write_manifest, ex.output_dir)
+    return late.exit_code(ExitCode.OK)
+
+
+def _concordance(group_dir: Path, g: GroupSettings) -> None:
+    path, table = write_concordance(group_dir, patient_label=g.patient_label, control_label=g.control_label)
+    found = table["status"].str.startswith("found").sum()
+    messages.say(f"literature concordance: {found} of {len(table)} published CLBP findings seen here; {path}")
+
+
+def _report(settings: Settings) -> None:
+    from clbp_bidsapp.reports.group import write_group_report
+
+    ex, g = settings.execution, settings.group
+    report = write_group_report(
+        ex.output_dir,
+        settings_summary={
+            **{f"group.{k}": v for k, v in dataclasses.asdict(g).items()},
+            "denoise.strategy": settings.denoise.strategy,
+            "metrics.smoothing_fwhm": settings.metrics.smoothing_fwhm,
+            "execution.random_seed": ex.random_seed,
+        },
+        run_info={"config_hash": settings.result_hash()},
+        group=g,
+    )
+    messages.say(f"group report: {report}")
+
+
+def _citation(settings: Settings) -> None:
+    citation, _ = write_citation_files(settings.execution.output_dir, settings, level="group")
     messages.say(f"methods text with citations: {citation} (BibTeX: {citation.with_suffix('.bib')})")
-    manifest.record_inputs(ex.output_dir, run_id, [table_path])
-    manifest.write_manifest(ex.output_dir)
-    return ExitCode.OK

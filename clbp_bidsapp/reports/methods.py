@@ -29,8 +29,11 @@ _CITE = re.compile(r"\[@([\w;@ ]+)\]")
 
 
 def _join(items) -> str:
+    """``a``, ``a and b``, ``a, b and c``; callers leave out the sentence of an empty list."""
     items = list(items)
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+    if len(items) < 2:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def participant_methods(settings: Settings) -> str:
@@ -104,12 +107,12 @@ def participant_methods(settings: Settings) -> str:
             "correlation and the VMHC map itself was not smoothed; midline voxels (their own mirror) and voxels "
             "whose mirror lay outside the brain mask were not analysed."
         )
-    if "seedfc" not in skip:
+    if "seedfc" not in skip and c.seeds:
         text.append(
             f"Seed-based functional connectivity (Pearson r, Fisher z) was mapped for {len(c.seeds)} seeds "
             f"({', '.join(c.seeds)}) [@fox2005]."
         )
-    if "connectome" not in skip:
+    if "connectome" not in skip and c.atlases:
         atlas_cites = "; ".join(f"@{ATLAS_CITATIONS[a]}" for a in c.atlases if a in ATLAS_CITATIONS)
         text.append(
             f"Region time series of the {_join(c.atlases)} atlases"
@@ -142,8 +145,13 @@ def group_methods(settings: Settings) -> str:
         "for voxelwise family-wise error (max-t), cluster-extent family-wise error at a cluster-forming "
         f"p < {g.cluster_forming_p:g}"
         + (" and threshold-free cluster enhancement [@smith2009tfce]" if g.tfce else "")
-        + ", with Benjamini-Hochberg false discovery rate maps [@benjamini1995]. Within patients, maps were "
-        f"correlated with {_join(g.clinical_columns)} (when recorded) under the same model and inference.",
+        + ", with Benjamini-Hochberg false discovery rate maps [@benjamini1995]."
+        + (
+            f" Within patients, maps were correlated with {_join(g.clinical_columns)} (when recorded) under the "
+            "same model and inference."
+            if g.clinical_columns
+            else ""
+        ),
     ]
     if "connectome" not in skip:
         text.append(

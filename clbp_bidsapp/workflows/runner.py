@@ -9,7 +9,7 @@ from typing import Any
 from clbp_bidsapp import messages
 from clbp_bidsapp.config import Settings
 from clbp_bidsapp.core.denoise import ConfoundError
-from clbp_bidsapp.errors import ExitCode, InputError, UserError
+from clbp_bidsapp.errors import ExitCode, InputError, LateSteps, UserError
 from clbp_bidsapp.interfaces.denoise import plan_denoising, qc_table
 from clbp_bidsapp.io import atlases, bids, completion, derivatives, images, manifest, spaces, workdir
 from clbp_bidsapp.io.confounds import read_confounds
@@ -124,10 +124,12 @@ def run_participant_level(settings: Settings, *, run_id: str, source: dict[str, 
         for path in (run.bold, run.mask, run.confounds, run.confounds_json, *run.probsegs.values())
         if path is not None
     ]
+    late = LateSteps(results=str(ex.output_dir))  # after the results are written: a failure there loses nothing
     if outcome.succeeded:
-        write_citation_files(ex.output_dir, settings, level="participant")
-    manifest.record_inputs(ex.output_dir, run_id, read)
-    manifest.write_manifest(ex.output_dir)
+        late.run("the methods text (logs/CITATION.md)", write_citation_files, ex.output_dir, settings,
+                 level="participant")  # fmt: skip
+    late.run("the record of the inputs (logs/inputs-*.json)", manifest.record_inputs, ex.output_dir, run_id, read)
+    late.run("the manifest (logs/manifest.json)", manifest.write_manifest, ex.output_dir)
     for label in list(outcome.succeeded):  # last: a record means every promised output is there
         try:
             completion.write_record(
@@ -154,7 +156,7 @@ def run_participant_level(settings: Settings, *, run_id: str, source: dict[str, 
         return ExitCode.SOME_FAILED
     if ex.clean_workdir:
         workdir.clean(work_dir_for(settings), [wf.name for wf in workflows.values()])  # only what the app made
-    return ExitCode.OK
+    return late.exit_code(ExitCode.OK)
 
 
 def missing_outputs_reason(output_dir: Path, missing: list[Path]) -> str:

@@ -105,3 +105,15 @@ def test_vmhc_methods_name_the_mirror_template_and_do_not_claim_map_smoothing(sp
 def test_native_space_methods_say_why_template_measures_are_missing():
     text = participant_methods(_settings(inputs={"space": "native"}))
     assert "analysed in native space, which has no MNI coordinates" in text
+
+
+def test_empty_lists_leave_their_sentence_out():
+    """Issue #20: `--clinical-columns` with no column raised IndexError in _join after the whole group level."""
+    text = group_methods(_settings(group={"clinical_columns": ()}))
+    assert "Within patients" not in text and "false discovery rate maps [@benjamini1995]. Connectome" in text
+    assert "correlated with pain_vas (when recorded)" in group_methods(
+        _settings(group={"clinical_columns": ("pain_vas",)})
+    )
+    # lists a --config-file can leave empty (the command line needs at least one)
+    text = participant_methods(_settings(connectivity={"seeds": (), "atlases": ()}))
+    assert "Seed-based" not in text and "Region time series" not in text and "Graph measures" not in text
