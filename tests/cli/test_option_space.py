@@ -172,7 +172,7 @@ def test_every_option_of_the_parser_is_drawn(space):
     """The draw walks build_parser(): a new option is in the space without editing the test."""
     seen: set[str] = set()
 
-    @settings(max_examples=300, derandomize=True, database=None)
+    @settings(max_examples=1000, derandomize=True, database=None)
     @given(words=drawn_options(space))
     def collect(words):
         seen.update(w for w in words if w.startswith("-"))
