@@ -118,6 +118,7 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
     derivatives.write_tsv(group_dir / "desc-design_participants.tsv", design.included)
     derivatives.write_tsv(group_dir / "desc-excluded_participants.tsv", design.excluded)
     check_group_sizes(design, settings=g, table_name=table_name)
+    check_design_estimable(design.included, settings=g)
     messages.say(f"group level reads {selection.describe()}")
     if "qc" not in ex.skip:
         derivatives.write_tsv(group_dir / "desc-qc_summary.tsv", qc_summary(design, settings=g))
@@ -210,6 +211,24 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
     )
     late.run("the manifest (logs/manifest.json)", manifest.write_manifest, ex.output_dir)
     return late.exit_code(ExitCode.OK)
+
+
+def check_design_estimable(table: pd.DataFrame, *, settings: GroupSettings) -> None:
+    """Stop before any work (exit 3) when the study's group design cannot be estimated on everyone included.
+
+    The covariates and factors are the same for every analysis, so a design with as many regressors as
+    participants, or a confounded covariate, would make every analysis fail after the group ICA and the other
+    slow steps; an analysis whose own subset of participants is too small is still reported as not run.
+    """
+    from clbp_bidsapp.core.stats import DesignError, design_matrix
+    from clbp_bidsapp.group.voxelwise import model_columns
+
+    covariates, factors, _ = model_columns(table, settings)
+    try:
+        design_matrix(table, group_column=settings.group_column, patient_label=settings.patient_label,
+                      control_label=settings.control_label, covariates=covariates, factors=factors)  # fmt: skip
+    except DesignError as exc:
+        raise InputError(f"group design: {exc}", exit_code=ExitCode.NOTHING_PROCESSED) from None
 
 
 def _concordance(group_dir: Path, g: GroupSettings) -> None:
