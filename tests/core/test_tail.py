@@ -67,3 +67,23 @@ def test_deterministic():
     first, _ = tail_p(np.array([2.5, 3.5]), null, p_floor=1e-9, seed=5)
     second, _ = tail_p(np.array([2.5, 3.5]), null, p_floor=1e-9, seed=5)
     np.testing.assert_array_equal(first, second)
+
+
+def test_engine_tail_option_refines_small_fwe_p_only():
+    """With ``tail="gpd"`` a strong planted effect gets p below 1/n_perm; p >= 0.1 stays the empirical p."""
+    from clbp_bidsapp.core.stats import Design, min_permutation_p, permutation_test
+
+    rng = np.random.default_rng(0)
+    group = np.repeat([1.0, 0.0], 12)
+    data = rng.standard_normal((24, 300))
+    data[:, :5] += 3.5 * group[:, None]
+    design = Design(matrix=np.column_stack([group, np.ones(24)]), names=["group", "intercept"], tested=0)
+    plain = permutation_test(data, design, n_permutations=300, seed=1)
+    accel = permutation_test(data, design, n_permutations=300, seed=1, tail="gpd")
+    strongest = np.isclose(plain.p_fwe, 1 / 300)  # only the identity reaches them
+    assert strongest[:5].sum() >= 3
+    assert accel.tail_fits["maxt"].threshold is not None
+    assert accel.p_fwe[strongest].max() < 1 / 300
+    assert accel.p_fwe.min() >= min_permutation_p(group) == pytest.approx(1 / 2704156)  # 24 choose 12
+    high = plain.p_fwe >= 0.1
+    np.testing.assert_allclose(accel.p_fwe[high], plain.p_fwe[high])
