@@ -377,6 +377,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "permutation_tail"),
     )  # fmt: skip
     grp.add_argument(
+        "--primary-maps",
+        dest="group.primary_maps",
+        nargs="+",
+        metavar="MAP",
+        default=SUPPRESS,
+        help=_help("maps (file-name labels: alff, reho, fcz-<seed>, dualreg-<network>, ...) whose group contrast "
+                   "is the primary family, FWE-corrected across them as well as within each map; the others are "
+                   "exploratory", "group", "primary_maps"),
+    )  # fmt: skip
+    grp.add_argument(
         "--cluster-forming-p",
         dest="group.cluster_forming_p",
         metavar="P",
