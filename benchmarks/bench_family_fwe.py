@@ -107,9 +107,9 @@ def main() -> None:
                     f"GPD tail {delta:.3f}, plain empirical {delta_plain:.3f}")  # fmt: skip
         else:
             text = "no voxel with reference p < 0.1"
-        fitted = fast.tail_fits["maxt"].threshold is not None
-        print(f"{label}: {args.permutations} permutations + tail (fit {'passed' if fitted else 'failed: empirical'}) "
-              f"vs {args.reference}: {text}; speed-up {t_ref / t_fast:.1f}x ({t_ref:.2f} s vs {t_fast:.2f} s)")  # fmt: skip
+        fit = "passed" if fast.tail_fits["maxt"].threshold is not None else "failed: empirical"
+        print(f"{label}: {args.permutations} permutations + tail (fit {fit}) vs {args.reference}: {text}; "
+              f"speed-up {t_ref / t_fast:.1f}x ({t_ref:.2f} s vs {t_fast:.2f} s)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -136,6 +136,14 @@ def group_methods(settings: Settings) -> str:
             if g.permutation_tail == "gpd"
             else ""
         )
+        + (
+            f"The group comparison of {_join(g.primary_maps)} formed the primary family of hypotheses, whose max-t "
+            "family-wise error was also controlled across maps (maximum over the maps of the z-transformed maximum "
+            "statistic of each shared permutation) [@winkler2016faster]; all other maps and contrasts are "
+            "exploratory. "
+            if g.primary_maps
+            else ""
+        )
         + "Within patients, maps were "
         f"correlated with {_join(g.clinical_columns)} (when recorded) under the same model and inference.",
     ]
