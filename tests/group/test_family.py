@@ -100,3 +100,32 @@ def test_family_with_tail_approximation(tmp_path):
     _run(tmp_path, ["alff", "reho"], primary=["alff", "reho"], tail="gpd", effects={"alff": 3.0})
     family = np.abs(_logp(tmp_path, "alff", "familyfwe"))
     assert family.max() > np.log10(N_PERM)  # the tail resolves p below 1/n_perm
+
+
+def _settings(tmp_path, *flags):
+    """Every command line of this file goes through here (the lead may add flags to all of them)."""
+    from clbp_bidsapp.cli.run import parse_settings
+
+    bids = tmp_path / "bids"
+    (bids / "derivatives" / "fmriprep").mkdir(parents=True, exist_ok=True)
+    (bids / "dataset_description.json").write_text(json.dumps({"Name": "t", "BIDSVersion": "1.9.0"}))
+    (bids / "derivatives" / "fmriprep" / "dataset_description.json").write_text(
+        json.dumps({"Name": "f", "BIDSVersion": "1.9.0", "DatasetType": "derivative"})
+    )
+    settings, _ = parse_settings([str(bids), str(tmp_path / "out"), "group", *flags])
+    return settings
+
+
+def test_flags_reach_their_settings(tmp_path):
+    default = _settings(tmp_path).group
+    assert default.permutation_tail == "gpd"
+    assert default.primary_maps == ("alff", "reho", "fcz-insulaAntL", "fcz-insulaAntR", "fcz-mpfc")
+    chosen = _settings(tmp_path, "--permutation-tail", "none", "--primary-maps", "alff", "fcz-pcc").group
+    assert (chosen.permutation_tail, chosen.primary_maps) == ("none", ("alff", "fcz-pcc"))
+
+
+def test_unknown_tail_method_is_a_user_error(tmp_path):
+    from clbp_bidsapp.errors import UserError
+
+    with pytest.raises((UserError, SystemExit)):
+        _settings(tmp_path, "--permutation-tail", "gamma")
