@@ -330,7 +330,8 @@ def family_fwe(results: list[MetricResult], folder: Path, *, settings: GroupSett
         derivatives.write_tsv(folder / "desc-family_table.tsv", table)
     missing = sorted(set(settings.primary_maps) - {r.metric for r in primary})
     if missing:
-        LOGGER.info("primary maps not analysed (not in this run): %s", ", ".join(missing))
+        LOGGER.warning("--primary-maps: %s not analysed in this run; the primary family is %s", ", ".join(missing),
+                       ", ".join(r.metric for r in primary) or "empty")  # fmt: skip
     return out
 
 

@@ -129,3 +129,8 @@ def test_unknown_tail_method_is_a_user_error(tmp_path):
 
     with pytest.raises((UserError, SystemExit)):
         _settings(tmp_path, "--permutation-tail", "gamma")
+
+
+def test_primary_map_not_in_the_run_is_named(tmp_path, caplog):
+    _run(tmp_path, ["alff"], primary=["alff", "fcz-nosuchseed"])
+    assert "--primary-maps: fcz-nosuchseed not analysed in this run; the primary family is alff" in caplog.text
