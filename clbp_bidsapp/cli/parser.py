@@ -427,6 +427,25 @@ def build_parser() -> argparse.ArgumentParser:
         help=_help("permutations of the group test", "group", "n_permutations"),
     )
     grp.add_argument(
+        "--permutation-tail",
+        dest="group.permutation_tail",
+        choices=("none", "gpd"),
+        default=SUPPRESS,
+        help=_help("FWE p below 0.1 from a generalised Pareto fit to the permutation null's tail (gpd, Winkler "
+                   "2016; empirical where the fit fails) or the empirical null only (none)", "group",
+                   "permutation_tail"),
+    )  # fmt: skip
+    grp.add_argument(
+        "--primary-maps",
+        dest="group.primary_maps",
+        nargs="+",
+        metavar="MAP",
+        default=SUPPRESS,
+        help=_help("maps (file-name labels: alff, reho, fcz-<seed>, dualreg-<network>, ...) whose group contrast "
+                   "is the primary family, FWE-corrected across them as well as within each map; the others are "
+                   "exploratory", "group", "primary_maps"),
+    )  # fmt: skip
+    grp.add_argument(
         "--cluster-forming-p",
         dest="group.cluster_forming_p",
         metavar="P",

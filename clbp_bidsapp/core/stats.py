@@ -20,11 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from math import lgamma
 
 import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from clbp_bidsapp.core import tail as gpd_tail
 from clbp_bidsapp.core.tfce import TfceGraph
 
 
@@ -130,6 +132,9 @@ class PermutationResult:
     tfce: np.ndarray | None = None  # (voxels,) observed TFCE (signed when two-sided)
     p_tfce_fwe: np.ndarray | None = None  # FWE p of TFCE from the maximum |TFCE| per permutation
     max_tfce_null: np.ndarray | None = None  # (n_perm,) max |TFCE| per permutation
+    tail: str = "none"  # FWE p from the empirical null ("none") or its GPD tail where it fits ("gpd")
+    p_floor: float = 0.0  # smallest p reported (1/n_perm empirical; 1/distinct rearrangements with the tail)
+    tail_fits: dict | None = None  # statistic -> core.tail.TailFit, with ``tail="gpd"``
 
 
 class FreedmanLaneT:
@@ -193,6 +198,7 @@ def permutation_test(
     tfce_connectivity: int = 6,
     tfce_block: int = 16,
     on_progress: Callable[[int], None] | None = None,
+    tail: str = "none",
 ) -> PermutationResult:
     """Freedman-Lane permutation test of ``design.tested`` for every column of ``data``.
 
@@ -202,7 +208,12 @@ def permutation_test(
     step ``tfce_dh`` and ``tfce_connectivity`` as in nilearn's ``permuted_ols(tfce=True)`` (100 steps, 6-connected)
     and its max-statistic FWE p; ``tfce_block`` maps are enhanced together (memory grows with it).
     ``on_progress(count)`` is called after each block of ``count`` permutations (e.g. a progress bar's update).
+    ``tail="gpd"`` replaces the FWE p-values (max-t, cluster extent, TFCE) below 0.1 by the generalised Pareto
+    tail of their max-statistic null where it passes the goodness-of-fit check (``core/tail.py``; Winkler et al.
+    2016), floored at 1 / the number of distinct rearrangements of the tested column.
     """
+    if tail not in ("none", "gpd"):
+        raise ValueError(f"tail must be 'none' or 'gpd', not {tail!r}")
     if tfce and mask is None:
         raise ValueError("TFCE needs the 3-D mask of the voxels")
     t_stats = FreedmanLaneT(data, design)
@@ -248,6 +259,16 @@ def permutation_test(
         # relative tolerance: the identity permutation reproduces the observed maximum up to rounding
         bound = np.abs(tfce_obs) * (1 - 1e-10)
         p_tfce = (n_permutations - np.searchsorted(np.sort(max_tfce_null), bound, side="left")) / n_permutations
+    floor = 1.0 / n_permutations
+    fits = None
+    if tail == "gpd":
+        floor = min_permutation_p(design.matrix[:, design.tested])
+        fits = {}
+        p_fwe, fits["maxt"] = gpd_tail.tail_p(stat_obs, max_null, p_floor=floor, seed=seed)
+        if cluster_p is not None:
+            cluster_p, fits["cluster"] = gpd_tail.tail_p(sizes_obs, cluster_max, p_floor=floor, seed=seed)
+        if p_tfce is not None:
+            p_tfce, fits["tfce"] = gpd_tail.tail_p(np.abs(tfce_obs), max_tfce_null, p_floor=floor, seed=seed)
     return PermutationResult(
         t=observed,
         p_uncorrected=p_unc,
@@ -260,7 +281,21 @@ def permutation_test(
         tfce=tfce_obs,
         p_tfce_fwe=p_tfce,
         max_tfce_null=max_tfce_null if tfce else None,
+        tail=tail,
+        p_floor=floor,
+        tail_fits=fits,
     )
+
+
+def min_permutation_p(tested: np.ndarray) -> float:
+    """1 / the number of distinct rearrangements of the tested column (n! / product of tie counts!).
+
+    No permutation test of this column can give a smaller p: the observed data is one of them. Floored at the
+    smallest normal double for large samples.
+    """
+    _, counts = np.unique(np.asarray(tested), return_counts=True)
+    log_count = lgamma(counts.sum() + 1) - sum(lgamma(c + 1) for c in counts)
+    return float(max(np.exp(-log_count), np.finfo(float).tiny))
 
 
 def _clusters(t: np.ndarray, mask: np.ndarray, threshold: float, *, two_sided: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -160,9 +160,14 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
                 else ""
             )
             tfce = f", {result.n_tfce_voxels} with TFCE FWE p < 0.05" if result.n_tfce_voxels is not None else ""
+            family = (
+                f", {result.n_family_fwe_voxels} with family FWE p < 0.05 (primary family)"
+                if result.n_family_fwe_voxels is not None
+                else " (exploratory)"
+            )
             messages.say(
                 f"{result.metric} ({result.contrast}): {result.n_participants} participants, "
-                f"{result.n_fwe_voxels} voxels with max-t FWE p < 0.05{tfce}{where}"
+                f"{result.n_fwe_voxels} voxels with max-t FWE p < 0.05 within the map{family}{tfce}{where}"
             )
         if results:
             late.run("the literature concordance table", _concordance, group_dir, g)

@@ -30,7 +30,8 @@ import pandas as pd
 from scipy import stats as sstats
 
 from clbp_bidsapp.config import GroupSettings
-from clbp_bidsapp.core import connectivity
+from clbp_bidsapp.core import connectivity, multiplicity
+from clbp_bidsapp.core import tail as gpd_tail
 from clbp_bidsapp.core.stats import Design, DesignError, design_matrix, permutation_test, regression_design
 from clbp_bidsapp.errors import ExitCode, InputError
 from clbp_bidsapp.group.inclusion import Outcome
@@ -70,6 +71,20 @@ class MapSet:
 
 
 @dataclass(frozen=True)
+class FamilyMember:
+    """What the across-family FWE needs of one map's test: its z-transformed statistics and max-statistic null."""
+
+    z: np.ndarray  # (voxels,) |t| as a normal deviate (core.multiplicity.t_to_z)
+    null_max_z: np.ndarray  # (n_perm,) the maximum |t| of each permutation, as z
+    participants: tuple[str, ...]  # rows of the design, in the order the permutations rearrange
+    p_floor: float
+    t: np.ndarray
+    cluster_labels: np.ndarray | None
+    grid: tuple[np.ndarray, np.ndarray]
+    prefix: str
+
+
+@dataclass(frozen=True)
 class MetricResult:
     metric: str
     contrast: str
@@ -79,6 +94,9 @@ class MetricResult:
     clusters: pd.DataFrame
     roi_table: pd.DataFrame | None = None
     files: dict[str, Path] = field(default_factory=dict)
+    family: str = "exploratory"  # primary: the group contrast of a --primary-maps map
+    member: FamilyMember | None = None
+    n_family_fwe_voxels: int | None = None
 
 
 def model_columns(design_table: pd.DataFrame, settings: GroupSettings) -> tuple[list[str], list[str], list[str]]:
@@ -230,12 +248,91 @@ def run_voxelwise(
             f"two-sided GLM t of {settings.patient_label} minus {settings.control_label} on the participants' "
             f"{map_set.description}, runs averaged"
         )
-        results.append(_infer(map_set, group_maps, table, design, contrast, tested, folder,
-                              settings=settings, seed=seed, notes=notes))  # fmt: skip
+        result = _infer(map_set, group_maps, table, design, contrast, tested, folder,
+                        settings=settings, seed=seed, notes=notes)  # fmt: skip
+        if map_set.label in settings.primary_maps:
+            result = dataclasses.replace(result, family="primary")
+        results.append(result)
         if outcome is not None:
             outcome.ran(map_set.label)
         results += _clinical(map_set, group_maps, table, clinical, folder, settings=settings, seed=seed)
-    return results
+    return family_fwe(results, folder, settings=settings)
+
+
+def family_fwe(results: list[MetricResult], folder: Path, *, settings: GroupSettings) -> list[MetricResult]:
+    """FWE across the primary family (max over its maps of the z-transformed max-t, per permutation).
+
+    Writes each primary map's ``stat-logp_desc-familyfwe`` and ``stat-t_desc-familyfwe05`` maps, the family p of
+    every cluster's peak (``p_fwe_peak_family``) and a ``Family`` entry in its sidecar, and ``desc-family_table.tsv``
+    listing every map x contrast with its family (primary/exploratory) and both FWE counts.
+    """
+    primary = [r for r in results if r.family == "primary" and r.member is not None]
+    primary_ids = {id(r) for r in primary}
+    out = []
+    if primary:
+        null = multiplicity.family_null([r.member.null_max_z for r in primary])
+        floor = max(r.member.p_floor for r in primary)
+        reference = primary[0].member.participants
+        shared = all(r.member.participants == reference for r in primary)
+        fits = {}
+    for result in results:
+        if id(result) not in primary_ids:
+            out.append(result)
+            continue
+        member = result.member
+        if settings.permutation_tail == "gpd":
+            p, fit = gpd_tail.tail_p(member.z, null, p_floor=floor)
+            fits[result.metric] = fit.threshold is not None
+        else:
+            p = np.maximum(gpd_tail.empirical_p(member.z, null), floor)
+        sign = np.sign(member.t)
+        files = dict(result.files)
+        for name, values in {
+            "stat-logp_desc-familyfwe_statmap": -np.log10(np.clip(p, floor, 1.0)) * sign,
+            "stat-t_desc-familyfwe05_statmap": np.where(p < ALPHA, member.t, 0.0),
+        }.items():
+            path = folder / f"{member.prefix}_{name}.nii.gz"
+            with derivatives.atomic_path(path) as tmp:
+                images.save_map(tmp, values, member.grid)
+            files[name] = path
+        clusters = result.clusters.copy()
+        if len(clusters) and member.cluster_labels is not None:
+            clusters["p_fwe_peak_family"] = [float(p[member.cluster_labels == c].min()) for c in clusters["cluster"]]
+            files["clusters"] = derivatives.write_tsv(folder / f"{member.prefix}_desc-clusters_table.tsv", clusters)
+        sidecar = folder / f"{member.prefix}_stat-t_statmap.json"
+        meta = json.loads(sidecar.read_text())
+        meta["Family"] = {
+            "Name": "primary",
+            "Maps": [f"{r.metric} ({r.contrast})" for r in primary],
+            "Statistic": "maximum over the family's maps of |t| converted to z with each map's degrees of freedom",
+            "SameParticipants": shared,
+            "Note": "p of stat-logp_desc-fwe is within this map; stat-logp_desc-familyfwe is across the family"
+            + ("" if shared else "; the maps have different participants, so their permutations are not paired "
+               "and the family p is conservative (maps treated as independent)"),
+        }  # fmt: skip
+        derivatives.write_json(sidecar, meta)
+        out.append(dataclasses.replace(result, clusters=clusters, files=files,
+                                       n_family_fwe_voxels=int((p < ALPHA).sum())))  # fmt: skip
+    if out:
+        table = pd.DataFrame(
+            [
+                {
+                    "map": r.metric,
+                    "contrast": r.contrast,
+                    "family": r.family,
+                    "participants": r.n_participants,
+                    "voxels_fwe_within_map": r.n_fwe_voxels,
+                    "voxels_fwe_family": r.n_family_fwe_voxels if r.family == "primary" else np.nan,
+                }
+                for r in out
+            ]
+        )
+        derivatives.write_tsv(folder / "desc-family_table.tsv", table)
+    missing = sorted(set(settings.primary_maps) - {r.metric for r in primary})
+    if missing:
+        LOGGER.warning("--primary-maps: %s not analysed in this run; the primary family is %s", ", ".join(missing),
+                       ", ".join(r.metric for r in primary) or "empty")  # fmt: skip
+    return out
 
 
 def valid_maps(maps: dict[str, list[Path]]) -> tuple[dict[str, list[Path]], dict[str, str]]:
@@ -380,10 +477,11 @@ def _infer(map_set, group_maps, table, design: Design, contrast, tested, folder:
             cluster_threshold=cluster_t,
             tfce=settings.tfce,
             on_progress=bar.update,
+            tail=settings.permutation_tail,
         )
     grid = (group_maps.mask, group_maps.affine)
     prefix = f"{map_set.label}_contrast-{contrast}"
-    floor = 1.0 / settings.n_permutations
+    floor = result.p_floor
 
     def neg_log10(p):
         return -np.log10(np.clip(p, floor, 1.0))
@@ -427,6 +525,7 @@ def _infer(map_set, group_maps, table, design: Design, contrast, tested, folder:
             "ParticipantsLeftOut": group_maps.dropped,
             "Permutations": settings.n_permutations,
             "PermutationScheme": "Freedman-Lane (residuals of the nuisance model permuted)",
+            "FWEPValues": tail_description(result),
             "ClusterFormingP": settings.cluster_forming_p,
             "ClusterFormingT": cluster_t,
             "ClusterConnectivity": 26,
@@ -438,8 +537,42 @@ def _infer(map_set, group_maps, table, design: Design, contrast, tested, folder:
         },
     )
     n_tfce = int((result.p_tfce_fwe < ALPHA).sum()) if result.p_tfce_fwe is not None else None
+    member = FamilyMember(
+        z=multiplicity.t_to_z(result.t, n - p),
+        null_max_z=multiplicity.t_to_z(result.max_null, n - p),
+        participants=tuple(table["participant_id"]),
+        p_floor=result.p_floor,
+        t=result.t,
+        cluster_labels=result.cluster_labels,
+        grid=grid,
+        prefix=prefix,
+    )
     return MetricResult(map_set.label, contrast, int(n), int((result.p_fwe < ALPHA).sum()), n_tfce, clusters,
-                        None, files)  # fmt: skip
+                        None, files, member=member)  # fmt: skip
+
+
+def tail_description(result) -> dict:
+    """How the FWE p-values were obtained: empirical, or the GPD tail fit of each max-statistic null."""
+    if result.tail_fits is None:
+        return {"Method": "empirical (fraction of permutations whose maximum reaches the value)",
+                "MinimumP": result.p_floor}  # fmt: skip
+    fits = {
+        name: {
+            "Fitted": fit.threshold is not None,
+            "Threshold": fit.threshold,
+            "Shape": fit.shape,
+            "Scale": fit.scale,
+            "ExceedanceFraction": fit.exceedance_fraction,
+            "AndersonDarlingP": fit.anderson_darling_p,
+        }
+        for name, fit in result.tail_fits.items()
+    }
+    return {
+        "Method": "generalised Pareto tail approximation where the empirical p < 0.1 and the fit passes an "
+        "Anderson-Darling test at 0.05 (Winkler et al. 2016); empirical otherwise",
+        "MinimumP": result.p_floor,
+        "TailFits": fits,
+    }
 
 
 def cluster_table(result, mask: np.ndarray, affine: np.ndarray) -> pd.DataFrame:

@@ -147,6 +147,21 @@ def group_methods(settings: Settings) -> str:
         + (" and threshold-free cluster enhancement [@smith2009tfce]" if g.tfce else "")
         + ", with Benjamini-Hochberg false discovery rate maps [@benjamini1995]."
         + (
+            " Family-wise error p-values below 0.1 were taken from a generalised Pareto distribution fitted to the "
+            "upper tail of each maximum-statistic permutation distribution, where the fit passed an Anderson-Darling "
+            "test at 0.05, and were empirical otherwise [@winkler2016faster]."
+            if g.permutation_tail == "gpd"
+            else ""
+        )
+        + (
+            f" The group comparison of {_join(g.primary_maps)} formed the primary family of hypotheses, whose max-t "
+            "family-wise error was also controlled across maps (maximum over the maps of the z-transformed maximum "
+            "statistic of each shared permutation) [@winkler2016faster]; all other maps and contrasts are "
+            "exploratory."
+            if g.primary_maps
+            else ""
+        )
+        + (
             f" Within patients, maps were correlated with {_join(g.clinical_columns)} (when recorded) under the "
             "same model and inference."
             if g.clinical_columns
