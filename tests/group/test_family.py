@@ -112,6 +112,7 @@ def _settings(tmp_path, *flags):
     (bids / "derivatives" / "fmriprep" / "dataset_description.json").write_text(
         json.dumps({"Name": "f", "BIDSVersion": "1.9.0", "DatasetType": "derivative"})
     )
+    (bids / "participants.tsv").write_text("participant_id\tgroup\nsub-01\tCLBP\nsub-02\tHC\n")
     settings, _ = parse_settings([str(bids), str(tmp_path / "out"), "group", *flags])
     return settings
 

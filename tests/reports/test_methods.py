@@ -110,7 +110,7 @@ def test_native_space_methods_say_why_template_measures_are_missing():
 def test_empty_lists_leave_their_sentence_out():
     """Issue #20: `--clinical-columns` with no column raised IndexError in _join after the whole group level."""
     text = group_methods(_settings(group={"clinical_columns": ()}))
-    assert "Within patients" not in text and "false discovery rate maps [@benjamini1995]. Connectome" in text
+    assert "Within patients" not in text and "exploratory. Connectome" in text
     assert "correlated with pain_vas (when recorded)" in group_methods(
         _settings(group={"clinical_columns": ("pain_vas",)})
     )
