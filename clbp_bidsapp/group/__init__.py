@@ -1,1 +1,4 @@
-"""clbp_bidsapp.group layer (see DESIGN.md)."""
+"""Group level: participant inclusion, voxelwise GLM with permutation inference, connectomes, ICA, ML.
+
+Layering and conventions: docs/design.md (import-linter enforces the layers).
+"""

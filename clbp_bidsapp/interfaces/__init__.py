@@ -1,1 +1,4 @@
-"""clbp_bidsapp.interfaces layer (see DESIGN.md)."""
+"""Thin nipype interfaces: load with io, compute with core, write with io (no maths here).
+
+Layering and conventions: docs/design.md (import-linter enforces the layers).
+"""

@@ -1,1 +1,4 @@
-"""clbp_bidsapp.reports layer (see DESIGN.md)."""
+"""HTML reports, figures and the methods text with citations.
+
+Layering and conventions: docs/design.md (import-linter enforces the layers).
+"""
