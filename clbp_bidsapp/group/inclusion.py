@@ -12,14 +12,13 @@ earlier run with other settings, is never used), after checking that each is sti
 it compares only participants whose records carry one ``result_hash``; and ``--participant-label``,
 ``--session-id`` and ``--task-id`` select participants and the files whose names carry those entities.
 
-The functions below are pure over the parsed records, except :func:`load_record` and :func:`verify_outputs`, which
-read the files.
+Reading and verifying a record is :mod:`clbp_bidsapp.io.completion`'s (``load_record``, ``verify_outputs``); the
+functions below are pure over the parsed records.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -31,70 +30,11 @@ import pandas as pd
 
 from clbp_bidsapp.config import GroupSettings, Settings, section_from_mapping
 from clbp_bidsapp.errors import InputError
-from clbp_bidsapp.io.completion import RECORD_DIR as RECORD_FOLDER
-from clbp_bidsapp.io.completion import record_path
-from clbp_bidsapp.io.manifest import sha256
 
 ALL_ANALYSES = "all"  # the ``analysis`` value of an exclusion from every analysis
 EXCLUSION_COLUMNS = ["participant_id", "analysis", "reason"]
 # participant-level settings that the group level describes or applies itself (taken from the records)
 APPLIED_SECTIONS = ("denoise", "metrics", "connectivity")
-
-
-def record_name(label: str) -> str:
-    """The record's path as the messages show it (relative to the output folder)."""
-    return f"{RECORD_FOLDER.as_posix()}/sub-{label}.json"
-
-
-def load_record(output_dir: Path, label: str) -> dict[str, Any] | str:
-    """The parsed completion record of ``label``, or why there is no usable one."""
-    path = record_path(output_dir, label)
-    if not path.is_file():
-        return f"participant level did not complete (no {record_name(label)})"
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return f"{record_name(label)} is not readable JSON ({exc}); rerun the participant level"
-    return check_record(record, label)
-
-
-def check_record(record: Any, label: str) -> dict[str, Any] | str:
-    """The record when it says the participant completed; otherwise the reason it cannot be used."""
-    name = record_name(label)
-    if not isinstance(record, dict):
-        return f"{name} is not a completion record; rerun the participant level"
-    if str(record.get("participant", "")).removeprefix("sub-") != label:
-        return f"{name} names participant {record.get('participant')!r}, not {label}; rerun the participant level"
-    if record.get("status") != "complete":
-        return f"participant level did not complete ({name} has status {record.get('status')!r})"
-    for key, kind in (("outputs", dict), ("settings", dict), ("result_hash", str)):
-        if not isinstance(record.get(key), kind):
-            return f"{name} has no valid '{key}'; rerun the participant level"
-    return record
-
-
-def verify_outputs(output_dir: Path, record: Mapping[str, Any], *, wanted: Callable[[str], bool]) -> str | None:
-    """The reason the record's outputs cannot be trusted (a listed file missing or changed), or None.
-
-    Only files that ``wanted`` accepts (the ones the group level may read) are hashed.
-    """
-    for relative, digest in sorted(record["outputs"].items()):
-        if not wanted(relative):
-            continue
-        path = output_dir / relative
-        if not path.is_file():
-            name = record_name(record_label(record))
-            return f"{relative} is listed in {name} but missing; rerun the participant level"
-        if sha256(path) != digest:
-            return (
-                f"{relative} changed after the participant level finished (SHA-256 differs from "
-                f"{record_name(record_label(record))}); rerun the participant level"
-            )
-    return None
-
-
-def record_label(record: Mapping[str, Any]) -> str:
-    return str(record["participant"]).removeprefix("sub-")
 
 
 # -- selection by entities ---------------------------------------------------------------------------------------

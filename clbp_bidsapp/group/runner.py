@@ -19,7 +19,7 @@ from clbp_bidsapp.group.design import build_design, check_group_sizes, qc_summar
 from clbp_bidsapp.group.ica import run_group_ica
 from clbp_bidsapp.group.inclusion import Outcome
 from clbp_bidsapp.group.voxelwise import run_voxelwise
-from clbp_bidsapp.io import bids, derivatives, manifest
+from clbp_bidsapp.io import bids, completion, derivatives, manifest
 from clbp_bidsapp.reports.methods import write_citation_files
 
 
@@ -59,7 +59,7 @@ def participants_with_outputs(output_dir: Path) -> list[str]:
     """Labels with a ``sub-<label>`` output folder or a completion record."""
     found = {p.name.removeprefix("sub-") for p in output_dir.glob("sub-*") if p.is_dir()}
     found |= {p.name.removeprefix("sub-").removesuffix(".json")
-              for p in (output_dir / inclusion.RECORD_FOLDER).glob("sub-*.json")}  # fmt: skip
+              for p in (output_dir / completion.RECORD_DIR).glob("sub-*.json")}  # fmt: skip
     return sorted(found)
 
 
@@ -72,11 +72,11 @@ def select_inputs(output_dir: Path, selection: inclusion.Selection) -> GroupInpu
             exclusions.add(label, f"selected with --participant-label but has no outputs in {output_dir}")
     records = {}
     for label in candidates:
-        record = inclusion.load_record(output_dir, label)
+        record = completion.load_record(output_dir, label)
         if isinstance(record, str):
             exclusions.add(label, record)
             continue
-        problem = inclusion.verify_outputs(output_dir, record, wanted=selection.wants_file)
+        problem = completion.verify_outputs(output_dir, record, wanted=selection.wants_file)
         if problem is not None:
             exclusions.add(label, problem)
             continue

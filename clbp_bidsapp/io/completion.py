@@ -17,7 +17,7 @@ Record content (docs/outputs.md)::
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -88,21 +88,66 @@ def read_records(output_dir: Path) -> dict[str, dict[str, Any]]:
             record = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(record, dict) and record.get("status") == COMPLETE and "participant" in record:
-            records[str(record["participant"])] = record
+        label = path.name.removeprefix("sub-").removesuffix(".json")
+        if isinstance(check_record(record, label), dict):
+            records[label] = record
     return records
 
 
-def verify_record(output_dir: Path, record: Mapping[str, Any]) -> list[str]:
-    """Outputs of a record that are missing or changed since it was written (empty: all as recorded)."""
-    problems = []
-    for relative, digest in record.get("outputs", {}).items():
+def record_name(label: str) -> str:
+    """The record's path as the messages show it (relative to the output folder)."""
+    return f"{RECORD_DIR.as_posix()}/sub-{label}.json"
+
+
+def load_record(output_dir: Path, label: str) -> dict[str, Any] | str:
+    """The parsed completion record of ``label``, or why there is no usable one."""
+    path = record_path(output_dir, label)
+    if not path.is_file():
+        return f"participant level did not complete (no {record_name(label)})"
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return f"{record_name(label)} is not readable JSON ({exc}); rerun the participant level"
+    return check_record(record, label)
+
+
+def check_record(record: Any, label: str) -> dict[str, Any] | str:
+    """The record when it says the participant completed; otherwise the reason it cannot be used."""
+    name = record_name(label)
+    if not isinstance(record, dict):
+        return f"{name} is not a completion record; rerun the participant level"
+    if str(record.get("participant", "")).removeprefix("sub-") != label:
+        return f"{name} names participant {record.get('participant')!r}, not {label}; rerun the participant level"
+    if record.get("status") != "complete":
+        return f"participant level did not complete ({name} has status {record.get('status')!r})"
+    for key, kind in (("outputs", dict), ("settings", dict), ("result_hash", str)):
+        if not isinstance(record.get(key), kind):
+            return f"{name} has no valid '{key}'; rerun the participant level"
+    return record
+
+
+def verify_outputs(output_dir: Path, record: Mapping[str, Any], *, wanted: Callable[[str], bool]) -> str | None:
+    """The reason the record's outputs cannot be trusted (a listed file missing or changed), or None.
+
+    Only files that ``wanted`` accepts (the ones the group level may read) are hashed.
+    """
+    for relative, digest in sorted(record["outputs"].items()):
+        if not wanted(relative):
+            continue
         path = output_dir / relative
         if not path.is_file():
-            problems.append(f"missing output: {relative}")
-        elif sha256(path) != digest:
-            problems.append(f"changed output: {relative}")
-    return problems
+            name = record_name(record_label(record))
+            return f"{relative} is listed in {name} but missing; rerun the participant level"
+        if sha256(path) != digest:
+            return (
+                f"{relative} changed after the participant level finished (SHA-256 differs from "
+                f"{record_name(record_label(record))}); rerun the participant level"
+            )
+    return None
+
+
+def record_label(record: Mapping[str, Any]) -> str:
+    return str(record["participant"]).removeprefix("sub-")
 
 
 def settings_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:

@@ -10,6 +10,7 @@ import pytest
 from clbp_bidsapp.config import GroupSettings, Settings
 from clbp_bidsapp.errors import InputError
 from clbp_bidsapp.group import inclusion
+from clbp_bidsapp.io import completion
 from tests.group.records import participant_settings, settings_hash, write_record
 
 
@@ -66,11 +67,11 @@ def test_selection_by_session_and_task():
     ],
 )
 def test_check_record_refuses_incomplete_records(change, reason):
-    assert reason in inclusion.check_record({**_record("01"), **change}, "01")
+    assert reason in completion.check_record({**_record("01"), **change}, "01")
 
 
 def test_load_and_verify_records(tmp_path):
-    assert inclusion.load_record(tmp_path, "01") == (
+    assert completion.load_record(tmp_path, "01") == (
         "participant level did not complete (no logs/participants/sub-01.json)"
     )
     folder = tmp_path / "sub-01" / "func"
@@ -78,18 +79,18 @@ def test_load_and_verify_records(tmp_path):
     (folder / "sub-01_ses-1_task-rest_stat-alff_boldmap.nii.gz").write_bytes(b"one")
     (folder / "sub-01_ses-2_task-rest_stat-alff_boldmap.nii.gz").write_bytes(b"two")
     write_record(tmp_path, "01")
-    record = inclusion.load_record(tmp_path, "01")
+    record = completion.load_record(tmp_path, "01")
     assert isinstance(record, dict)
-    assert inclusion.verify_outputs(tmp_path, record, wanted=lambda _: True) is None
+    assert completion.verify_outputs(tmp_path, record, wanted=lambda _: True) is None
     (folder / "sub-01_ses-2_task-rest_stat-alff_boldmap.nii.gz").write_bytes(b"changed")
-    reason = inclusion.verify_outputs(tmp_path, record, wanted=lambda _: True)
+    reason = completion.verify_outputs(tmp_path, record, wanted=lambda _: True)
     assert "sub-01/func/sub-01_ses-2_task-rest_stat-alff_boldmap.nii.gz changed" in reason
     ses1 = inclusion.Selection(sessions=("1",))
-    assert inclusion.verify_outputs(tmp_path, record, wanted=ses1.wants_file) is None  # only what is read
+    assert completion.verify_outputs(tmp_path, record, wanted=ses1.wants_file) is None  # only what is read
     (folder / "sub-01_ses-1_task-rest_stat-alff_boldmap.nii.gz").unlink()
-    assert "missing" in inclusion.verify_outputs(tmp_path, record, wanted=ses1.wants_file)
+    assert "missing" in completion.verify_outputs(tmp_path, record, wanted=ses1.wants_file)
     (tmp_path / "logs" / "participants" / "sub-01.json").write_text("{not json")
-    assert "is not readable JSON" in inclusion.load_record(tmp_path, "01")
+    assert "is not readable JSON" in completion.load_record(tmp_path, "01")
     assert inclusion.allowed_files([json.loads(json.dumps(record))], ses1) == {
         "sub-01/func/sub-01_ses-1_task-rest_stat-alff_boldmap.nii.gz"
     }

@@ -54,7 +54,7 @@ def test_record_holds_the_agreed_fields_and_the_hash_of_every_output(tmp_path):
     assert record["runs"] == ["sub-01_task-rest"] and record["skipped_runs"] == ["sub-01_task-rest_run-2"]
     assert record["outputs"] == {str(p): hashlib.sha256((tmp_path / p).read_bytes()).hexdigest() for p in outputs}
     assert completion.read_records(tmp_path) == {"01": record}
-    assert completion.verify_record(tmp_path, record) == []
+    assert completion.verify_outputs(tmp_path, record, wanted=lambda _: True) is None
     assert list((tmp_path / "logs" / "participants").iterdir()) == [path], "no temporary file left"
 
 
@@ -82,9 +82,10 @@ def test_verify_and_remove(tmp_path):
     record = completion.read_records(tmp_path)["01"]
     (tmp_path / outputs[0]).write_bytes(b"changed")
     (tmp_path / outputs[1]).unlink()
-    assert sorted(completion.verify_record(tmp_path, record)) == sorted(
-        [f"changed output: {outputs[0]}", f"missing output: {outputs[1]}"]
-    )
+    reason = completion.verify_outputs(tmp_path, record, wanted=lambda _: True)
+    assert reason.startswith(f"{outputs[0]} changed after the participant level finished"), reason
+    reason = completion.verify_outputs(tmp_path, record, wanted=lambda name: name != str(outputs[0]))
+    assert reason.startswith(f"{outputs[1]} is listed in logs/participants/sub-01.json but missing"), reason
     completion.remove_record(tmp_path, "01")
     completion.remove_record(tmp_path, "01")  # removing twice is fine
     assert completion.read_records(tmp_path) == {}
@@ -95,7 +96,10 @@ def test_read_records_ignores_broken_and_incomplete_files(tmp_path):
     folder.mkdir(parents=True)
     (folder / "sub-01.json").write_text("{not json")
     (folder / "sub-02.json").write_text(json.dumps({"participant": "02", "status": "running"}))
-    (folder / "sub-03.json").write_text(json.dumps({"participant": "03", "status": "complete"}))
+    (folder / "sub-03.json").write_text(
+        json.dumps({"participant": "03", "status": "complete", "outputs": {}, "settings": {}, "result_hash": "h"})
+    )
+    (folder / "sub-04.json").write_text(json.dumps({"participant": "04", "status": "complete"}))  # no outputs
     (folder / "notes.txt").write_text("x")
     assert list(completion.read_records(tmp_path)) == ["03"]
     assert completion.read_records(tmp_path / "nowhere") == {}
