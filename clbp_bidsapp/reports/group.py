@@ -425,7 +425,9 @@ def _voxelwise_section(maps: Sequence[_MapResult], *, max_other_figures: int, co
     parts = [
         f"<p>Two-sided GLM t maps: <code>{_esc(contrast)}</code> is patients minus controls; a clinical contrast (e.g. "
         "<code>painvas</code>) is the correlation with that column within patients (positive: the map increases "
-        f"with the score). Significance: FWE p &lt; {ALPHA} (max-t over voxels, TFCE, or cluster extent).</p>",
+        f"with the score). Significance: FWE p &lt; {ALPHA} (max-t over voxels, TFCE, or cluster extent) within "
+        "each map; the maps of the primary family (column <i>family</i>) are also max-t FWE-corrected across the "
+        "family (column <i>voxels family FWE</i>), every other map and contrast is exploratory.</p>",
         "<h3>Summary of all maps</h3>",
         "<p class='muted'>Significant rows first (highlighted); click a column header to sort.</p>",
         _summary_table(maps),
@@ -471,6 +473,14 @@ def _summary_table(maps: Sequence[_MapResult]) -> str:
     return f"<div class='scroll'>{html.table(rows, table_id='summary', sortable=True, row_classes=classes)}</div>"
 
 
+def _family_voxels(m: _MapResult) -> int | None:
+    """Voxels of a primary map with max-t FWE p < ALPHA across the primary family (None: not in the family)."""
+    path = m.file("stat-t_desc-familyfwe05_statmap.nii.gz")
+    if m.error or not path.is_file():
+        return None
+    return int(np.count_nonzero(np.nan_to_num(images.load_volume(path)[0])))
+
+
 def _summary_row(m: _MapResult) -> dict[str, object]:
     best = "none"
     if m.clusters is not None and len(m.clusters):
@@ -490,9 +500,11 @@ def _summary_row(m: _MapResult) -> dict[str, object]:
     return {
         "map": m.name,
         "contrast": m.contrast,
+        "family": "primary" if m.sidecar.get("Family") else "exploratory",
         "participants": participants,
         "max |t|": m.max_abs_t,
         "voxels max-t FWE<0.05": _na(m.n_fwe),
+        "voxels family FWE<0.05": _na(_family_voxels(m)),
         "voxels TFCE FWE<0.05": _na(m.n_tfce),
         "clusters FWE<0.05": _na(m.n_sig_clusters),
         "best cluster (sign, size, peak MNI, peak t, cluster FWE p, HO / AAL label)": best,

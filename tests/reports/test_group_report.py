@@ -289,6 +289,27 @@ def test_summary_counts(output_dir, report):
     assert list(summary["contrast"])[-1] == "painvas"
 
 
+def test_summary_says_which_maps_are_primary_and_counts_their_family_fwe_voxels(output_dir, tmp_path):
+    """#14 multiplicity: a primary map's row gives its family-corrected count; other maps are exploratory."""
+    out = tmp_path / "out"
+    shutil.copytree(output_dir, out)
+    prefix = out / "group" / "alff_contrast-CLBPvsHC_"
+    sidecar = json.loads(Path(f"{prefix}stat-t_statmap.json").read_text())
+    Path(f"{prefix}stat-t_statmap.json").write_text(json.dumps({**sidecar, "Family": {"Maps": ["alff", "reho"]}}))
+    within = nb.load(f"{prefix}stat-t_desc-fwe05_statmap.nii.gz")
+    data = np.asarray(within.dataobj)
+    family = np.where(np.abs(data) > 7.5, data, 0)  # fewer voxels survive the family correction
+    nb.save(nb.Nifti1Image(family.astype(np.float32), within.affine), f"{prefix}stat-t_desc-familyfwe05_statmap.nii.gz")
+    write_group_report(out, settings_summary={}, run_info={})
+    tables = pd.read_html(io.StringIO((out / "group.html").read_text()))
+    summary = next(t for t in tables if "voxels family FWE<0.05" in t.columns)
+    alff = summary[(summary["map"] == "alff") & (summary["contrast"] == "CLBPvsHC")].iloc[0]
+    assert alff["family"] == "primary"
+    assert int(alff["voxels family FWE<0.05"]) == np.count_nonzero(family) < np.count_nonzero(data)
+    reho = summary[summary["map"] == "reho"].iloc[0]
+    assert reho["family"] == "exploratory" and pd.isna(reho["voxels family FWE<0.05"])  # n/a
+
+
 def test_figure_budget(report):
     # first figure: 1 glass brain (the significant map); the design; one significant map + at most 2 others;
     # 1 connectome heatmap; 1 scatter plot (alff-painvas, insulaAntL)
