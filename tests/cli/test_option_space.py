@@ -39,9 +39,10 @@ END_TO_END = settings(max_examples=6, deadline=None, derandomize=True, database=
                       suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])  # fmt: skip
 
 
-def command(bids: Path, out: Path, level: str, *options: str) -> list[str]:
-    """The argument list of every call in this file (in-process and subprocess)."""
-    extra = PARTICIPANT_EXTRA if level == "participant" else ()
+def command(bids: Path, out: Path, level: str, *options: str, extra: bool = True) -> list[str]:
+    """The argument list of every call in this file (in-process and subprocess); ``extra=False``: exactly the
+    options given (a replayed config file must not be overridden by PARTICIPANT_EXTRA)."""
+    extra = PARTICIPANT_EXTRA if level == "participant" and extra else ()
     return [str(bids), str(out), level, *extra, *map(str, options)]
 
 
@@ -54,12 +55,12 @@ def cli(bids: Path, out: Path, level: str, *options: str) -> subprocess.Complete
     )
 
 
-def validate(bids: Path, out: Path, level: str, *options: str) -> tuple[int, str, Settings | None]:
+def validate(bids: Path, out: Path, level: str, *options: str, extra: bool = True) -> tuple[int, str, Settings | None]:
     """parse_settings in-process: (exit code, stderr, settings or None). Any other exception is a defect."""
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         try:
-            found, _ = parse_settings(command(bids, out, level, *options))
+            found, _ = parse_settings(command(bids, out, level, *options, extra=extra))
         except UserError as exc:
             return int(exc.exit_code), err.getvalue() + ERROR_PREFIX + str(exc) + "\n", None
     return 0, err.getvalue(), found
@@ -121,7 +122,9 @@ def check_accepted(found: Settings, space, level: str) -> None:
     assert md.read_text().count("## References") == 1 and bib.is_file()
     replay = space["scratch"] / f"replay-{uuid.uuid4().hex[:8]}.toml"
     replay.write_text(found.to_toml())
-    code, err, again = validate(found.execution.bids_dir, found.execution.output_dir, level, "--config-file", replay)
+    code, err, again = validate(
+        found.execution.bids_dir, found.execution.output_dir, level, "--config-file", replay, extra=False
+    )
     assert code == 0, err
     assert same_settings(found, again)
 

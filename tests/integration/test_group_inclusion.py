@@ -278,8 +278,8 @@ def test_duplicate_participant_row_is_refused_before_writing(copy, tmp_path):
 def test_participant_missing_from_table_is_listed(copy, tmp_path):
     """#19.8: a participant with outputs but no row in participants.tsv, and one without a covariate, are listed.
 
-    Only sub-02 (CLBP) and sub-03 (HC) remain: too few for a model with an intercept, so nothing runs (exit 3),
-    and the exclusion table says why the others are out.
+    Only sub-02 (CLBP) and sub-03 (HC) remain: too few for a model with an intercept and age, so the group level
+    stops before any analysis (exit 3, the design named), and the exclusion table says why the others are out.
     """
     root, out = copy
     bids = tmp_path / "bids"
@@ -288,7 +288,7 @@ def test_participant_missing_from_table_is_listed(copy, tmp_path):
         age=lambda x: x["age"].where(x["participant_id"] != "sub-01", "n/a")))  # fmt: skip
     args = [a for a in GROUP_ARGS if a != "--covariates"]
     result = cli(bids, out, "group", *args, "--covariates", "age", "--min-per-group", "1")
-    assert_user_error(result, 3, "no group analysis ran", "alff not run: group design", max_lines=10)
+    assert_user_error(result, 3, "group design: 3 regressors (group, intercept, age) for 2 participants", max_lines=10)
     reasons = excluded(out).set_index("participant_id")["reason"].to_dict()
     assert reasons == {"04": f"no row in {path}", "01": f"covariate age is missing (n/a) in {path} or the QC tables"}
     assert list(design(out)["participant_id"]) == ["02", "03"]
