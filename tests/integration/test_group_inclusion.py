@@ -24,7 +24,7 @@ import pytest
 
 from clbp_bidsapp.config import Settings
 from tests.group.records import write_record
-from tests.integration.common import with_min_dof
+from tests.integration.common import assert_user_error, with_min_dof
 
 pytestmark = pytest.mark.integration
 
@@ -43,17 +43,6 @@ def cli(*args: str | Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "clbp_bidsapp.cli", *map(str, args)], capture_output=True, text=True, timeout=600
     )
-
-
-def assert_user_error(result: subprocess.CompletedProcess, code: int, *fragments: str, max_lines: int = 6) -> None:
-    """Exit ``code``; a short stderr without a traceback that contains every fragment (file names, labels)."""
-    err = result.stderr
-    assert result.returncode == code, err
-    assert "Traceback" not in err + result.stdout, err + result.stdout
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert 1 <= len(lines) <= max_lines, err
-    for fragment in fragments:
-        assert fragment in err, (fragment, err)
 
 
 @pytest.fixture(scope="module")

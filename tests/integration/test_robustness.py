@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.integration.common import assert_user_error
+
 pytestmark = pytest.mark.integration
 
 LABEL = "01"  # the participant whose data each case breaks
@@ -47,17 +49,6 @@ def tree_digest(root: Path) -> dict[str, str]:
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
-
-
-def assert_user_error(result: subprocess.CompletedProcess, code: int, *fragments: str, max_lines: int = 6) -> None:
-    """Exit ``code``; a short stderr without a traceback that contains every fragment (file names, labels)."""
-    err = result.stderr
-    assert result.returncode == code, err
-    assert "Traceback" not in err + result.stdout, err + result.stdout
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert 1 <= len(lines) <= max_lines, err
-    for fragment in fragments:
-        assert fragment in err, (fragment, err)
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration import common
 from tests.integration.common import with_min_dof
 
 pytestmark = pytest.mark.integration
@@ -55,13 +56,8 @@ def tree_digest(root: Path, *, skip: Path | None = None) -> dict[str, str]:
 
 
 def assert_user_error(result: subprocess.CompletedProcess, code: int, *fragments: str, max_lines: int = 1) -> None:
-    err = result.stderr
-    assert result.returncode == code, err
-    assert "Traceback" not in err + result.stdout, err + result.stdout
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert 1 <= len(lines) <= max_lines, err
-    for fragment in fragments:
-        assert fragment in err, (fragment, err)
+    """The shared check, with one line of message by default (each case here has one problem)."""
+    common.assert_user_error(result, code, *fragments, max_lines=max_lines)
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 
 from clbp_bidsapp.testing.synthetic import make_dataset
-from tests.integration.common import with_min_dof
+from tests.integration.common import assert_user_error, with_min_dof
 
 pytestmark = pytest.mark.integration
 
@@ -40,16 +40,6 @@ def cli(*args: str | Path) -> subprocess.CompletedProcess:
         text=True,
         timeout=900,
     )
-
-
-def assert_user_error(result: subprocess.CompletedProcess, code: int, *fragments: str, max_lines: int = 6) -> None:
-    err = result.stderr
-    assert result.returncode == code, err
-    assert "Traceback" not in err + result.stdout, err + result.stdout
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert 1 <= len(lines) <= max_lines, err
-    for fragment in fragments:
-        assert fragment in err, (fragment, err)
 
 
 def _user_atlas(path: Path, labels: np.ndarray, affine: np.ndarray, n: int) -> Path:
