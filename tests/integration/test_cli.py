@@ -21,28 +21,14 @@ from nilearn import signal as nsignal
 from scipy.stats import rankdata
 
 from clbp_bidsapp.io.strategies import load_strategy
+from tests.integration.common import run_app, tree_digest, with_min_dof
 
 pytestmark = pytest.mark.integration
 
 
 def cli(*args: str | Path) -> subprocess.CompletedProcess:
-    # the tiny test runs (30-80 volumes) keep too few effective DOF for the default --min-dof: not what is tested here
-    if "participant" in map(str, args):
-        args = (*args, "--min-dof", "0")
-    return subprocess.run(
-        [sys.executable, "-m", "clbp_bidsapp.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-
-
-def tree_digest(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
+    """Every command line of this file goes through here."""
+    return run_app(*with_min_dof(args), timeout=900)
 
 
 @pytest.fixture(scope="module")

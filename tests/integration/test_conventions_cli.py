@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.integration.common import run_app
 
 pytestmark = pytest.mark.integration
 
 
 def cli(*args: str | Path) -> subprocess.CompletedProcess:
     """Every command line of this file goes through here (participant-level flags can be added in one place)."""
-    return subprocess.run(
-        [sys.executable, "-m", "clbp_bidsapp.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_app(*args)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -24,7 +23,7 @@ import pytest
 
 from clbp_bidsapp.config import Settings
 from tests.group.records import write_record
-from tests.integration.common import assert_user_error, with_min_dof
+from tests.integration.common import assert_user_error, run_app, with_min_dof
 
 pytestmark = pytest.mark.integration
 
@@ -39,10 +38,7 @@ SETTING_ROW = "<th>{}</th><td>{}</td>"
 
 def cli(*args: str | Path) -> subprocess.CompletedProcess:
     """Every command line of this file goes through here."""
-    args = with_min_dof(args)
-    return subprocess.run(
-        [sys.executable, "-m", "clbp_bidsapp.cli", *map(str, args)], capture_output=True, text=True, timeout=600
-    )
+    return run_app(*with_min_dof(args))
 
 
 @pytest.fixture(scope="module")

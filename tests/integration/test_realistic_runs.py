@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nb
@@ -15,6 +14,7 @@ import pytest
 
 from clbp_bidsapp.core.centrality import r_threshold_for_p
 from clbp_bidsapp.testing.synthetic import make_dataset
+from tests.integration.common import run_app
 
 LABEL = "01"
 RUN = f"sub-{LABEL}_task-rest"
@@ -24,9 +24,7 @@ ONLY_ALFF = ("--skip", "tsnr", "reho", "vmhc", "dc", "seedfc", "connectome", "gr
 
 def cli(*args: str | Path) -> subprocess.CompletedProcess:
     """The real command line. No --min-dof 0 here: the runs below are sized for what the DOF rule must decide."""
-    return subprocess.run(
-        [sys.executable, "-m", "clbp_bidsapp.cli", *map(str, args)], capture_output=True, text=True, timeout=600
-    )
+    return run_app(*args)
 
 
 def dataset(root: Path, *, n_volumes: int, tr: float) -> Path:

@@ -9,12 +9,10 @@ The table in docs/usage.md ("What a user can get wrong") lists each case with it
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.integration.common import assert_user_error
+from tests.integration.common import assert_user_error, run_app, tree_digest, with_min_dof
 
 pytestmark = pytest.mark.integration
 
@@ -31,41 +29,8 @@ LABEL = "01"  # the participant whose data each case breaks
 
 
 def cli(*args: str | Path) -> subprocess.CompletedProcess:
-    # the tiny test runs (30-80 volumes) keep too few effective DOF for the default --min-dof: not what is tested here
-    if "participant" in map(str, args):
-        args = (*args, "--min-dof", "0")
-    return subprocess.run(
-        [sys.executable, "-m", "clbp_bidsapp.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
-def tree_digest(root: Path) -> dict[str, str]:
-    """SHA-256 of every file (root may write anywhere, so permissions prove nothing; hashes do)."""
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    """2 participants (CLBP sub-01, HC sub-02), 30 volumes of 2 s: tiny, and quick to copy."""
-    from clbp_bidsapp.testing.synthetic import make_dataset
-
-    root = tmp_path_factory.mktemp("robust") / "bids"
-    return make_dataset(root, n_patients=1, n_controls=1, voxel_size=4, n_volumes=30, tr=2.0, seed=7)
-
-
-@pytest.fixture
-def dataset(base, tmp_path):
-    """A private copy of the base dataset and the digest of its files before the case runs."""
-    root = tmp_path / "bids"
-    shutil.copytree(base.root, root)
-    return root
+    """Every command line of this file goes through here."""
+    return run_app(*with_min_dof(args))
 
 
 def func_file(root: Path, pattern: str, label: str = LABEL) -> Path:

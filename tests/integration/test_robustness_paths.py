@@ -10,15 +10,13 @@ each case with its test.
 from __future__ import annotations
 
 import hashlib
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.integration import common
-from tests.integration.common import with_min_dof
+from tests.integration.common import run_app, with_min_dof
 
 pytestmark = pytest.mark.integration
 
@@ -29,14 +27,7 @@ FAST = ("--participant-label", "01", "--min-time", "20", "--no-band-pass", "--sk
 
 def cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Every command-line call of this file goes through here."""
-    args = with_min_dof(args)
-    return subprocess.run(
-        [sys.executable, "-m", "clbp_bidsapp.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=cwd,
-    )
+    return run_app(*with_min_dof(args), cwd=cwd)
 
 
 def tree_digest(root: Path, *, skip: Path | None = None) -> dict[str, str]:
@@ -58,21 +49,6 @@ def tree_digest(root: Path, *, skip: Path | None = None) -> dict[str, str]:
 def assert_user_error(result: subprocess.CompletedProcess, code: int, *fragments: str, max_lines: int = 1) -> None:
     """The shared check, with one line of message by default (each case here has one problem)."""
     common.assert_user_error(result, code, *fragments, max_lines=max_lines)
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    from clbp_bidsapp.testing.synthetic import make_dataset
-
-    root = tmp_path_factory.mktemp("paths") / "bids"
-    return make_dataset(root, n_patients=1, n_controls=1, voxel_size=4, n_volumes=30, tr=2.0, seed=7)
-
-
-@pytest.fixture
-def dataset(base, tmp_path):
-    root = tmp_path / "bids"
-    shutil.copytree(base.root, root)
-    return root
 
 
 def assert_succeeded(result: subprocess.CompletedProcess) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nb
@@ -24,7 +23,7 @@ import pandas as pd
 import pytest
 
 from clbp_bidsapp.testing.synthetic import make_dataset
-from tests.integration.common import assert_user_error, with_min_dof
+from tests.integration.common import assert_user_error, run_app, with_min_dof
 
 pytestmark = pytest.mark.integration
 
@@ -33,13 +32,7 @@ FAST = ("--skip", "dc", "tsnr", "report", "seedfc", "connectome", "graph", "dual
 
 
 def cli(*args: str | Path) -> subprocess.CompletedProcess:
-    args = with_min_dof(args)
-    return subprocess.run(
-        [sys.executable, "-m", "clbp_bidsapp.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    return run_app(*with_min_dof(args), timeout=900)
 
 
 def _user_atlas(path: Path, labels: np.ndarray, affine: np.ndarray, n: int) -> Path:
