@@ -20,6 +20,9 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import tomllib
 
 from clbp_bidsapp import messages
 from clbp_bidsapp.__about__ import __version__
@@ -98,6 +101,8 @@ def plan_run(app_args: Sequence[str]) -> Plan:
     except argparse.ArgumentError as exc:
         raise UserError(f"{exc} (see clbp-bidsapp --help)") from None
     values = vars(namespace)
+    for dest, value in config_file_paths(values.get("config_file")).items():
+        values.setdefault(dest, value)  # the command line overrides the file, as in the app
     refuse_writes_into_the_input(values)
     plan.args = [
         plan.mount(values.pop("bids_dir"), "/data", read_only=True),
@@ -110,6 +115,37 @@ def plan_run(app_args: Sequence[str]) -> Plan:
         plan.args += _words(action, _container_value(plan, dest, value))
     plan.args += unknown
     return plan
+
+
+def config_file_paths(config_file: str | None) -> dict[str, Any]:
+    """Host folders and files a ``--config-file`` names (``[inputs] fmriprep_dir``, ``[denoise] strategy``, ...).
+
+    In the container the file's host paths do not exist; returned as if typed, they are mounted and passed as
+    options with container paths (an option on the command line still wins). A file the app cannot read is left
+    for the app to report.
+    """
+    if config_file is None:
+        return {}
+    try:
+        table = tomllib.loads(Path(config_file).read_text())
+    except (OSError, ValueError):
+        return {}
+    found = {}
+    for dest in (*FOLDER_OPTIONS, *FILE_OPTIONS):
+        section, _, key = dest.partition(".")
+        value = table.get(section, {}).get(key) if isinstance(table.get(section), dict) else None
+        if value is None or value == "":
+            continue
+        if _names_host_path(dest, value):
+            found[dest] = Path(value) if dest in FOLDER_OPTIONS else value
+    return found
+
+
+def _names_host_path(dest: str, value) -> bool:
+    """An existing host folder or file only: a file saved by a container run holds container paths (/mnt/work)."""
+    if dest in FOLDER_OPTIONS:
+        return isinstance(value, str) and Path(value).is_dir()
+    return any(isinstance(v, str) and _is_file(v) for v in (value if isinstance(value, list) else [value]))
 
 
 def refuse_writes_into_the_input(values: dict) -> None:

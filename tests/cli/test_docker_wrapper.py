@@ -91,6 +91,32 @@ def test_user_files_are_mounted_read_only_and_rewritten(tmp_path, monkeypatch):
     assert not any(str(tmp_path) in a for a in args), "no host path reaches the container"
 
 
+def test_paths_inside_a_config_file_are_mounted_and_rewritten(tmp_path, monkeypatch):
+    """Before: a replayed --config-file kept its host paths (fMRIPrep folder, strategy, seeds), which do not exist
+    in the container. A command-line option still wins over the file, and container paths in the file are kept."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bids").mkdir()
+    fmriprep = tmp_path / "fmriprep"
+    fmriprep.mkdir()
+    files = tmp_path / "files"
+    files.mkdir()
+    for name in ("strategy.yml", "seeds.tsv", "other.yml"):
+        (files / name).write_text("x")
+    config = files / "c.toml"
+    config.write_text(
+        f'[inputs]\nfmriprep_dir = "{fmriprep}"\n[denoise]\nstrategy = "{files / "strategy.yml"}"\n'
+        f'[connectivity]\nseeds = ["pcc", "{files / "seeds.tsv"}"]\n[execution]\nwork_dir = "/mnt/work"\n'
+    )
+    args = plan_run([str(tmp_path / "bids"), str(tmp_path / "out"), "participant", "--config-file", str(config),
+                     "--strategy", str(files / "other.yml")]).args  # fmt: skip
+    assert args[args.index("--fmriprep-dir") + 1] == "/mnt/fmriprep_dir"
+    assert args[args.index("--strategy") + 1].endswith("/other.yml"), "the command line wins over the file"
+    assert args[args.index("--seeds") + 1 : args.index("--seeds") + 3][0] == "pcc"
+    assert args[args.index("--seeds") + 2].startswith("/mnt/in")
+    assert "--work-dir" not in args, "a container path saved in the file is not a host folder to mount"
+    assert not any(str(tmp_path) in a for a in args), "no host path reaches the container"
+
+
 def test_paths_with_colons_commas_and_quotes(tmp_path):
     """docker --mount is CSV: a field holding ',' or '"' is quoted with quotes doubled; ':' needs nothing.
     Apptainer's -B cannot escape ':' or ',': one line and exit 2. Before: -v host:container broke on ':'."""
