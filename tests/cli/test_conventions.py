@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import shutil
 import subprocess
@@ -15,17 +14,6 @@ from clbp_bidsapp.cli import docker, slurm
 from clbp_bidsapp.cli.parser import build_parser, megabytes_to_gigabytes
 from clbp_bidsapp.cli.run import parse_settings
 from clbp_bidsapp.errors import UserError
-
-
-@pytest.fixture
-def dataset(tmp_path):
-    bids = tmp_path / "bids"
-    (bids / "derivatives" / "fmriprep").mkdir(parents=True)
-    (bids / "dataset_description.json").write_text(json.dumps({"Name": "t", "BIDSVersion": "1.9.0"}))
-    (bids / "derivatives" / "fmriprep" / "dataset_description.json").write_text(
-        json.dumps({"Name": "f", "BIDSVersion": "1.9.0", "DatasetType": "derivative"})
-    )
-    return bids
 
 
 @pytest.fixture(autouse=True)

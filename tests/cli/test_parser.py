@@ -9,17 +9,6 @@ from clbp_bidsapp.cli.run import main, parse_settings
 from clbp_bidsapp.errors import UserError
 
 
-@pytest.fixture
-def dataset(tmp_path):
-    bids = tmp_path / "bids"
-    (bids / "derivatives" / "fmriprep").mkdir(parents=True)
-    (bids / "dataset_description.json").write_text(json.dumps({"Name": "t", "BIDSVersion": "1.9.0"}))
-    (bids / "derivatives" / "fmriprep" / "dataset_description.json").write_text(
-        json.dumps({"Name": "f", "BIDSVersion": "1.9.0", "DatasetType": "derivative"})
-    )
-    return bids
-
-
 def test_build_parser_has_no_side_effects(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     build_parser()
