@@ -78,13 +78,14 @@ def mirror_indices(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return mirror_voxels(mask, affine).partner
 
 
-def vmhc(series: np.ndarray, *, mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
+def vmhc(series: np.ndarray, *, mask: np.ndarray, affine: np.ndarray, mirror: Mirror | None = None) -> np.ndarray:
     """Fisher-z correlation of each in-mask voxel (columns of ``series``, C order) with its mirror voxel.
 
     NaN marks voxels that are not analysed: midline voxels, voxels without a mirror in the mask and voxels
-    whose own or mirror series is constant (no correlation defined).
+    whose own or mirror series is constant (no correlation defined). ``mirror`` is
+    ``mirror_voxels(mask, affine)`` when the caller has it already.
     """
-    partner = mirror_indices(mask, affine)
+    partner = (mirror if mirror is not None else mirror_voxels(mask, affine)).partner
     z = unit_columns(series)
     out = np.full(z.shape[1], np.nan, dtype=np.float32)
     has = partner >= 0

@@ -112,8 +112,8 @@ class VMHC(SimpleInterface):
             series = standardize.smooth_series(
                 series, mask=mask, fwhm_mm=self.inputs.fwhm, voxel_size_mm=_voxel_size(affine)
             )
-        values = vmhc.vmhc(series, mask=mask, affine=affine)
         mirror = vmhc.mirror_voxels(mask, affine)
+        values = vmhc.vmhc(series, mask=mask, affine=affine, mirror=mirror)
         analysed = np.isfinite(values)
         if not analysed.any():
             raise InputError(
