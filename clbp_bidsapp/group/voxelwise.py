@@ -260,7 +260,7 @@ def run_voxelwise(
             f"{map_set.description}, runs averaged"
         )
         family = "primary" if map_set.label in settings.primary_maps else "exploratory"
-        pending.append(_infer(map_set, group_maps, table, design, contrast, tested, folder,
+        pending.append(_submit_test(map_set, group_maps, table, design, contrast, tested, folder,
                               settings=settings, seed=seed, notes=notes, fan=fan, family=family))  # fmt: skip
         if outcome is not None:
             outcome.ran(map_set.label)
@@ -425,7 +425,7 @@ def _clinical(map_set, group_maps: GroupMaps, table, columns, folder, *, setting
             f"two-sided GLM t of {column} within {settings.patient_label} on the participants' "
             f"{map_set.description}, runs averaged (positive: the map increases with {column})"
         )
-        finish = _infer(map_set, sub_maps, sub_table, design, _safe(column), tested, folder,
+        finish = _submit_test(map_set, sub_maps, sub_table, design, _safe(column), tested, folder,
                         settings=settings, seed=seed, notes=notes, fan=fan)  # fmt: skip
         roi = roi_statistics(sub_maps, design, settings=settings, seed=seed)
         prefix = f"{map_set.label}_contrast-{_safe(column)}"
@@ -476,8 +476,14 @@ def _safe(text: str) -> str:
     return re.sub(r"[^0-9A-Za-z]", "", text)
 
 
-def _infer(map_set, group_maps, table, design: Design, contrast, tested, folder, *, settings, seed, notes, fan,
-           family="exploratory"):  # fmt: skip
+def _infer(map_set, group_maps, table, design: Design, contrast, tested, folder: Path, *, settings, seed, notes):
+    """Permutation inference on one map set and one design, here; write every output map, table and sidecar."""
+    return _submit_test(map_set, group_maps, table, design, contrast, tested, folder, settings=settings, seed=seed,
+                        notes=notes, fan=fanout.Serial())()  # fmt: skip
+
+
+def _submit_test(map_set, group_maps, table, design: Design, contrast, tested, folder, *, settings, seed, notes, fan,
+                 family="exploratory"):  # fmt: skip
     """Submit the permutation test of one map set and design to ``fan``; return what writes its outputs."""
     n, p = design.matrix.shape
     cluster_t = float(sstats.t.isf(settings.cluster_forming_p / 2, n - p))

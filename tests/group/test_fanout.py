@@ -94,14 +94,16 @@ def test_chunks_merged_equal_one_run(problem, pieces, tail):
     data, design, mask = problem
     single = permutation_test(data, design, mask=mask, tail=tail, **OPTIONS)
     assert single.cluster_p_fwe.size > 0 and (single.p_fwe < 0.05).any()  # the planted blob is found
-    parts = [permutation_nulls(data, design, mask=mask, chunks=chunks, **OPTIONS)
-             for chunks in reversed(fanout.split_chunks(chunk_count(N_PERM), pieces))]  # any completion order
+    parts = [
+        permutation_nulls(data, design, mask=mask, chunks=chunks, **OPTIONS)
+        for chunks in reversed(fanout.split_chunks(chunk_count(N_PERM), pieces))
+    ]  # any completion order
     merged = permutation_test(data, design, mask=mask, tail=tail, nulls=merge_nulls(parts), **OPTIONS)
     assert_same_result(merged, single)
 
 
 def test_merging_refuses_missing_chunks(problem):
-    data, design, mask = problem
+    data, design, _ = problem
     first, _, last = (permutation_nulls(data, design, n_permutations=N_PERM, seed=1, chunks=range(c, c + 1))
                       for c in range(3))  # fmt: skip
     with pytest.raises(ValueError, match="not consecutive"):
@@ -125,3 +127,73 @@ def test_process_pool_equals_serial(problem, tmp_path):
     for got, want in zip(results, expected, strict=True):
         assert_same_result(got, want)
     assert not folder.exists()
+
+
+def test_executor_follows_nprocs_and_plugin(tmp_path):
+    from clbp_bidsapp.config import ExecutionSettings
+    from clbp_bidsapp.errors import InputError
+
+    assert isinstance(fanout.executor_for(ExecutionSettings(nprocs=1), work_dir=tmp_path), fanout.Serial)
+    assert isinstance(fanout.executor_for(ExecutionSettings(nprocs=4, plugin="Linear"), work_dir=tmp_path),
+                      fanout.Serial)  # fmt: skip
+    with fanout.executor_for(ExecutionSettings(nprocs=2, omp_nthreads=1), work_dir=tmp_path) as pool:
+        assert isinstance(pool, fanout.Pool) and pool.nprocs == 2
+    bad = ExecutionSettings(plugin="SLURM", plugin_args={"chunks_per_job": 0})
+    with pytest.raises(InputError, match="--plugin-args chunks_per_job: 0 is not a positive whole number"):
+        fanout.executor_for(bad, work_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []  # the pool's temporary folder is gone
+
+
+# ---- command line: --nprocs 2 writes the same bytes as --nprocs 1 ------------------------------------------------
+
+PARTICIPANT_ARGS = ("--min-time", "0", "--fd-thresh", "0", "--no-band-pass", "--skip", "vmhc", "dc", "tsnr", "report",
+                    "graph", "dualreg", "connectome", "seedfc")  # fmt: skip
+GROUP_ARGS = ("--n-permutations", "150", "--covariates", "--group-metrics", "alff", "reho", "--skip", "ml", "ica",
+              "report", "connectome")  # fmt: skip
+
+
+def cli(*args: str | Path) -> subprocess.CompletedProcess:
+    """Every command line of this file goes through here."""
+    return subprocess.run([sys.executable, "-m", "clbp_bidsapp.cli", *map(str, with_min_dof(args))],
+                          capture_output=True, text=True, timeout=900)  # fmt: skip
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def processed(tmp_path_factory):
+    """(dataset root, output folder with the participant level of 2 patients + 2 controls, 30 volumes, 4 mm)."""
+    from clbp_bidsapp.testing.synthetic import make_dataset
+
+    base = tmp_path_factory.mktemp("fanout")
+    info = make_dataset(base / "bids", n_patients=2, n_controls=2, voxel_size=4, n_volumes=30, tr=2.0, seed=7)
+    out = base / "out"
+    result = cli(info.root, out, "participant", *PARTICIPANT_ARGS, "-w", base / "work")
+    assert result.returncode == 0, result.stderr
+    return info.root, out
+
+
+def test_two_processes_write_the_same_group_outputs_as_one(processed, tmp_path):
+    import shutil
+
+    root, out = processed
+    outputs = {}
+    for nprocs in ("1", "2"):
+        target = tmp_path / f"out-{nprocs}"
+        shutil.copytree(out, target)
+        result = cli(root, target, "group", *GROUP_ARGS, "--nprocs", nprocs, "-w", tmp_path / f"work-{nprocs}")
+        assert result.returncode == 0, result.stderr
+        assert "2 analyses run, 0 not run" in result.stderr
+        outputs[nprocs] = digest(target / "group")
+        assert not list((tmp_path / f"work-{nprocs}").glob("group-fanout-*"))  # temporary unit data removed
+    names = set(outputs["1"])
+    for label in ("alff", "reho"):  # every map's statistics, TFCE and clusters
+        for suffix in ("stat-t_statmap.nii.gz", "stat-logp_desc-fwe_statmap.nii.gz", "stat-tfce_statmap.nii.gz",
+                       "stat-logp_desc-tfcefwe_statmap.nii.gz", "stat-logp_desc-clusterfwe_statmap.nii.gz",
+                       "stat-logp_desc-uncorrected_statmap.nii.gz", "stat-t_statmap.json"):  # fmt: skip
+            assert f"{label}_contrast-CLBPvsHC_{suffix}" in names
+    assert "alff_contrast-CLBPvsHC_stat-logp_desc-familyfwe_statmap.nii.gz" in names  # the primary family
+    assert outputs["2"] == outputs["1"]
