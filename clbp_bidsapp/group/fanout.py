@@ -42,6 +42,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ from typing import Any
 
 import numpy as np
 
+from clbp_bidsapp import messages
 from clbp_bidsapp.core.stats import (
     Design,
     PermutationNulls,
@@ -146,6 +148,8 @@ class _Deferred(Executor):
         raise NotImplementedError
 
     def submit(self, data: np.ndarray, design: Design, *, label: str, **options: Any) -> PendingResult:
+        while len(self.open) >= self.max_units:
+            self.finish(self.open[0])
         index = len(self.units)
         data_path = self.folder / f"unit-{index:04d}.npy"
         np.save(data_path, np.asarray(data, dtype=np.float64))
@@ -155,8 +159,6 @@ class _Deferred(Executor):
         self.units.append(unit)
         self.open.append(unit)
         self.start(unit)
-        if len(self.open) > self.max_units:
-            self.finish(self.open[0])
         return lambda: self.finish(unit)
 
     def finish(self, unit: _Unit) -> PermutationResult:
@@ -291,8 +293,12 @@ class Slurm(_Deferred):
         count = len(self.queued)
         self.queued = []
         self.arrays += 1
-        with progress(None, label=f"SLURM job array of {count} task(s), {total} permutations", quiet_below=10):
-            done = _run_and_wait(command)
+        messages.say(f"group statistics: a SLURM job array of {count} task(s), {total} permutations; waiting for it")
+        started = time.monotonic()
+        done = _run_and_wait(command)
+        messages.say(
+            f"group statistics: SLURM job array {done.stdout.strip()} ended in {time.monotonic() - started:.0f} s"
+        )
         if done.returncode != 0:
             failed = [n for n in range(count) if not (folder / f"result-{n}.pkl").is_file()]
             if failed or not done.stdout.strip():
@@ -322,6 +328,7 @@ def executor_for(execution, *, work_dir: Path) -> Executor:
     """The executor that ``--nprocs``, ``--plugin`` and ``--plugin-args`` ask for (see the module docstring)."""
     if execution.plugin in SLURM_PLUGINS:
         args = dict(execution.plugin_args)
+        messages.say(f"group statistics: permutations as SLURM job arrays (--plugin {execution.plugin})")
         return Slurm(
             work_dir,
             omp_nthreads=execution.omp_nthreads,
@@ -330,6 +337,7 @@ def executor_for(execution, *, work_dir: Path) -> Executor:
             units_per_array=_plugin_arg(args, "units_per_array", int, DEFAULT_UNITS_PER_ARRAY),
         )
     if execution.nprocs > 1 and execution.plugin != "Linear":
+        messages.say(f"group statistics: permutations in {execution.nprocs} worker processes (--nprocs)")
         return Pool(work_dir, nprocs=execution.nprocs, omp_nthreads=execution.omp_nthreads)
     return Serial()
 

@@ -187,6 +187,7 @@ def test_two_processes_write_the_same_group_outputs_as_one(processed, tmp_path):
         result = cli(root, target, "group", *GROUP_ARGS, "--nprocs", nprocs, "-w", tmp_path / f"work-{nprocs}")
         assert result.returncode == 0, result.stderr
         assert "2 analyses run, 0 not run" in result.stderr
+        assert ("permutations in 2 worker processes" in result.stderr) == (nprocs == "2")
         outputs[nprocs] = digest(target / "group")
         assert not list((tmp_path / f"work-{nprocs}").glob("group-fanout-*"))  # temporary unit data removed
     names = set(outputs["1"])
