@@ -230,8 +230,6 @@ class Slurm(_Deferred):
         chunks_per_job: int = DEFAULT_CHUNKS_PER_JOB,
         units_per_array: int = DEFAULT_UNITS_PER_ARRAY,
     ) -> None:
-        if shutil.which("sbatch") is None:
-            raise InputError("--plugin SLURM: sbatch is not on PATH; run the group level on a SLURM host, or --nprocs")
         super().__init__(work_dir)
         self.omp_nthreads = omp_nthreads
         self.sbatch_args = list(sbatch_args)
@@ -327,19 +325,31 @@ def _run_and_wait(command: list[str]) -> subprocess.CompletedProcess:
 def executor_for(execution, *, work_dir: Path) -> Executor:
     """The executor that ``--nprocs``, ``--plugin`` and ``--plugin-args`` ask for (see the module docstring)."""
     if execution.plugin in SLURM_PLUGINS:
-        args = dict(execution.plugin_args)
+        options = slurm_options(execution)
         messages.say(f"group statistics: permutations as SLURM job arrays (--plugin {execution.plugin})")
-        return Slurm(
-            work_dir,
-            omp_nthreads=execution.omp_nthreads,
-            sbatch_args=shlex.split(_plugin_arg(args, "sbatch_args", str, "")),
-            chunks_per_job=_plugin_arg(args, "chunks_per_job", int, DEFAULT_CHUNKS_PER_JOB),
-            units_per_array=_plugin_arg(args, "units_per_array", int, DEFAULT_UNITS_PER_ARRAY),
-        )
+        return Slurm(work_dir, omp_nthreads=execution.omp_nthreads, **options)
     if execution.nprocs > 1 and execution.plugin != "Linear":
         messages.say(f"group statistics: permutations in {execution.nprocs} worker processes (--nprocs)")
         return Pool(work_dir, nprocs=execution.nprocs, omp_nthreads=execution.omp_nthreads)
     return Serial()
+
+
+def slurm_options(execution) -> dict[str, Any]:
+    """The SLURM executor's options from ``--plugin-args``; :class:`InputError` for a wrong one or no sbatch."""
+    if shutil.which("sbatch") is None:
+        raise InputError("--plugin SLURM: sbatch is not on PATH; run the group level on a SLURM host, or --nprocs")
+    args = dict(execution.plugin_args)
+    return {
+        "sbatch_args": shlex.split(_plugin_arg(args, "sbatch_args", str, "")),
+        "chunks_per_job": _plugin_arg(args, "chunks_per_job", int, DEFAULT_CHUNKS_PER_JOB),
+        "units_per_array": _plugin_arg(args, "units_per_array", int, DEFAULT_UNITS_PER_ARRAY),
+    }
+
+
+def check_execution(execution) -> None:
+    """Refuse, before any work, a SLURM fan-out that cannot run (no sbatch, wrong ``--plugin-args``)."""
+    if execution.plugin in SLURM_PLUGINS:
+        slurm_options(execution)
 
 
 def _plugin_arg(args: Mapping[str, Any], key: str, kind: type, default: Any) -> Any:

@@ -119,6 +119,7 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
     derivatives.write_tsv(group_dir / "desc-excluded_participants.tsv", design.excluded)
     check_group_sizes(design, settings=g, table_name=table_name)
     check_design_estimable(design.included, settings=g)
+    fanout.check_execution(ex)
     messages.say(f"group level reads {selection.describe()}")
     if "qc" not in ex.skip:
         derivatives.write_tsv(group_dir / "desc-qc_summary.tsv", qc_summary(design, settings=g))

@@ -7,6 +7,8 @@ The SLURM executor is tested on a real cluster in tests/cluster/test_group_fanou
 from __future__ import annotations
 
 import hashlib
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -129,7 +131,7 @@ def test_process_pool_equals_serial(problem, tmp_path):
     assert not folder.exists()
 
 
-def test_executor_follows_nprocs_and_plugin(tmp_path):
+def test_executor_follows_nprocs_and_plugin(tmp_path, monkeypatch):
     from clbp_bidsapp.config import ExecutionSettings
     from clbp_bidsapp.errors import InputError
 
@@ -138,10 +140,21 @@ def test_executor_follows_nprocs_and_plugin(tmp_path):
                       fanout.Serial)  # fmt: skip
     with fanout.executor_for(ExecutionSettings(nprocs=2, omp_nthreads=1), work_dir=tmp_path) as pool:
         assert isinstance(pool, fanout.Pool) and pool.nprocs == 2
-    bad = ExecutionSettings(plugin="SLURM", plugin_args={"chunks_per_job": 0})
-    with pytest.raises(InputError, match="--plugin-args chunks_per_job: 0 is not a positive whole number"):
-        fanout.executor_for(bad, work_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []  # the pool's temporary folder is gone
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", str(bin_dir))
+    with pytest.raises(InputError, match="--plugin SLURM: sbatch is not on PATH"):
+        fanout.check_execution(ExecutionSettings(plugin="SLURM"))
+    (bin_dir / "sbatch").write_text("#!/bin/sh\nexit 1\n")
+    (bin_dir / "sbatch").chmod(0o755)
+    fanout.check_execution(ExecutionSettings(plugin="SLURMGraph", plugin_args={"sbatch_args": "-p short"}))
+    for args, problem in (({"chunks_per_job": 0}, "chunks_per_job: 0 is not a positive whole number"),
+                          ({"units_per_array": "8"}, "units_per_array: '8' is not a positive whole number"),
+                          ({"sbatch_args": ["-p"]}, "sbatch_args: ['-p'] is not a string")):  # fmt: skip
+        with pytest.raises(InputError, match=re.escape(f"--plugin-args {problem}")):
+            fanout.check_execution(ExecutionSettings(plugin="SLURM", plugin_args=args))
+    fanout.check_execution(ExecutionSettings(plugin="MultiProc"))
 
 
 # ---- command line: --nprocs 2 writes the same bytes as --nprocs 1 ------------------------------------------------
@@ -177,8 +190,6 @@ def processed(tmp_path_factory):
 
 
 def test_two_processes_write_the_same_group_outputs_as_one(processed, tmp_path):
-    import shutil
-
     root, out = processed
     outputs = {}
     for nprocs in ("1", "2"):
