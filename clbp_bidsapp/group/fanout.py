@@ -45,6 +45,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,7 +153,8 @@ class _Deferred(Executor):
             self.finish(self.open[0])
         index = len(self.units)
         data_path = self.folder / f"unit-{index:04d}.npy"
-        np.save(data_path, np.asarray(data, dtype=np.float64))
+        with derivatives.atomic_path(data_path) as tmp:  # a full work disk: the usual one-line error
+            np.save(tmp, np.asarray(data, dtype=np.float64))
         n_chunks = chunk_count(options["n_permutations"])
         tasks = split_chunks(n_chunks, self.pieces(n_chunks))
         unit = _Unit(index, data_path, design, dict(options), label, tasks)
@@ -208,9 +210,16 @@ class Pool(_Deferred):
 
     def collect(self, unit: _Unit) -> list[PermutationNulls]:
         n_permutations = unit.options["n_permutations"]
-        with progress(n_permutations, label=unit.label, quiet_below=10) as bar:
-            for future in as_completed(unit.handles):
-                bar.update(future.result().max_null.size)
+        try:
+            with progress(n_permutations, label=unit.label, quiet_below=10) as bar:
+                for future in as_completed(unit.handles):
+                    bar.update(future.result().max_null.size)
+        except BrokenProcessPool:
+            raise InputError(
+                f"--nprocs {self.nprocs}: a worker process died during {unit.label} (out of memory?); "
+                "rerun with fewer --nprocs",
+                exit_code=ExitCode.SOME_FAILED,
+            ) from None
         return [future.result() for future in unit.handles]
 
     def close(self) -> None:
@@ -271,7 +280,8 @@ class Slurm(_Deferred):
         for number, (unit, chunks) in enumerate(self.queued):
             task = {"data_path": unit.data_path, "design": unit.design, "options": unit.options, "chunks": chunks,
                     "omp_nthreads": self.omp_nthreads}  # fmt: skip
-            (folder / f"task-{number}.pkl").write_bytes(pickle.dumps(task))
+            with derivatives.atomic_path(folder / f"task-{number}.pkl") as tmp:
+                tmp.write_bytes(pickle.dumps(task))
             unit.handles.append(number)
             unit.array = self.arrays
         script = folder / "fanout.sbatch"

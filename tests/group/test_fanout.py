@@ -131,6 +131,20 @@ def test_process_pool_equals_serial(problem, tmp_path):
     assert not folder.exists()
 
 
+def test_a_worker_that_dies_stops_the_run_with_one_line(problem, tmp_path):
+    """E.g. killed by the kernel's out-of-memory killer: exit 1 naming --nprocs, not a BrokenProcessPool traceback."""
+    from clbp_bidsapp.errors import ExitCode, InputError
+
+    data, design, mask = problem
+    with fanout.Pool(tmp_path, nprocs=1) as pool:
+        finish = pool.submit(data, design, label="alff (CLBPvsHC) permutations", mask=mask, tail="none", **OPTIONS)
+        for process in list(pool.pool._processes.values()):  # spawned at submit; still importing numpy
+            process.kill()
+        with pytest.raises(InputError, match=r"--nprocs 1: a worker process died during alff \(CLBPvsHC\)") as caught:
+            finish()
+    assert caught.value.exit_code == ExitCode.SOME_FAILED
+
+
 def test_executor_follows_nprocs_and_plugin(tmp_path, monkeypatch):
     from clbp_bidsapp.config import ExecutionSettings
     from clbp_bidsapp.errors import InputError
