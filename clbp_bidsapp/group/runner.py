@@ -119,7 +119,8 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
     derivatives.write_tsv(group_dir / "desc-excluded_participants.tsv", design.excluded)
     check_group_sizes(design, settings=g, table_name=table_name)
     check_design_estimable(design.included, settings=g)
-    fanout.check_execution(ex)
+    if "stats" not in ex.skip:
+        fanout.check_execution(ex)  # --plugin SLURM needs sbatch: refused now, not after the group ICA
     messages.say(f"group level reads {selection.describe()}")
     if "qc" not in ex.skip:
         derivatives.write_tsv(group_dir / "desc-qc_summary.tsv", qc_summary(design, settings=g))
