@@ -21,7 +21,7 @@ byte-identical whatever the number of processes or jobs. The maps of one contras
   level itself) merges and writes. One array per batch rather than nipype's SLURM plugin: one submission and one
   wait instead of one job and one ``squeue`` poll per node, no pickled nipype graph, and the merge needs every map
   in the main process anyway (the family FWE). ``--plugin-args '{"sbatch_args": "--partition=short --mem=4G",
-  "chunks_per_job": 10, "units_per_array": 64}'`` tunes it (these are the defaults, with no sbatch_args).
+  "chunks_per_job": 10, "units_per_array": 16}'`` tunes it (these are the defaults, with no sbatch_args).
 
 **Memory and disk.** A unit's data (participants x voxels, float64) is written once to a temporary folder under
 the work folder and memory-mapped by the tasks (the page cache is shared by the processes of one machine); the
@@ -68,7 +68,7 @@ from clbp_bidsapp.io.progress import progress
 
 SLURM_PLUGINS = ("SLURM", "SLURMGraph")
 DEFAULT_CHUNKS_PER_JOB = 10
-DEFAULT_UNITS_PER_ARRAY = 64
+DEFAULT_UNITS_PER_ARRAY = 16  # x 1.9 GB of temporary data per test for 1000 participants at 2 mm
 PendingResult = Callable[[], PermutationResult]
 
 
