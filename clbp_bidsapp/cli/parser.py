@@ -523,7 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="execution.nprocs",
         metavar="N",
         default=SUPPRESS,
-        help=_help("processes for the participant graph", "execution", "nprocs"),
+        help=_help("processes for the participant graph and the group permutation tests", "execution", "nprocs"),
     )
     exe.add_argument(
         "--omp-nthreads",
@@ -556,7 +556,11 @@ def build_parser() -> argparse.ArgumentParser:
         dest="execution.plugin",
         choices=PLUGINS,
         default=SUPPRESS,
-        help=_help("nipype execution plugin", "execution", "plugin"),
+        help=_help(
+            "nipype execution plugin; SLURM/SLURMGraph also fan the group tests out as job arrays",
+            "execution",
+            "plugin",
+        ),
     )
     exe.add_argument(
         "--plugin-args",

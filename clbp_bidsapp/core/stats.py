@@ -18,6 +18,7 @@ FDR q from Benjamini-Hochberg on the permutation-uncorrected p.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from math import lgamma
@@ -170,17 +171,114 @@ class FreedmanLaneT:
         return np.nan_to_num(t)
 
 
-def permutation_stream(n: int, n_permutations: int, *, seed: int, block: int):
-    """Blocks of row orderings, identity first (the observed data), from ``default_rng(seed)``."""
-    rng = np.random.default_rng(seed)
-    done = 0
-    while done < n_permutations:
-        count = min(block, n_permutations - done)
+PERMUTATIONS_PER_CHUNK = 100  # the permutation stream is drawn in seeded chunks of this many (fixed: see below)
+
+
+def permutation_stream(n: int, n_permutations: int, *, seed: int, block: int, chunks: Sequence[int] | None = None):
+    """Blocks of row orderings, identity first (the observed data).
+
+    Permutation i belongs to chunk ``i // PERMUTATIONS_PER_CHUNK``, whose orderings are drawn from
+    ``default_rng([seed, chunk])``, and blocks never straddle two chunks. So the stream depends neither on
+    ``block`` nor on how the chunks are shared among processes or SLURM jobs: ``chunks`` (chunk indices, default
+    all) yields exactly the blocks that a whole run computes for them (``group/fanout.py``).
+    """
+    for chunk in range(chunk_count(n_permutations)) if chunks is None else chunks:
+        first = chunk * PERMUTATIONS_PER_CHUNK
+        count = min(PERMUTATIONS_PER_CHUNK, n_permutations - first)
+        rng = np.random.default_rng([seed, chunk])
         perms = np.array([rng.permutation(n) for _ in range(count)])
-        if done == 0:
+        if chunk == 0:
             perms[0] = np.arange(n)
-        yield perms
+        for start in range(0, count, block):
+            yield perms[start : start + block]
+
+
+def chunk_count(n_permutations: int) -> int:
+    """Number of seeded chunks of :func:`permutation_stream` holding ``n_permutations`` permutations."""
+    return -(-n_permutations // PERMUTATIONS_PER_CHUNK)
+
+
+@dataclass(frozen=True)
+class PermutationNulls:
+    """What the permutations of ``chunks`` contribute to a test; parts merge exactly (:func:`merge_nulls`)."""
+
+    chunks: range
+    exceed: np.ndarray  # (voxels,) int64: permutations whose statistic reaches the observed one (counts add)
+    max_null: np.ndarray  # (permutations,) max statistic per permutation (nulls concatenate)
+    cluster_max: np.ndarray  # (permutations,) largest cluster (zeros without cluster inference)
+    max_tfce_null: np.ndarray  # (permutations,) max |TFCE| (zeros without TFCE)
+
+
+def merge_nulls(parts: Sequence[PermutationNulls]) -> PermutationNulls:
+    """The nulls of consecutive chunk ranges as one: counts added, per-permutation maxima concatenated in order."""
+    parts = sorted(parts, key=lambda part: part.chunks.start)
+    for before, after in itertools.pairwise(parts):
+        if before.chunks.stop != after.chunks.start:
+            raise ValueError(f"chunks {before.chunks} and {after.chunks} are not consecutive")
+    return PermutationNulls(
+        chunks=range(parts[0].chunks.start, parts[-1].chunks.stop),
+        exceed=np.sum([part.exceed for part in parts], axis=0),
+        max_null=np.concatenate([part.max_null for part in parts]),
+        cluster_max=np.concatenate([part.cluster_max for part in parts]),
+        max_tfce_null=np.concatenate([part.max_tfce_null for part in parts]),
+    )
+
+
+def permutation_nulls(
+    data: np.ndarray,
+    design: Design,
+    *,
+    n_permutations: int,
+    seed: int,
+    chunks: range,
+    two_sided: bool = True,
+    mask: np.ndarray | None = None,
+    cluster_threshold: float | None = None,
+    block: int = 128,
+    tfce: bool = False,
+    tfce_dh: float | str = "auto",
+    tfce_connectivity: int = 6,
+    tfce_block: int = 16,
+    on_progress: Callable[[int], None] | None = None,
+) -> PermutationNulls:
+    """The nulls of the permutations of ``chunks`` only (options as :func:`permutation_test`, which merges them)."""
+    t_stats = FreedmanLaneT(data, design)
+    observed = t_stats(np.arange(t_stats.n)[None, :])[0]
+    graph = TfceGraph(mask, connectivity=tfce_connectivity) if tfce else None
+    return _chunk_nulls(t_stats, observed, n_permutations=n_permutations, seed=seed, chunks=chunks,
+                        two_sided=two_sided, mask=mask, cluster_threshold=cluster_threshold, block=block,
+                        graph=graph, tfce_dh=tfce_dh, tfce_block=tfce_block, on_progress=on_progress)  # fmt: skip
+
+
+def _chunk_nulls(
+    t_stats, observed, *, n_permutations, seed, chunks, two_sided, mask, cluster_threshold, block, graph, tfce_dh,
+    tfce_block, on_progress,
+) -> PermutationNulls:  # fmt: skip
+    stat_obs = np.abs(observed) if two_sided else observed
+    first = chunks.start * PERMUTATIONS_PER_CHUNK
+    size = min(chunks.stop * PERMUTATIONS_PER_CHUNK, n_permutations) - first
+    exceed = np.zeros(observed.shape, dtype=np.int64)
+    max_null, cluster_max, max_tfce_null = np.empty(size), np.zeros(size), np.zeros(size)
+    clusters = mask is not None and cluster_threshold is not None
+    done = 0
+    for perms in permutation_stream(t_stats.n, n_permutations, seed=seed, block=block, chunks=chunks):
+        count = len(perms)
+        t_block = t_stats(perms)
+        stat_block = np.abs(t_block) if two_sided else t_block
+        exceed += (stat_block >= stat_obs - 1e-12).sum(axis=0)
+        max_null[done : done + count] = stat_block.max(axis=1)
+        if clusters:
+            for k in range(count):
+                _, sizes = _clusters(t_block[k], mask, cluster_threshold, two_sided=two_sided)
+                cluster_max[done + k] = sizes.max() if sizes.size else 0
+        if graph is not None:
+            for start in range(0, count, tfce_block):
+                scores = graph.scores(t_block[start : start + tfce_block], two_sided=two_sided, dh=tfce_dh)
+                max_tfce_null[done + start : done + start + scores.shape[0]] = np.abs(scores).max(axis=1)
         done += count
+        if on_progress is not None:
+            on_progress(count)
+    return PermutationNulls(chunks, exceed, max_null, cluster_max, max_tfce_null)
 
 
 def permutation_test(
@@ -199,6 +297,7 @@ def permutation_test(
     tfce_block: int = 16,
     on_progress: Callable[[int], None] | None = None,
     tail: str = "none",
+    nulls: PermutationNulls | None = None,
 ) -> PermutationResult:
     """Freedman-Lane permutation test of ``design.tested`` for every column of ``data``.
 
@@ -210,7 +309,9 @@ def permutation_test(
     ``on_progress(count)`` is called after each block of ``count`` permutations (e.g. a progress bar's update).
     ``tail="gpd"`` replaces the FWE p-values (max-t, cluster extent, TFCE) below 0.1 by the generalised Pareto
     tail of their max-statistic null where it passes the goodness-of-fit check (``core/tail.py``; Winkler et al.
-    2016), floored at 1 / the number of distinct rearrangements of the tested column.
+    2016), floored at 1 / the number of distinct rearrangements of the tested column. ``nulls`` are the merged
+    :func:`permutation_nulls` of every chunk, computed elsewhere (``group/fanout.py``); the result is then
+    identical to computing them here.
     """
     if tail not in ("none", "gpd"):
         raise ValueError(f"tail must be 'none' or 'gpd', not {tail!r}")
@@ -220,35 +321,19 @@ def permutation_test(
     n = t_stats.n
     observed = t_stats(np.arange(n)[None, :])[0]
     stat_obs = np.abs(observed) if two_sided else observed
-    exceed = np.zeros(observed.shape, dtype=np.int64)
-    max_null = np.empty(n_permutations)
-    cluster_max = np.zeros(n_permutations)
     labels_obs = cluster_p = None
     if mask is not None and cluster_threshold is not None:
         labels_obs, sizes_obs = _clusters(observed, mask, cluster_threshold, two_sided=two_sided)
     graph = TfceGraph(mask, connectivity=tfce_connectivity) if tfce else None
-    tfce_obs = None
-    max_tfce_null = np.zeros(n_permutations)
-    done = 0
-    for perms in permutation_stream(n, n_permutations, seed=seed, block=block):
-        count = len(perms)
-        t_block = t_stats(perms)
-        stat_block = np.abs(t_block) if two_sided else t_block
-        exceed += (stat_block >= stat_obs - 1e-12).sum(axis=0)
-        max_null[done : done + count] = stat_block.max(axis=1)
-        if labels_obs is not None:
-            for k in range(count):
-                _, sizes = _clusters(t_block[k], mask, cluster_threshold, two_sided=two_sided)
-                cluster_max[done + k] = sizes.max() if sizes.size else 0
-        if graph is not None:
-            for first in range(0, count, tfce_block):
-                scores = graph.scores(t_block[first : first + tfce_block], two_sided=two_sided, dh=tfce_dh)
-                if done == 0 and first == 0:
-                    tfce_obs = scores[0]
-                max_tfce_null[done + first : done + first + scores.shape[0]] = np.abs(scores).max(axis=1)
-        done += count
-        if on_progress is not None:
-            on_progress(count)
+    if nulls is None:
+        nulls = _chunk_nulls(t_stats, observed, n_permutations=n_permutations, seed=seed,
+                             chunks=range(chunk_count(n_permutations)), two_sided=two_sided, mask=mask,
+                             cluster_threshold=cluster_threshold, block=block, graph=graph, tfce_dh=tfce_dh,
+                             tfce_block=tfce_block, on_progress=on_progress)  # fmt: skip
+    if nulls.chunks != range(chunk_count(n_permutations)) or nulls.max_null.size != n_permutations:
+        raise ValueError(f"the nulls cover chunks {nulls.chunks}, not all {n_permutations} permutations")
+    exceed, max_null, cluster_max, max_tfce_null = nulls.exceed, nulls.max_null, nulls.cluster_max, nulls.max_tfce_null
+    tfce_obs = graph.scores(observed[None, :], two_sided=two_sided, dh=tfce_dh)[0] if graph is not None else None
     p_unc = exceed / n_permutations
     at_least = n_permutations - np.searchsorted(np.sort(max_null), stat_obs - 1e-12, side="left")
     p_fwe = at_least / n_permutations

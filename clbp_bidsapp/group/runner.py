@@ -12,7 +12,7 @@ import pandas as pd
 from clbp_bidsapp import messages
 from clbp_bidsapp.config import GroupSettings, Settings
 from clbp_bidsapp.errors import ExitCode, InputError, LateSteps
-from clbp_bidsapp.group import inclusion
+from clbp_bidsapp.group import fanout, inclusion
 from clbp_bidsapp.group.concordance import write_concordance
 from clbp_bidsapp.group.connectomes import run_connectome_stats
 from clbp_bidsapp.group.design import build_design, check_group_sizes, qc_summary
@@ -119,6 +119,8 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
     derivatives.write_tsv(group_dir / "desc-excluded_participants.tsv", design.excluded)
     check_group_sizes(design, settings=g, table_name=table_name)
     check_design_estimable(design.included, settings=g)
+    if "stats" not in ex.skip:
+        fanout.check_execution(ex)  # --plugin SLURM needs sbatch: refused now, not after the group ICA
     messages.say(f"group level reads {selection.describe()}")
     if "qc" not in ex.skip:
         derivatives.write_tsv(group_dir / "desc-qc_summary.tsv", qc_summary(design, settings=g))
@@ -141,16 +143,18 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
             )
     late = LateSteps(results=str(group_dir))  # summaries of written results: a failure there loses nothing
     if "stats" not in ex.skip:
-        results = run_voxelwise(
-            design.included,
-            output_dir=ex.output_dir,
-            settings=g,
-            seed=ex.random_seed,
-            smoothing_fwhm=settings.metrics.smoothing_fwhm,
-            extra_map_sets=ica_sets,
-            layout=layout,
-            outcome=outcome,
-        )
+        with fanout.executor_for(ex, work_dir=ex.work_dir or ex.output_dir / "work") as fan:  # --nprocs, --plugin
+            results = run_voxelwise(
+                design.included,
+                output_dir=ex.output_dir,
+                settings=g,
+                seed=ex.random_seed,
+                smoothing_fwhm=settings.metrics.smoothing_fwhm,
+                extra_map_sets=ica_sets,
+                layout=layout,
+                outcome=outcome,
+                fan=fan,
+            )
         for result in results:
             top = result.clusters.iloc[0] if len(result.clusters) else None
             where = (

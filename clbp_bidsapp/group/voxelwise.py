@@ -18,6 +18,7 @@ metabolism can change in opposite directions. The report says so next to every t
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import re
@@ -32,12 +33,19 @@ from scipy import stats as sstats
 from clbp_bidsapp.config import GroupSettings
 from clbp_bidsapp.core import connectivity, multiplicity
 from clbp_bidsapp.core import tail as gpd_tail
-from clbp_bidsapp.core.stats import Design, DesignError, design_matrix, permutation_test, regression_design
+from clbp_bidsapp.core.stats import (
+    PERMUTATIONS_PER_CHUNK,
+    Design,
+    DesignError,
+    design_matrix,
+    permutation_test,
+    regression_design,
+)
 from clbp_bidsapp.errors import ExitCode, InputError
+from clbp_bidsapp.group import fanout
 from clbp_bidsapp.group.inclusion import Outcome
 from clbp_bidsapp.group.maps import GroupMaps, find_maps, load_group_maps
 from clbp_bidsapp.io import atlases, derivatives, images
-from clbp_bidsapp.io.progress import progress
 
 LOGGER = logging.getLogger("clbp_bidsapp.group")
 ALPHA = 0.05
@@ -175,6 +183,7 @@ def run_voxelwise(
     extra_map_sets: Sequence[MapSet] = (),
     layout=None,
     outcome: Outcome | None = None,
+    fan: fanout.Executor | None = None,
 ) -> list[MetricResult]:
     """Compare groups, and correlate with clinical columns within patients, on every available map.
 
@@ -183,7 +192,8 @@ def run_voxelwise(
     of ``output_dir``; the group runner passes only the complete, selected participant outputs). ``outcome``
     receives, per map, the participants left out of it (no map, an invalid seed, no valid voxel) and the maps
     not analysed (fewer than ``settings.min_per_group`` per group, or no estimable design), which the others
-    survive; without it, those raise :class:`InputError` as before.
+    survive; without it, those raise :class:`InputError` as before. ``fan`` runs the permutation tests (default:
+    here, one after the other; ``group/fanout.py``); the outputs are the same whatever it is.
     """
     from clbp_bidsapp.io.bids import build_output_layout
 
@@ -192,7 +202,8 @@ def run_voxelwise(
     for note in notes:
         LOGGER.warning(note)
     clinical = clinical_columns(included, settings)
-    results = []
+    fan = fanout.Serial() if fan is None else fan
+    pending = []  # per map x contrast: gives its MetricResult once its permutations are done
     folder = output_dir / "group"
     map_sets = collect_map_sets(
         layout, settings=settings, participants=list(included["participant_id"]), smoothing_fwhm=smoothing_fwhm
@@ -248,14 +259,13 @@ def run_voxelwise(
             f"two-sided GLM t of {settings.patient_label} minus {settings.control_label} on the participants' "
             f"{map_set.description}, runs averaged"
         )
-        result = _infer(map_set, group_maps, table, design, contrast, tested, folder,
-                        settings=settings, seed=seed, notes=notes)  # fmt: skip
-        if map_set.label in settings.primary_maps:
-            result = dataclasses.replace(result, family="primary")
-        results.append(result)
+        family = "primary" if map_set.label in settings.primary_maps else "exploratory"
+        pending.append(_submit_test(map_set, group_maps, table, design, contrast, tested, folder,
+                              settings=settings, seed=seed, notes=notes, fan=fan, family=family))  # fmt: skip
         if outcome is not None:
             outcome.ran(map_set.label)
-        results += _clinical(map_set, group_maps, table, clinical, folder, settings=settings, seed=seed)
+        pending += _clinical(map_set, group_maps, table, clinical, folder, settings=settings, seed=seed, fan=fan)
+    results = [finish() for finish in pending]
     return family_fwe(results, folder, settings=settings)
 
 
@@ -385,8 +395,8 @@ def clinical_columns(included: pd.DataFrame, settings: GroupSettings) -> list[st
     return present
 
 
-def _clinical(map_set, group_maps: GroupMaps, table, columns, folder, *, settings, seed) -> list[MetricResult]:
-    """Within patients, test each clinical column voxelwise and in the seed regions."""
+def _clinical(map_set, group_maps: GroupMaps, table, columns, folder, *, settings, seed, fan):
+    """Within patients, test each clinical column voxelwise and in the seed regions (pending MetricResults)."""
     results = []
     is_patient = (table[settings.group_column].astype(str) == settings.patient_label).to_numpy()
     for column in columns:
@@ -415,20 +425,23 @@ def _clinical(map_set, group_maps: GroupMaps, table, columns, folder, *, setting
             f"two-sided GLM t of {column} within {settings.patient_label} on the participants' "
             f"{map_set.description}, runs averaged (positive: the map increases with {column})"
         )
-        result = _infer(map_set, sub_maps, sub_table, design, _safe(column), tested, folder,
-                        settings=settings, seed=seed, notes=notes)  # fmt: skip
+        finish = _submit_test(map_set, sub_maps, sub_table, design, _safe(column), tested, folder,
+                        settings=settings, seed=seed, notes=notes, fan=fan)  # fmt: skip
         roi = roi_statistics(sub_maps, design, settings=settings, seed=seed)
         prefix = f"{map_set.label}_contrast-{_safe(column)}"
-        result.files["roi"] = derivatives.write_tsv(folder / f"{prefix}_desc-roi_stats.tsv", roi)
+        files = {"roi": derivatives.write_tsv(folder / f"{prefix}_desc-roi_stats.tsv", roi)}
         names, values = roi_values(sub_maps)
         per_participant = pd.DataFrame(values, columns=names)
         per_participant.insert(0, column, sub_table[column].to_numpy())
         per_participant.insert(0, "participant_id", sub_table["participant_id"].to_numpy())
-        result.files["roi_values"] = derivatives.write_tsv(
-            folder / f"{prefix}_desc-roivalues_stats.tsv", per_participant
-        )
-        results.append(dataclasses.replace(result, roi_table=roi))
+        files["roi_values"] = derivatives.write_tsv(folder / f"{prefix}_desc-roivalues_stats.tsv", per_participant)
+        results.append(functools.partial(_with_roi, finish, roi, files))
     return results
+
+
+def _with_roi(finish, roi: pd.DataFrame, files: dict[str, Path]) -> MetricResult:
+    result = finish()
+    return dataclasses.replace(result, roi_table=roi, files={**result.files, **files})
 
 
 def roi_values(group_maps: GroupMaps) -> tuple[list[str], np.ndarray]:
@@ -464,21 +477,37 @@ def _safe(text: str) -> str:
 
 
 def _infer(map_set, group_maps, table, design: Design, contrast, tested, folder: Path, *, settings, seed, notes):
-    """Permutation inference on one map set and one design; write every output map, table and sidecar."""
+    """Permutation inference on one map set and one design, here; write every output map, table and sidecar."""
+    return _submit_test(map_set, group_maps, table, design, contrast, tested, folder, settings=settings, seed=seed,
+                        notes=notes, fan=fanout.Serial())()  # fmt: skip
+
+
+def _submit_test(map_set, group_maps, table, design: Design, contrast, tested, folder, *, settings, seed, notes, fan,
+                 family="exploratory"):  # fmt: skip
+    """Submit the permutation test of one map set and design to ``fan``; return what writes its outputs."""
     n, p = design.matrix.shape
     cluster_t = float(sstats.t.isf(settings.cluster_forming_p / 2, n - p))
-    with progress(settings.n_permutations, label=f"{map_set.label} ({contrast}) permutations", quiet_below=10) as bar:
-        result = permutation_test(
-            group_maps.data,
-            design,
-            n_permutations=settings.n_permutations,
-            seed=seed,
-            mask=group_maps.mask,
-            cluster_threshold=cluster_t,
-            tfce=settings.tfce,
-            on_progress=bar.update,
-            tail=settings.permutation_tail,
-        )
+    pending = fan.submit(
+        group_maps.data,
+        design,
+        label=f"{map_set.label} ({contrast}) permutations",
+        n_permutations=settings.n_permutations,
+        seed=seed,
+        mask=group_maps.mask,
+        cluster_threshold=cluster_t,
+        tfce=settings.tfce,
+        tail=settings.permutation_tail,
+    )
+    grid_only = dataclasses.replace(group_maps, data=group_maps.data[:, :0])  # not every map's data until the end
+    return functools.partial(_write_outputs, pending, map_set, grid_only, table, design, contrast, tested, folder,
+                             settings=settings, seed=seed, notes=notes, cluster_t=cluster_t, family=family)  # fmt: skip
+
+
+def _write_outputs(pending, map_set, group_maps, table, design: Design, contrast, tested, folder: Path, *, settings,
+                   seed, notes, cluster_t, family) -> MetricResult:  # fmt: skip
+    """Every output map, table and sidecar of one map set and design, once its permutations are done."""
+    result = pending()
+    n, p = design.matrix.shape
     grid = (group_maps.mask, group_maps.affine)
     prefix = f"{map_set.label}_contrast-{contrast}"
     floor = result.p_floor
@@ -524,6 +553,8 @@ def _infer(map_set, group_maps, table, design: Design, contrast, tested, folder:
             "Participants": int(n),
             "ParticipantsLeftOut": group_maps.dropped,
             "Permutations": settings.n_permutations,
+            "PermutationStream": f"chunks of {PERMUTATIONS_PER_CHUNK} orderings from numpy default_rng([RandomSeed, "
+            "chunk]), the first ordering the identity; the same for any --nprocs or SLURM fan-out",
             "PermutationScheme": "Freedman-Lane (residuals of the nuisance model permuted)",
             "FWEPValues": tail_description(result),
             "ClusterFormingP": settings.cluster_forming_p,
@@ -548,7 +579,7 @@ def _infer(map_set, group_maps, table, design: Design, contrast, tested, folder:
         prefix=prefix,
     )
     return MetricResult(map_set.label, contrast, int(n), int((result.p_fwe < ALPHA).sum()), n_tfce, clusters,
-                        None, files, member=member)  # fmt: skip
+                        None, files, family=family, member=member)  # fmt: skip
 
 
 def tail_description(result) -> dict:
