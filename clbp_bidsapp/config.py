@@ -27,6 +27,8 @@ from typing import Any
 
 import tomli_w
 
+from clbp_bidsapp import registry
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
@@ -35,10 +37,10 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 DEFAULT_SPACE = "MNI152NLin2009cAsym"
 
 
-# model names of clbp_bidsapp.core.ml (listed here so that the settings and the parser do not import scikit-learn)
-ML_CLASSIFIERS = ("linear_svm", "rbf_svm", "logistic_l2", "logistic_enet", "random_forest")
-ML_REGRESSORS = ("ridge", "svr")
-GROUP_METRICS = ("alff", "falff", "reho", "vmhc", "dc", "fcz", "dualreg")
+# names from the registry (plain data, so that the settings and the parser do not import scikit-learn)
+ML_CLASSIFIERS = registry.ML_CLASSIFIERS
+ML_REGRESSORS = registry.ML_REGRESSORS
+GROUP_METRICS = registry.GROUP_METRICS
 ML_FEATURE_SETS = ("roi", "edges", "graph", "dualreg", "combined")
 
 _KIND_NAMES = {

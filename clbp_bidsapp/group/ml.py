@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from clbp_bidsapp import registry
 from clbp_bidsapp.config import GroupSettings, MLSettings
 from clbp_bidsapp.core import connectivity
 from clbp_bidsapp.core import ml as core_ml
@@ -43,7 +44,7 @@ from clbp_bidsapp.group.voxelwise import MAP_QUERIES, model_columns
 from clbp_bidsapp.io import atlases, derivatives, images
 
 LOGGER = logging.getLogger("clbp_bidsapp.group")
-ROI_METRICS = ("alff", "falff", "reho", "dc")
+ROI_METRICS = registry.ML_ROI_METRICS
 MIN_PER_CLASS = 4  # fewer participants in a class: classification not attempted
 MIN_REGRESSION = 8  # fewer patients with the clinical target: regression not attempted
 
