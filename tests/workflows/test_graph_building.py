@@ -17,7 +17,6 @@ from clbp_bidsapp.interfaces.denoise import Denoise
 from clbp_bidsapp.interfaces.io import DerivativeSink
 from clbp_bidsapp.interfaces.qc import TemporalSNR
 from clbp_bidsapp.interfaces.report import ParticipantReport, RunReport
-from clbp_bidsapp.io import bids
 from clbp_bidsapp.stages import PARTICIPANT_STAGES
 from clbp_bidsapp.workflows.participant import init_participant_wf
 
@@ -40,15 +39,9 @@ STAGE_INTERFACES = {
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    from clbp_bidsapp.testing.synthetic import make_dataset
-
-    data = make_dataset(tmp_path_factory.mktemp("graphs") / "bids", n_patients=1, n_controls=0, voxel_size=4,
-                        n_volumes=20, tr=2.0, seed=3)  # fmt: skip
-    layout = bids.build_layout(data.fmriprep_dir, None)
-    collection = bids.collect_runs(layout, participants=("01",), sessions=(), tasks=(), task_pattern="rest",
-                                   space=data.space, res=None, filters={})  # fmt: skip
-    return data, collection.runs["01"][:1]
+def dataset(one_participant):
+    data, runs = one_participant
+    return data, runs[:1]
 
 
 def _graph(dataset, tmp_path, skip):
