@@ -333,7 +333,7 @@ class MLSettings:
     n_permutations: int = setting(1000, _int(0))
     permutation_repeats: int = setting(1, _int(1))  # repeats of the outer splits refitted per permutation
     permutation_inner_search: bool = setting(False, FLAG)  # grid search inside each permutation (slow) or fixed
-    harmonize: str = setting("auto", Check("str", choices=("auto", "combat", "none")))  # auto: ComBat if several sites
+    harmonise: str = setting("auto", Check("str", choices=("auto", "combat", "none")))  # auto: ComBat if several sites
     leave_site_out: bool = setting(True, FLAG)  # leave-one-site-out validation too, when there are several sites
     n_top_features: int = setting(20, _int(1))
 
@@ -481,10 +481,15 @@ def section_from_mapping(section_cls: type, values: Mapping[str, Any]) -> Any:
     return section
 
 
+# TOML keys renamed since a release (old saved config files still read): (section, old key) -> new key
+RENAMED_KEYS = {("ml", "harmonize"): "harmonise"}
+
+
 def _typed_section(section_cls: type, values: Mapping[str, Any]) -> tuple[Any, list[str]]:
     """The section built from the values of the right type, and one problem per other value."""
     by_name = {f.name: f for f in fields(section_cls)}
     name = _section_name(section_cls)
+    values = {RENAMED_KEYS.get((name, key), key): value for key, value in values.items()}
     unknown = set(values) - set(by_name)
     problems = [f"unknown setting(s) in [{name}]: {', '.join(sorted(unknown))}"] if unknown else []
     typed = {}

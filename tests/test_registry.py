@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -148,3 +150,41 @@ def test_the_group_methods_text_names_the_chosen_models():
     settings = Settings().replace({"ml": {"models": ("random_forest",)}})
     text = group_methods(settings)
     assert "(random forest)" in text and registry.MODEL_LABELS["linear_svm"] not in text
+
+
+# -- one spelling for public names ---------------------------------------------------------------------------------
+
+AMERICAN = re.compile(r"(?<![a-z])(harmoniz|normaliz|standardiz|neighbor|center(?!ed)|color)", re.IGNORECASE)
+OLD_SPELLINGS = {"--ml-harmonize"}  # hidden-in-plain-sight aliases kept for command lines users already have
+
+
+def test_flags_and_output_names_use_the_documented_british_spelling():
+    from clbp_bidsapp.cli.parser import build_parser
+
+    flags = {o for action in build_parser()._actions for o in action.option_strings}
+    assert {f for f in flags if AMERICAN.search(f)} == OLD_SPELLINGS
+    assert {"--ml-harmonise", "--reho-neighbourhood", "--censor-neighbours"} <= flags
+    source = (Path(__file__).resolve().parents[1] / "clbp_bidsapp/workflows/connectivity.py").read_text("utf-8")
+    assert '"dualregUnnormalised"' in source and "Unnormalized" not in source
+    outputs = (DOCS / "outputs.md").read_text(encoding="utf-8")
+    assert "desc-dualregUnnormalised_components" in outputs and "Unnormalized" not in outputs
+
+
+@pytest.mark.parametrize("flag", ["--ml-harmonise", "--ml-harmonize"])
+def test_both_spellings_of_the_harmonisation_flag_reach_the_setting(tmp_path, flag):
+    from clbp_bidsapp.cli.run import parse_settings
+
+    bids = tmp_path / "bids"
+    (bids / "derivatives" / "fmriprep").mkdir(parents=True)
+    (bids / "dataset_description.json").write_text(json.dumps({"Name": "t", "BIDSVersion": "1.9.0"}))
+    (bids / "derivatives" / "fmriprep" / "dataset_description.json").write_text(
+        json.dumps({"Name": "f", "BIDSVersion": "1.9.0", "DatasetType": "derivative"})
+    )
+    (bids / "participants.tsv").write_text("participant_id\tgroup\nsub-01\tCLBP\nsub-02\tHC\n")
+    settings, _ = parse_settings([str(bids), str(tmp_path / "out"), "group", flag, "none"])
+    assert settings.ml.harmonise == "none"
+
+
+def test_a_saved_config_with_the_old_key_still_reads():
+    assert Settings.from_toml('[ml]\nharmonize = "combat"\n').ml.harmonise == "combat"
+    assert "harmonise" in Settings().to_toml() and "harmonize" not in Settings().to_toml()

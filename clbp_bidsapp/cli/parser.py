@@ -696,9 +696,9 @@ def _add_ml_arguments(parser: argparse.ArgumentParser) -> None:
     ml.add_argument("--ml-permutation-search", dest="ml.permutation_inner_search", action="store_true",
                     default=SUPPRESS, help="run the inner grid search inside every permutation too (slow; default: "
                     "fixed default hyper-parameters for the permuted and the observed statistic)")  # fmt: skip
-    ml.add_argument("--ml-harmonize", dest="ml.harmonize", choices=["auto", "combat", "none"], default=SUPPRESS,
-                    help=_help("ComBat site harmonisation inside the folds (auto: when site has several levels)", "ml",
-                               "harmonize"))  # fmt: skip
+    ml.add_argument("--ml-harmonise", "--ml-harmonize", dest="ml.harmonise", choices=["auto", "combat", "none"],
+                    default=SUPPRESS, help=_help("ComBat site harmonisation inside the folds (auto: when site has "
+                                                 "several levels)", "ml", "harmonise"))  # fmt: skip
     ml.add_argument(
         "--no-ml-leave-site-out",
         dest="ml.leave_site_out",

@@ -345,7 +345,7 @@ def run_ml(
     fold_tables, repeat_tables, null_rows, roc_tables, feature_tables = [], [], [], [], []
     summary: dict = {"classification": {}, "regression": {}, "feature_sets": {}}
     sites_present = "site" in table.columns and table["site"].nunique() > 1
-    harmonize = {"auto": "auto", "combat": True, "none": False}[settings.harmonize]
+    harmonize = {"auto": "auto", "combat": True, "none": False}[settings.harmonise]
 
     def progress(message: str) -> None:
         LOGGER.debug("ml: %s", message)

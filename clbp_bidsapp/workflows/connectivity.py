@@ -199,7 +199,7 @@ def add_connectivity(
         feed(dualreg)
         for field, desc, normalised in (
             ("components", "dualreg", True),
-            ("components_unnormalised", "dualregUnnormalized", False),
+            ("components_unnormalised", "dualregUnnormalised", False),
         ):
             ds = sink(
                 desc,
