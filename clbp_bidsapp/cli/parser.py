@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import re
-from dataclasses import fields
 from pathlib import Path
 
 from clbp_bidsapp.__about__ import __version__
@@ -35,11 +34,7 @@ SUPPRESS = argparse.SUPPRESS
 
 def _default(section: str, name: str) -> object:
     """The dataclass default of a setting, for the help text."""
-    section_obj = getattr(Settings(), section)
-    for f in fields(section_obj):
-        if f.name == name:
-            return getattr(section_obj, name)
-    raise KeyError(f"{section}.{name}")  # pragma: no cover - programming error
+    return getattr(getattr(Settings(), section), name)
 
 
 def _help(text: str, section: str, name: str) -> str:
