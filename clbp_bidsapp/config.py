@@ -41,7 +41,7 @@ DEFAULT_SPACE = "MNI152NLin2009cAsym"
 ML_CLASSIFIERS = registry.ML_CLASSIFIERS
 ML_REGRESSORS = registry.ML_REGRESSORS
 GROUP_METRICS = registry.GROUP_METRICS
-ML_FEATURE_SETS = ("roi", "edges", "graph", "dualreg", "combined")
+ML_FEATURE_SETS = registry.ML_FEATURE_SETS
 
 _KIND_NAMES = {
     "int": ("an integer", "integers"),

@@ -87,6 +87,15 @@ class MapFamily:
 
 
 @dataclass(frozen=True)
+class FeatureSetKind:
+    """A feature set of the group ML stage (``--ml-feature-sets``), built by :mod:`clbp_bidsapp.group.ml`."""
+
+    name: str
+    stages: tuple[str, ...]  # the participant stages whose outputs it reads (empty: built from the other sets)
+    description: str
+
+
+@dataclass(frozen=True)
 class Model:
     """A scikit-learn model of the group ML stage (built by :mod:`clbp_bidsapp.core.ml`)."""
 
@@ -212,6 +221,15 @@ GROUP_STAGES: tuple[Stage, ...] = (
     Stage("report", "the group HTML report OUTPUT_DIR/group.html"),
 )
 
+ML_FEATURE_SET_KINDS: tuple[FeatureSetKind, ...] = (
+    FeatureSetKind("roi", tuple(dict.fromkeys(m.stage for m in LOCAL_METRICS if m.ml_roi)),
+                   "mean of each standardised local map per region of --ml-atlas"),
+    FeatureSetKind("edges", ("connectome",), "Fisher-z edges of each connectome atlas"),
+    FeatureSetKind("graph", ("graph",), "area under the density curve of the global graph measures"),
+    FeatureSetKind("dualreg", ("dualreg",), "dual-regression network strength"),
+    FeatureSetKind("combined", (), "all the other sets side by side"),
+)  # fmt: skip
+
 MODELS: tuple[Model, ...] = (
     Model("linear_svm", "classification", "linear support vector machine"),
     Model("rbf_svm", "classification", "support vector machine with a radial basis function kernel"),
@@ -245,6 +263,7 @@ def metrics_on(series: str) -> tuple[LocalMetric, ...]:
 
 GROUP_METRICS: tuple[str, ...] = tuple(m.name for m in LOCAL_METRICS) + tuple(f.name for f in MAP_FAMILIES)
 ML_ROI_METRICS: tuple[str, ...] = tuple(m.name for m in LOCAL_METRICS if m.ml_roi)
+ML_FEATURE_SETS: tuple[str, ...] = tuple(kind.name for kind in ML_FEATURE_SET_KINDS)
 ML_CLASSIFIERS: tuple[str, ...] = tuple(m.name for m in MODELS if m.task == "classification")
 ML_REGRESSORS: tuple[str, ...] = tuple(m.name for m in MODELS if m.task == "regression")
 MODEL_LABELS: dict[str, str] = {m.name: m.label for m in MODELS}

@@ -188,3 +188,13 @@ def test_both_spellings_of_the_harmonisation_flag_reach_the_setting(tmp_path, fl
 def test_a_saved_config_with_the_old_key_still_reads():
     assert Settings.from_toml('[ml]\nharmonize = "combat"\n').ml.harmonise == "combat"
     assert "harmonise" in Settings().to_toml() and "harmonize" not in Settings().to_toml()
+
+
+def test_every_ml_feature_set_has_a_builder_and_reads_existing_stages():
+    from clbp_bidsapp.group import ml
+
+    names = {kind.name for kind in registry.ML_FEATURE_SET_KINDS}
+    assert set(ml.FEATURE_BUILDERS) | {"combined"} == names
+    assert registry.ML_FEATURE_SET_KINDS[-1].name == "combined"  # built last, from the others
+    assert all(set(kind.stages) <= set(stages.PARTICIPANT_STAGES) for kind in registry.ML_FEATURE_SET_KINDS)
+    assert Settings().ml.feature_sets == config.ML_FEATURE_SETS == registry.ML_FEATURE_SETS
