@@ -58,7 +58,7 @@ class LocalMetric:
     variants: tuple[str, ...] = ()  # desc- entities of its raw maps when it has several (degree centrality)
     within: str = "the brain"  # where the map is standardised
     smoothed: bool = True  # whether its standardised maps are smoothed with --smoothing-fwhm
-    needs_mni: bool = False  # whether it needs an MNI-aligned space
+    needs_mni: str = ""  # why it needs an MNI-aligned space ("": it does not); it is skipped in other spaces
     ml_roi: bool = True  # whether its regional means are features of the ML ``roi`` set
 
     @property
@@ -169,7 +169,7 @@ LOCAL_METRICS: tuple[LocalMetric, ...] = (
         citations=("zuo2010",),
         methods=lambda m: f"voxel-mirrored homotopic connectivity (VMHC) {_cite(('zuo2010',))}",
         smoothed=False,
-        needs_mni=True,
+        needs_mni="its mirror plane is x = 0 in MNI coordinates",
         ml_roi=False,
     ),
     LocalMetric(

@@ -14,6 +14,7 @@ from clbp_bidsapp import config, registry, stages
 from clbp_bidsapp.config import Settings
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
+OPTIONAL = {"variants", "needs_mni"}  # record fields that may be empty
 
 
 def _resolve(target: str):
@@ -30,7 +31,7 @@ def metric_problems(metric: registry.LocalMetric) -> list[str]:
     problems = []
     for item in dataclasses.fields(metric):
         value = getattr(metric, item.name)
-        if item.name != "variants" and (value is None or (isinstance(value, (str, tuple)) and not value)):
+        if item.name not in OPTIONAL and (value is None or (isinstance(value, (str, tuple)) and not value)):
             problems.append(f"{metric.name}: empty {item.name}")
     if not metric.kernel.startswith("clbp_bidsapp.core.") or not callable(_resolve(metric.kernel)):
         problems.append(f"{metric.name}: kernel {metric.kernel} is not a function of clbp_bidsapp.core")
@@ -198,3 +199,17 @@ def test_every_ml_feature_set_has_a_builder_and_reads_existing_stages():
     assert registry.ML_FEATURE_SET_KINDS[-1].name == "combined"  # built last, from the others
     assert all(set(kind.stages) <= set(stages.PARTICIPANT_STAGES) for kind in registry.ML_FEATURE_SET_KINDS)
     assert Settings().ml.feature_sets == config.ML_FEATURE_SETS == registry.ML_FEATURE_SETS
+
+
+def test_metrics_that_need_mni_coordinates_are_skipped_in_other_spaces():
+    from clbp_bidsapp.io import spaces
+
+    native = spaces.lookup("native")
+    skipped, _ = spaces.unavailable_stages(native, atlases=(), bundled_atlases=(), networks="seitzman")
+    for metric in registry.LOCAL_METRICS:
+        assert (metric.stage in skipped) == bool(metric.needs_mni), metric.name
+        if metric.needs_mni:
+            assert skipped[metric.stage] == metric.needs_mni
+    mni, _ = spaces.unavailable_stages(spaces.lookup("MNI152NLin2009cAsym"), atlases=(), bundled_atlases=(),
+                                       networks="seitzman")  # fmt: skip
+    assert mni == {}
