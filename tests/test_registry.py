@@ -92,6 +92,7 @@ def test_settings_and_parser_choices_come_from_the_registry():
     assert tuple(choices["ml.primary_model"]) == registry.ML_CLASSIFIERS
     assert tuple(choices["ml.regression_models"]) == registry.ML_REGRESSORS
     assert Settings().group.metrics == config.GROUP_METRICS
+    assert {name.split("-", 1)[0] for name in Settings().group.primary_maps} <= set(config.GROUP_METRICS)
     assert tuple(stages.PARTICIPANT_STAGES) == tuple(s.name for s in registry.PARTICIPANT_STAGES)
     assert tuple(stages.GROUP_STAGES) == tuple(s.name for s in registry.GROUP_STAGES)
 

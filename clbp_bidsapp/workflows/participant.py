@@ -311,7 +311,7 @@ def _add_local_metrics(workflow, *, run, load, denoise_node, sink, denoise, metr
             (denoise_node, alff, [("unfiltered", "series"), ("sample_mask", "sample_mask")]),
             (load, alff, [("grid", "grid")]),
         ])  # fmt: skip
-        for stat in ("alff", "falff"):
+        for stat in (metric.name for metric in registry.metrics_of_stage("alff")):
             std = publish(alff, stat, stat=stat, extra_meta={"Band": list(band)}, meta_file=(alff, "metadata"))
         report_maps.append((std, "z_file", registry.local_metric("falff").report_label))
     if "reho" not in skip:
