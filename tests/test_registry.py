@@ -214,3 +214,8 @@ def test_metrics_that_need_mni_coordinates_are_skipped_in_other_spaces():
     mni, _ = spaces.unavailable_stages(spaces.lookup("MNI152NLin2009cAsym"), atlases=(), bundled_atlases=(),
                                        networks="seitzman")  # fmt: skip
     assert mni == {}
+
+
+def test_each_local_metric_stage_says_what_it_writes():
+    for metric in registry.LOCAL_METRICS:
+        assert metric.label.lower() in stages.PARTICIPANT_STAGES[metric.stage].lower(), metric.name
