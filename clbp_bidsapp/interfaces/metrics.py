@@ -13,8 +13,6 @@ from clbp_bidsapp.core import centrality, reho, standardize, vmhc
 from clbp_bidsapp.errors import InputError
 from clbp_bidsapp.io import derivatives, images
 
-GM_THRESHOLD = 0.2  # grey-matter probability above which a voxel enters degree centrality (DPABI's default)
-
 
 class _SeriesInputSpec(BaseInterfaceInputSpec):
     series = File(exists=True, mandatory=True, desc="(time, voxels) .npy of the denoised series")
@@ -161,28 +159,20 @@ class DegreeCentrality(SimpleInterface):
         mask, affine = images.load_grid(Path(self.inputs.grid))
         series = images.load_series(Path(self.inputs.series))
         gm_source = "brain mask (no grey-matter probability map found)"
-        dc_mask = mask
+        gm = None
         if self.inputs.gm_probseg:
             gm, gm_affine = images.load_volume(Path(self.inputs.gm_probseg))
             if gm.shape != mask.shape or not np.allclose(gm_affine, affine, atol=1e-3):
                 raise InputError(
                     f"{self.inputs.gm_probseg}: grid differs from the BOLD grid; use the probseg in the same space/res"
                 )
-            dc_mask = mask & (gm > GM_THRESHOLD)
-            gm_source = f"grey-matter probability > {GM_THRESHOLD} within the brain mask"
+            gm_source = f"grey-matter probability > {centrality.GM_THRESHOLD} within the brain mask"
+        dc_mask = centrality.analysis_mask(mask, gm)
         threshold, threshold_meta = self._threshold()
-        in_gm = dc_mask[mask]
-        gm_series = np.asarray(series[:, in_gm])
-        factor = 1
-        if self.inputs.resolution > 0:
-            factor = max(round(self.inputs.resolution / min(images.voxel_size(affine))), 1)
-        if factor > 1:
-            labels, n_blocks = standardize.coarse_labels(dc_mask, factor=factor)
-            coarse = standardize.block_average(gm_series, labels, n_blocks)
-            binarized, weighted = centrality.degree_centrality(coarse, threshold=threshold)
-            binarized, weighted = binarized[labels], weighted[labels]
-        else:
-            binarized, weighted = centrality.degree_centrality(gm_series, threshold=threshold)
+        factor = centrality.coarse_factor(self.inputs.resolution, images.voxel_size(affine))
+        binarized, weighted = centrality.degree_centrality_on_grid(
+            np.asarray(series[:, dc_mask[mask]]), mask=dc_mask, factor=factor, threshold=threshold
+        )
         cwd = Path(runtime.cwd)
         dc_grid = (dc_mask, affine)
         self._results["binarized"] = str(images.save_map(cwd / "dc_binarized.nii.gz", binarized, dc_grid))
