@@ -219,3 +219,22 @@ def test_metrics_that_need_mni_coordinates_are_skipped_in_other_spaces():
 def test_each_local_metric_stage_says_what_it_writes():
     for metric in registry.LOCAL_METRICS:
         assert metric.label.lower() in stages.PARTICIPANT_STAGES[metric.stage].lower(), metric.name
+
+
+# -- files are written through io only -----------------------------------------------------------------------------
+
+WRITES = re.compile(r"np\.save|\.to_csv\(|json\.dump\(|\.write_text\(|\.write_bytes\(|\bopen\([^)]*[\"'][wa]|nb\.save")
+
+
+def test_files_are_written_through_io_only():
+    """Outside io/ (and testing/, which writes synthetic inputs) files are written by io helpers, atomically."""
+    package = Path(__file__).resolve().parents[1] / "clbp_bidsapp"
+    offenders = []
+    for path in sorted(package.rglob("*.py")):
+        relative = path.relative_to(package)
+        if relative.parts[0] in ("io", "testing"):
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if WRITES.search(line) and "derivatives.write_text" not in line:
+                offenders.append(f"{relative}:{number}: {line.strip()}")
+    assert offenders == []
