@@ -3,9 +3,11 @@
 Every list of these names in the package is derived from the records here: the parser's ``--group-metrics``,
 ``--skip``, ``--ml-models`` choices (through :mod:`clbp_bidsapp.config` and :mod:`clbp_bidsapp.stages`), the sidecar
 ``Description`` of each participant map, the QC column descriptions, the group map queries
-(:func:`clbp_bidsapp.group.voxelwise.collect_map_sets`), the ML ROI features, the group report's order and
-descriptions, and the methods text. ``tests/test_registry.py`` fails when a record lacks a part (kernel,
-interface, citation, documentation, graph wiring) or when a derived list disagrees with the registry.
+(:func:`clbp_bidsapp.group.voxelwise.collect_map_sets`), the ML ROI features and feature sets, the stages skipped
+outside MNI spaces (:func:`clbp_bidsapp.io.spaces.unavailable_stages`), the group report's order and descriptions,
+the participant report's captions and the methods text. ``tests/test_registry.py`` fails when a record lacks a
+part (kernel, interface, citation, documentation) or when a derived list disagrees with the registry, and
+``tests/workflows/test_graph_building.py`` when the participant graph does not wire a metric as its record says.
 
 Adding a local metric ``foo``:
 
@@ -70,10 +72,6 @@ class LocalMetric:
     def report_label(self) -> str:
         """Caption of its standardised map in the participant report."""
         return f"{self.group_label} (z{', smoothed' if self.smoothed else ''})"
-
-    @property
-    def cite(self) -> str:
-        return _cite(self.citations)
 
 
 @dataclass(frozen=True)
