@@ -355,7 +355,7 @@ def _add_local_metrics(workflow, *, run, load, denoise_node, sink, denoise, metr
         if "GM" in run.probsegs:
             dc.inputs.gm_probseg = str(run.probsegs["GM"])
         workflow.connect([(denoise_node, dc, [("filtered", "series"), ("qc", "qc")]), (load, dc, [("grid", "grid")])])
-        for kind in ("binarized", "weighted"):
+        for kind in registry.local_metric("dc").variants:
             std = publish(
                 dc,
                 kind,
