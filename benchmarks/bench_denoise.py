@@ -22,7 +22,7 @@ from _data import best_of, one_run
 
 from clbp_bidsapp.config import DenoiseSettings
 from clbp_bidsapp.core.denoise import denoise
-from clbp_bidsapp.interfaces.denoise import plan_denoising
+from clbp_bidsapp.denoise_plan import plan_denoising
 from clbp_bidsapp.io.confounds import read_confounds
 from clbp_bidsapp.io.images import load_masked_run
 

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from clbp_bidsapp.config import DenoiseSettings
-from clbp_bidsapp.interfaces.denoise import plan_denoising
+from clbp_bidsapp.denoise_plan import plan_denoising
 from clbp_bidsapp.io.confounds import read_confounds
 from clbp_bidsapp.testing.synthetic import make_dataset
 

@@ -27,6 +27,8 @@ from typing import Any
 
 import tomli_w
 
+from clbp_bidsapp import registry
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
@@ -35,11 +37,11 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 DEFAULT_SPACE = "MNI152NLin2009cAsym"
 
 
-# model names of clbp_bidsapp.core.ml (listed here so that the settings and the parser do not import scikit-learn)
-ML_CLASSIFIERS = ("linear_svm", "rbf_svm", "logistic_l2", "logistic_enet", "random_forest")
-ML_REGRESSORS = ("ridge", "svr")
-GROUP_METRICS = ("alff", "falff", "reho", "vmhc", "dc", "fcz", "dualreg")
-ML_FEATURE_SETS = ("roi", "edges", "graph", "dualreg", "combined")
+# names from the registry (plain data, so that the settings and the parser do not import scikit-learn)
+ML_CLASSIFIERS = registry.ML_CLASSIFIERS
+ML_REGRESSORS = registry.ML_REGRESSORS
+GROUP_METRICS = registry.GROUP_METRICS
+ML_FEATURE_SETS = registry.ML_FEATURE_SETS
 
 _KIND_NAMES = {
     "int": ("an integer", "integers"),
@@ -331,7 +333,7 @@ class MLSettings:
     n_permutations: int = setting(1000, _int(0))
     permutation_repeats: int = setting(1, _int(1))  # repeats of the outer splits refitted per permutation
     permutation_inner_search: bool = setting(False, FLAG)  # grid search inside each permutation (slow) or fixed
-    harmonize: str = setting("auto", Check("str", choices=("auto", "combat", "none")))  # auto: ComBat if several sites
+    harmonise: str = setting("auto", Check("str", choices=("auto", "combat", "none")))  # auto: ComBat if several sites
     leave_site_out: bool = setting(True, FLAG)  # leave-one-site-out validation too, when there are several sites
     n_top_features: int = setting(20, _int(1))
 
@@ -479,10 +481,15 @@ def section_from_mapping(section_cls: type, values: Mapping[str, Any]) -> Any:
     return section
 
 
+# TOML keys renamed since a release (old saved config files still read): (section, old key) -> new key
+RENAMED_KEYS = {("ml", "harmonize"): "harmonise"}
+
+
 def _typed_section(section_cls: type, values: Mapping[str, Any]) -> tuple[Any, list[str]]:
     """The section built from the values of the right type, and one problem per other value."""
     by_name = {f.name: f for f in fields(section_cls)}
     name = _section_name(section_cls)
+    values = {RENAMED_KEYS.get((name, key), key): value for key, value in values.items()}
     unknown = set(values) - set(by_name)
     problems = [f"unknown setting(s) in [{name}]: {', '.join(sorted(unknown))}"] if unknown else []
     typed = {}

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import re
-from dataclasses import fields
 from pathlib import Path
 
 from clbp_bidsapp.__about__ import __version__
@@ -35,11 +34,7 @@ SUPPRESS = argparse.SUPPRESS
 
 def _default(section: str, name: str) -> object:
     """The dataclass default of a setting, for the help text."""
-    section_obj = getattr(Settings(), section)
-    for f in fields(section_obj):
-        if f.name == name:
-            return getattr(section_obj, name)
-    raise KeyError(f"{section}.{name}")  # pragma: no cover - programming error
+    return getattr(getattr(Settings(), section), name)
 
 
 def _help(text: str, section: str, name: str) -> str:
@@ -700,9 +695,9 @@ def _add_ml_arguments(parser: argparse.ArgumentParser) -> None:
     ml.add_argument("--ml-permutation-search", dest="ml.permutation_inner_search", action="store_true",
                     default=SUPPRESS, help="run the inner grid search inside every permutation too (slow; default: "
                     "fixed default hyper-parameters for the permuted and the observed statistic)")  # fmt: skip
-    ml.add_argument("--ml-harmonize", dest="ml.harmonize", choices=["auto", "combat", "none"], default=SUPPRESS,
-                    help=_help("ComBat site harmonisation inside the folds (auto: when site has several levels)", "ml",
-                               "harmonize"))  # fmt: skip
+    ml.add_argument("--ml-harmonise", "--ml-harmonize", dest="ml.harmonise", choices=["auto", "combat", "none"],
+                    default=SUPPRESS, help=_help("ComBat site harmonisation inside the folds (auto: when site has "
+                                                 "several levels)", "ml", "harmonise"))  # fmt: skip
     ml.add_argument(
         "--no-ml-leave-site-out",
         dest="ml.leave_site_out",

@@ -139,11 +139,7 @@ def parse_settings(argv: Sequence[str] | None) -> tuple[Settings, dict[str, Any]
     if settings.execution.analysis_level == "group" and settings.execution.bids_dir.is_dir():
         errors.extend(_check_group_design(settings))
     output_errors: list[str] = []
-    source = None
-    try:
-        source = _check_paths(settings, errors, output_errors)
-    except UserError as exc:  # pragma: no cover - _check_paths collects instead of raising
-        errors.append(str(exc))
+    source = _check_paths(settings, errors, output_errors)  # collects its problems, never raises
     if errors or output_errors:
         all_errors = errors + output_errors
         code = ExitCode.USAGE if errors else ExitCode.OUTPUT_NOT_WRITABLE

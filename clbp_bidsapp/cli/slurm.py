@@ -223,9 +223,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         scripts = render_scripts(args, labels, extra)
         script_dir = (args.script_dir or args.output_dir / "logs" / "slurm").resolve()
         script_dir.mkdir(parents=True, exist_ok=True)
+        from clbp_bidsapp.io.derivatives import write_text
+
         for name, text in scripts.items():
-            path = script_dir / name
-            path.write_text(text)
+            path = write_text(script_dir / name, text)
             if name.endswith((".sh", ".sbatch")):
                 path.chmod(0o755)
         print(f"wrote {', '.join(scripts)} to {script_dir} ({len(labels)} participant task(s))")

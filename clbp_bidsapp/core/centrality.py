@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from clbp_bidsapp.core import standardize
+
 
 def r_threshold_for_p(p: float, *, dof: float) -> float:
     """The correlation above which r > 0 has one-sided p < ``p``, for series with ``dof`` effective DOF.
@@ -69,3 +71,36 @@ def degree_centrality(
     binarized -= self_above
     weighted -= np.where(self_above, self_r, 0.0)
     return binarized.astype(np.float32), weighted.astype(np.float32)
+
+
+GM_THRESHOLD = 0.2  # grey-matter probability above which a voxel enters degree centrality (DPABI's default)
+
+
+def analysis_mask(mask: np.ndarray, gm_probability: np.ndarray | None = None) -> np.ndarray:
+    """The voxels DC is computed in: the brain mask, within grey matter (probability > 0.2) when a map is given."""
+    mask = np.asarray(mask, dtype=bool)
+    if gm_probability is None:
+        return mask.copy()
+    return mask & (np.asarray(gm_probability) > GM_THRESHOLD)
+
+
+def coarse_factor(resolution_mm: float, voxel_size_mm) -> int:
+    """Edge, in voxels, of the blocks DC is computed on for a requested resolution (1: the data grid)."""
+    if resolution_mm <= 0:
+        return 1
+    return max(round(resolution_mm / min(voxel_size_mm)), 1)
+
+
+def degree_centrality_on_grid(
+    series: np.ndarray, *, mask: np.ndarray, factor: int = 1, threshold: float = 0.25
+) -> tuple[np.ndarray, np.ndarray]:
+    """Binarized and weighted DC of the (time, in-mask voxels) ``series`` of ``mask``.
+
+    With ``factor`` > 1 the degrees are those of the mean series of ``factor``^3-voxel blocks (C-order block
+    labels of ``mask``), and every voxel takes its block's values; ``factor`` 1 is :func:`degree_centrality`.
+    """
+    if factor <= 1:
+        return degree_centrality(series, threshold=threshold)
+    labels, n_blocks = standardize.coarse_labels(mask, factor=factor)
+    binarized, weighted = degree_centrality(standardize.block_average(series, labels, n_blocks), threshold=threshold)
+    return binarized[labels], weighted[labels]

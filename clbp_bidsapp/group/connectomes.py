@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from clbp_bidsapp.config import GroupSettings
+from clbp_bidsapp.core import connectivity
 from clbp_bidsapp.core.nbs import NBSResult, edge_indices, network_based_statistic
 from clbp_bidsapp.core.stats import Design, DesignError, design_matrix, permutation_test
 from clbp_bidsapp.errors import ExitCode, InputError
@@ -39,7 +40,6 @@ from clbp_bidsapp.io.progress import progress
 
 LOGGER = logging.getLogger("clbp_bidsapp.group")
 ALPHA = 0.05
-CLIP = 1 - 1e-7  # |r| bound before arctanh
 NOT_GLOBAL_MEASURES = ("sparsity", "n_nodes", "n_edges", "lcc_fraction")
 
 
@@ -155,7 +155,7 @@ def fisher_z_matrix(paths: list[Path]) -> pd.DataFrame:
     for path, frame in zip(paths[1:], frames[1:], strict=True):
         if list(frame.columns) != names:
             raise InputError(f"{path}: regions differ from {paths[0]}; rerun the participant level")
-    z = np.mean([np.arctanh(np.clip(f.to_numpy(), -CLIP, CLIP)) for f in frames], axis=0)
+    z = np.mean([connectivity.fisher_z(f.to_numpy()) for f in frames], axis=0)
     return pd.DataFrame(z, index=names, columns=names)
 
 

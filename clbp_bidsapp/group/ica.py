@@ -136,17 +136,12 @@ def find_denoised(output_dir: Path, participants: list[str], *, layout=None) -> 
 
 def group_mask(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
     """Voxels non-zero at some time point in every run (all runs must share one grid)."""
-    import nibabel as nb
-
     mask, affine = None, None
     for path in paths:
-        img = nb.load(str(path))
-        if img.ndim != 4:
-            raise InputError(f"{path} is {img.ndim}-D; a denoised series must be 4-D")
-        run_mask = np.any(np.asanyarray(img.dataobj) != 0, axis=3)
+        run_mask, run_affine = images.nonzero_mask(path)
         if mask is None:
-            mask, affine = run_mask, img.affine
-        elif run_mask.shape != mask.shape or not np.allclose(img.affine, affine, atol=1e-3):
+            mask, affine = run_mask, run_affine
+        elif run_mask.shape != mask.shape or not np.allclose(run_affine, affine, atol=1e-3):
             raise InputError(
                 f"{path}: grid {run_mask.shape} differs from the other runs' {mask.shape}; "
                 "all participants must be in the same space and resolution for group ICA"

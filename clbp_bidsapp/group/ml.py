@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from clbp_bidsapp import registry
 from clbp_bidsapp.config import GroupSettings, MLSettings
 from clbp_bidsapp.core import connectivity
 from clbp_bidsapp.core import ml as core_ml
@@ -43,7 +44,7 @@ from clbp_bidsapp.group.voxelwise import MAP_QUERIES, model_columns
 from clbp_bidsapp.io import atlases, derivatives, images
 
 LOGGER = logging.getLogger("clbp_bidsapp.group")
-ROI_METRICS = ("alff", "falff", "reho", "dc")
+ROI_METRICS = registry.ML_ROI_METRICS
 MIN_PER_CLASS = 4  # fewer participants in a class: classification not attempted
 MIN_REGRESSION = 8  # fewer patients with the clinical target: regression not attempted
 
@@ -108,7 +109,7 @@ def roi_features(layout, participants: list[str], *, atlas: str) -> FeatureSet |
     values = np.hstack([b.loc[kept].to_numpy() for b in blocks])
     return FeatureSet(
         "roi",
-        f"mean {', '.join(roi_info)} (standardised maps) per {atlas} region",
+        f"mean {', '.join(registry.local_metric(m).label for m in roi_info)} (standardised maps) per {atlas} region",
         kept,
         values,
         pd.DataFrame(columns),
@@ -258,6 +259,15 @@ def combine(sets: list[FeatureSet]) -> FeatureSet | None:
     )
 
 
+# how each registered feature set (registry.ML_FEATURE_SET_KINDS) is built; "combined" joins the others
+FEATURE_BUILDERS = {
+    "roi": lambda layout, participants, settings: roi_features(layout, participants, atlas=settings.atlas),
+    "edges": lambda layout, participants, settings: edge_features(layout, participants),
+    "graph": lambda layout, participants, settings: graph_features(layout, participants),
+    "dualreg": lambda layout, participants, settings: dualreg_features(layout, participants),
+}
+
+
 def assemble_feature_sets(
     output_dir: Path, participants: list[str], settings: MLSettings, *, layout=None
 ) -> list[FeatureSet]:
@@ -270,20 +280,13 @@ def assemble_feature_sets(
     layout = build_output_layout(output_dir) if layout is None else layout
     wanted = set(settings.feature_sets)
     sets: list[FeatureSet] = []
-    if "roi" in wanted:
-        found = roi_features(layout, participants, atlas=settings.atlas)
-        sets += [found] if found is not None else []
-    if "edges" in wanted:
-        sets += edge_features(layout, participants)
-    if "graph" in wanted:
-        found = graph_features(layout, participants)
-        sets += [found] if found is not None else []
-    if "dualreg" in wanted:
-        found = dualreg_features(layout, participants)
-        sets += [found] if found is not None else []
-    if "combined" in wanted:
-        found = combine(sets)
-        sets += [found] if found is not None else []
+    for kind in registry.ML_FEATURE_SET_KINDS:  # "combined" last: it joins the others
+        if kind.name not in wanted:
+            continue
+        found = (
+            combine(sets) if kind.name == "combined" else FEATURE_BUILDERS[kind.name](layout, participants, settings)
+        )
+        sets += found if isinstance(found, list) else [found] if found is not None else []
     return sets
 
 
@@ -344,7 +347,7 @@ def run_ml(
     fold_tables, repeat_tables, null_rows, roc_tables, feature_tables = [], [], [], [], []
     summary: dict = {"classification": {}, "regression": {}, "feature_sets": {}}
     sites_present = "site" in table.columns and table["site"].nunique() > 1
-    harmonize = {"auto": "auto", "combat": True, "none": False}[settings.harmonize]
+    harmonize = {"auto": "auto", "combat": True, "none": False}[settings.harmonise]
 
     def progress(message: str) -> None:
         LOGGER.debug("ml: %s", message)

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sstats
 
+from clbp_bidsapp import registry
 from clbp_bidsapp.config import GroupSettings
 from clbp_bidsapp.core import connectivity, multiplicity
 from clbp_bidsapp.core import tail as gpd_tail
@@ -50,21 +51,9 @@ from clbp_bidsapp.io import atlases, derivatives, images
 LOGGER = logging.getLogger("clbp_bidsapp.group")
 ALPHA = 0.05
 MIN_CLINICAL_DOF = 4  # residual degrees of freedom below which a within-patient correlation is not attempted
-# which standardised map each local metric is compared on
-MAP_QUERIES = {
-    "alff": ("alff", "z"),
-    "falff": ("falff", "z"),
-    "reho": ("reho", "z"),
-    "vmhc": ("vmhc", "z"),
-    "dc": ("dc", "weightedZ"),
-}
-LOCAL_DESCRIPTIONS = {
-    "alff": "ALFF (z within the brain, smoothed)",
-    "falff": "fALFF (z within the brain, smoothed)",
-    "reho": "ReHo (z within the brain, smoothed)",
-    "vmhc": "VMHC (z within the brain)",
-    "dc": "weighted degree centrality (z within grey matter, smoothed)",
-}
+# which standardised map each local metric is compared on, and how the report describes it (from the registry)
+MAP_QUERIES = {metric.name: (metric.name, metric.group_desc) for metric in registry.LOCAL_METRICS}
+LOCAL_DESCRIPTIONS = {metric.name: metric.group_description for metric in registry.LOCAL_METRICS}
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ with :mod:`clbp_bidsapp.io.atlases`, calls :mod:`clbp_bidsapp.core` and writes i
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +14,6 @@ from nipype.interfaces.base import BaseInterfaceInputSpec, File, SimpleInterface
 
 from clbp_bidsapp.core import connectivity, standardize
 from clbp_bidsapp.io import atlases, derivatives, images
-
-
-def _voxel_size(affine: np.ndarray) -> tuple[float, float, float]:
-    return tuple(float(v) for v in np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
 
 
 def _usable(regions: atlases.RegionSet, min_coverage: float) -> np.ndarray:
@@ -74,7 +69,7 @@ class SeedFC(SimpleInterface):
             fcz.append(str(images.save_map(cwd / f"{name}_fcz.nii.gz", z[index], (mask, affine))))
             volume = images.unmask(np.nan_to_num(z[index]), mask)
             smooth = standardize.smooth_volume(
-                volume, mask=mask, fwhm_mm=self.inputs.fwhm, voxel_size_mm=_voxel_size(affine)
+                volume, mask=mask, fwhm_mm=self.inputs.fwhm, voxel_size_mm=images.voxel_size(affine)
             )[mask]
             if not usable[index]:
                 smooth[:] = np.nan
@@ -100,7 +95,7 @@ class SeedFC(SimpleInterface):
                 }
             }
             path = cwd / f"{name}_meta.json"
-            path.write_text(json.dumps(meta))
+            derivatives.write_json(path, meta)
             metadata.append(str(path))
         self._results["fcz"] = fcz
         self._results["fcz_smoothed"] = smoothed
@@ -162,7 +157,7 @@ class Connectome(SimpleInterface):
             "RegionsUsed": int(usable.sum()),
             "PartialCorrelation": "inverse of the Ledoit-Wolf shrunk covariance (nilearn ConnectivityMeasure default)",
         }
-        (cwd / "metadata.json").write_text(json.dumps(metadata))
+        derivatives.write_json(cwd / "metadata.json", metadata)
         self._results["metadata"] = str(cwd / "metadata.json")
         return runtime
 
@@ -208,7 +203,7 @@ class DualRegression(SimpleInterface):
             derivatives.write_tsv(cwd / "timeseries.tsv", pd.DataFrame(timecourses, columns=list(names)))
         )
         metadata = {"ComponentNames": list(names), "ReferenceNetworks": source}
-        (cwd / "metadata.json").write_text(json.dumps(metadata))
+        derivatives.write_json(cwd / "metadata.json", metadata)
         self._results["metadata"] = str(cwd / "metadata.json")
         return runtime
 
@@ -283,6 +278,6 @@ class GraphMeasures(SimpleInterface):
             "RandomSeed": self.inputs.random_seed,
             "AUC": "trapezoid rule over the densities",
         }
-        (cwd / "metadata.json").write_text(json.dumps(metadata))
+        derivatives.write_json(cwd / "metadata.json", metadata)
         self._results["metadata"] = str(cwd / "metadata.json")
         return runtime

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,13 +11,7 @@ from nipype.interfaces.base import BaseInterfaceInputSpec, File, SimpleInterface
 from clbp_bidsapp.core import alff as alff_kernels
 from clbp_bidsapp.core import centrality, reho, standardize, vmhc
 from clbp_bidsapp.errors import InputError
-from clbp_bidsapp.io import images
-
-GM_THRESHOLD = 0.2  # grey-matter probability above which a voxel enters degree centrality (DPABI's default)
-
-
-def _voxel_size(affine: np.ndarray) -> tuple[float, float, float]:
-    return tuple(float(v) for v in np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
+from clbp_bidsapp.io import derivatives, images
 
 
 class _SeriesInputSpec(BaseInterfaceInputSpec):
@@ -56,7 +49,7 @@ class ALFF(SimpleInterface):
         self._results["falff"] = str(images.save_map(cwd / "falff.nii.gz", values_falff, grid))
         gaps = not alff_kernels.is_contiguous(sample_mask)
         method = "Lomb-Scargle periodogram of the retained volumes" if gaps else "FFT"
-        (cwd / "metadata.json").write_text(json.dumps({"SpectrumMethod": method}))
+        derivatives.write_json(cwd / "metadata.json", {"SpectrumMethod": method})
         self._results["metadata"] = str(cwd / "metadata.json")
         return runtime
 
@@ -110,7 +103,7 @@ class VMHC(SimpleInterface):
         series = images.load_series(Path(self.inputs.series))
         if self.inputs.fwhm > 0:
             series = standardize.smooth_series(
-                series, mask=mask, fwhm_mm=self.inputs.fwhm, voxel_size_mm=_voxel_size(affine)
+                series, mask=mask, fwhm_mm=self.inputs.fwhm, voxel_size_mm=images.voxel_size(affine)
             )
         mirror = vmhc.mirror_voxels(mask, affine)
         values = vmhc.vmhc(series, mask=mask, affine=affine, mirror=mirror)
@@ -136,7 +129,7 @@ class VMHC(SimpleInterface):
             "NotAnalysed": "voxels straddling x = 0 (their own mirror) and voxels whose mirror is outside the grid "
             "or the brain mask are written as 0 and left out of the standardised maps",
         }
-        (cwd / "metadata.json").write_text(json.dumps(metadata))
+        derivatives.write_json(cwd / "metadata.json", metadata)
         self._results["metadata"] = str(cwd / "metadata.json")
         return runtime
 
@@ -166,28 +159,20 @@ class DegreeCentrality(SimpleInterface):
         mask, affine = images.load_grid(Path(self.inputs.grid))
         series = images.load_series(Path(self.inputs.series))
         gm_source = "brain mask (no grey-matter probability map found)"
-        dc_mask = mask
+        gm = None
         if self.inputs.gm_probseg:
             gm, gm_affine = images.load_volume(Path(self.inputs.gm_probseg))
             if gm.shape != mask.shape or not np.allclose(gm_affine, affine, atol=1e-3):
                 raise InputError(
                     f"{self.inputs.gm_probseg}: grid differs from the BOLD grid; use the probseg in the same space/res"
                 )
-            dc_mask = mask & (gm > GM_THRESHOLD)
-            gm_source = f"grey-matter probability > {GM_THRESHOLD} within the brain mask"
+            gm_source = f"grey-matter probability > {centrality.GM_THRESHOLD} within the brain mask"
+        dc_mask = centrality.analysis_mask(mask, gm)
         threshold, threshold_meta = self._threshold()
-        in_gm = dc_mask[mask]
-        gm_series = np.asarray(series[:, in_gm])
-        factor = 1
-        if self.inputs.resolution > 0:
-            factor = max(round(self.inputs.resolution / min(_voxel_size(affine))), 1)
-        if factor > 1:
-            labels, n_blocks = standardize.coarse_labels(dc_mask, factor=factor)
-            coarse = standardize.block_average(gm_series, labels, n_blocks)
-            binarized, weighted = centrality.degree_centrality(coarse, threshold=threshold)
-            binarized, weighted = binarized[labels], weighted[labels]
-        else:
-            binarized, weighted = centrality.degree_centrality(gm_series, threshold=threshold)
+        factor = centrality.coarse_factor(self.inputs.resolution, images.voxel_size(affine))
+        binarized, weighted = centrality.degree_centrality_on_grid(
+            np.asarray(series[:, dc_mask[mask]]), mask=dc_mask, factor=factor, threshold=threshold
+        )
         cwd = Path(runtime.cwd)
         dc_grid = (dc_mask, affine)
         self._results["binarized"] = str(images.save_map(cwd / "dc_binarized.nii.gz", binarized, dc_grid))
@@ -198,7 +183,7 @@ class DegreeCentrality(SimpleInterface):
             "ComputedOnGrid": f"blocks of {factor}^3 voxels (mean series)" if factor > 1 else "data grid",
             **threshold_meta,
         }
-        (cwd / "metadata.json").write_text(json.dumps(metadata))
+        derivatives.write_json(cwd / "metadata.json", metadata)
         self._results["metadata"] = str(cwd / "metadata.json")
         return runtime
 
@@ -244,7 +229,7 @@ class Standardize(SimpleInterface):
             out = np.zeros(mask.shape, dtype=np.float32)
             out[mask] = transform(values)
             smoothed = standardize.smooth_volume(
-                out, mask=mask, fwhm_mm=self.inputs.fwhm, voxel_size_mm=_voxel_size(affine)
+                out, mask=mask, fwhm_mm=self.inputs.fwhm, voxel_size_mm=images.voxel_size(affine)
             )
             path = cwd / f"{key[0]}.nii.gz"
             self._results[key] = str(images.save_map(path, smoothed[mask], (mask, affine)))

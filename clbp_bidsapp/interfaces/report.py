@@ -154,8 +154,7 @@ class RunReport(SimpleInterface):
                     elif len(auc):
                         parts.append(f"<p>{atlas}: area under the curve over the densities</p>")
                         parts.append(html.table({k: float(v) for k, v in auc.iloc[0].items()}))
-        out = Path(runtime.cwd) / "fragment.html"
-        out.write_text("".join(parts))
+        out = derivatives.write_text(Path(runtime.cwd) / "fragment.html", "".join(parts))
         self._results["out_fragment"] = str(out)
         return runtime
 

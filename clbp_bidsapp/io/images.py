@@ -170,6 +170,12 @@ def save_series(path: Path, series: np.ndarray) -> Path:
     return path
 
 
+def save_array(path: Path, array: np.ndarray) -> Path:
+    """Write any small array (a sample mask, a matrix) as ``.npy``, its dtype kept."""
+    np.save(path, np.asarray(array))
+    return path
+
+
 def load_series(path: Path, *, mmap: bool = True) -> np.ndarray:
     return np.load(path, mmap_mode="r" if mmap else None)
 
@@ -232,3 +238,11 @@ def load_volume(path: Path, *, index: int | None = None) -> tuple[np.ndarray, np
 def voxel_size(affine: np.ndarray) -> tuple[float, float, float]:
     """Voxel edge lengths (mm) of an affine."""
     return tuple(float(v) for v in np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0)))
+
+
+def nonzero_mask(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Voxels of a 4-D series that are non-zero at some time point, and the affine."""
+    img = _load(path)
+    if img.ndim != 4:
+        raise InputError(f"{path} is {img.ndim}-D; a denoised series must be 4-D")
+    return np.any(np.asanyarray(img.dataobj) != 0, axis=3), img.affine

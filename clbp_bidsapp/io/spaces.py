@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from clbp_bidsapp import registry
 from clbp_bidsapp.errors import InputError
 
 BBOX_TOLERANCE_MM = 10.0  # plus one voxel, per face of the bounding box
@@ -87,7 +88,8 @@ def unavailable_stages(
     """
     if space.mni_aligned:
         return {}, tuple(atlases)
-    skipped = {"seedfc": "seeds are MNI coordinates", "vmhc": "its mirror plane is x = 0 in MNI coordinates"}
+    skipped = {"seedfc": "seeds are MNI coordinates"}
+    skipped |= {metric.stage: metric.needs_mni for metric in registry.LOCAL_METRICS if metric.needs_mni}
     kept = tuple(a for a in atlases if a not in bundled_atlases)
     if not kept:
         skipped["connectome"] = "the bundled atlases are MNI atlases; --atlases takes dseg files in this space"

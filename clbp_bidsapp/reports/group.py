@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from clbp_bidsapp import registry
 from clbp_bidsapp.__about__ import __version__
 from clbp_bidsapp.config import GroupSettings
 from clbp_bidsapp.errors import InputError
@@ -46,7 +47,7 @@ NEGATIVE_BOLD = (
     "BOLD signal changes can oppose changes in oxygen metabolism."
 )
 ALPHA = 0.05
-MAP_ORDER = ("alff", "falff", "reho", "vmhc", "dc", "fcz", "dualreg")
+MAP_ORDER = registry.GROUP_METRICS
 FIGURE_DPI = 72
 MAX_SIGNIFICANT_FIGURES = 60  # ~50 kB per map figure: 60 + 6 others stay under ~5 MB with the tables
 MAX_CLUSTER_ROWS = 20

@@ -11,7 +11,7 @@ import json
 import re
 from pathlib import Path
 
-from clbp_bidsapp import __version__
+from clbp_bidsapp import __version__, registry
 from clbp_bidsapp.config import Settings
 from clbp_bidsapp.io import derivatives, spaces
 from clbp_bidsapp.io.citations import load_references
@@ -72,28 +72,16 @@ def participant_methods(settings: Settings) -> str:
             f"The runs were analysed in {space.name} space, which has no MNI coordinates, so only measures that "
             "do not depend on template coordinates were computed."
         )
-    maps = []
-    if "alff" not in skip:
-        maps.append("ALFF and fALFF [@zang2007; @zou2008] from the unfiltered denoised series")
-    if "reho" not in skip:
-        maps.append(f"regional homogeneity (Kendall's W over {m.reho_neighbourhood} voxels) [@zang2004]")
-    if "vmhc" not in skip:
-        maps.append("voxel-mirrored homotopic connectivity (VMHC) [@zuo2010]")
-    if "dc" not in skip:
-        threshold = (
-            f"r above the value whose one-sided p is {m.dc_threshold_p:g} given each run's effective degrees of "
-            "freedom, recorded in each map's sidecar"
-            if m.dc_threshold_p
-            else f"r > {m.dc_threshold:g}"
-        )
-        maps.append(f"binarised and weighted degree centrality ({threshold}) [@buckner2009; @zuo2012]")
-    if maps:
-        only_vmhc = "vmhc" not in skip and len(maps) == 1
-        smoothed = "" if only_vmhc else f" and{'' if 'vmhc' in skip else ', except VMHC,'} smoothed with a "
-        smoothed += "" if only_vmhc else f"{m.smoothing_fwhm:g} mm FWHM Gaussian kernel"
+    local = [metric for metric in registry.LOCAL_METRICS if metric.stage not in skip]
+    if local:
+        unsmoothed = [metric.label for metric in local if not metric.smoothed]
+        smoothed = ""
+        if len(unsmoothed) < len(local):
+            except_ = f", except {_join(unsmoothed)}," if unsmoothed else ""
+            smoothed = f" and{except_} smoothed with a {m.smoothing_fwhm:g} mm FWHM Gaussian kernel"
         text.append(
-            f"Local measures were {_join(maps)}; each map was standardised (z-scored and divided by its mean "
-            f"within the brain mask){smoothed}."
+            f"Local measures were {_join([metric.methods(m) for metric in local])}; each map was standardised "
+            f"(z-scored and divided by its mean within the brain mask){smoothed}."
         )
     if "vmhc" not in skip:
         exact = (
@@ -181,7 +169,8 @@ def group_methods(settings: Settings) -> str:
         ml = settings.ml
         text.append(
             f"Classification of {g.patient_label} versus {g.control_label} used scikit-learn pipelines "
-            f"[@pedregosa2011] in {ml.n_repeats} x {ml.n_splits}-fold stratified cross-validation with an inner "
+            f"({_join(registry.MODEL_LABELS[name] for name in ml.models)}) [@pedregosa2011] in {ml.n_repeats} x "
+            f"{ml.n_splits}-fold stratified cross-validation with an inner "
             "cross-validation for hyper-parameters; scaling, covariate regression, feature selection and, with "
             "several sites, ComBat harmonisation [@johnson2007; @fortin2018] were fitted within the training folds, "
             f"and the score was tested with {ml.n_permutations} label permutations."

@@ -13,6 +13,7 @@ from nipype.pipeline import engine as pe
 from clbp_bidsapp.config import ConnectivitySettings
 from clbp_bidsapp.interfaces.connectivity import Connectome, DualRegression, GraphMeasures, SeedFC
 from clbp_bidsapp.io import atlases
+from clbp_bidsapp.workflows.utils import listify, pick
 
 FC_DESCRIPTION = (
     "seed-based functional connectivity: Fisher z (arctanh) of the Pearson correlation between the seed's mean "
@@ -60,7 +61,7 @@ def add_connectivity(
     def publish(node: pe.Node, field: str, label: str, **kw) -> pe.Node:
         ds = sink(label, **kw)
         workflow.connect(
-            [(node, ds, [(field, "in_file")]), (denoise_node, ds, [(("provenance", _listify), "metadata_files")])]
+            [(node, ds, [(field, "in_file")]), (denoise_node, ds, [(("provenance", listify), "metadata_files")])]
         )
         return ds
 
@@ -76,7 +77,7 @@ def add_connectivity(
         )
         feed(seed_fc)
         for index, name in enumerate(seeds["name"][:REPORT_SEEDS]):
-            report["fc_maps"].append((seed_fc, ("fcz", _pick, index)))
+            report["fc_maps"].append((seed_fc, ("fcz", pick, index)))
             report["fc_titles"].append(f"seed {name}")
         for index, name in enumerate(seeds["name"]):
             for field, desc, smoothed in (("fcz", name, 0.0), ("fcz_smoothed", f"{name}Smoothed", smoothing_fwhm)):
@@ -88,8 +89,8 @@ def add_connectivity(
                     metadata={"Description": FC_DESCRIPTION, "SmoothingFWHM": smoothed},
                 )
                 workflow.connect([
-                    (seed_fc, ds, [((field, _pick, index), "in_file"), (("metadata", _pick, index), "metadata_file")]),
-                    (denoise_node, ds, [(("provenance", _listify), "metadata_files")]),
+                    (seed_fc, ds, [((field, pick, index), "in_file"), (("metadata", pick, index), "metadata_file")]),
+                    (denoise_node, ds, [(("provenance", listify), "metadata_files")]),
                 ])  # fmt: skip
         publish(
             seed_fc,
@@ -152,7 +153,7 @@ def add_connectivity(
                 workflow.connect(
                     [
                         (node, ds, [(field, "in_file")]),
-                        (denoise_node, ds, [(("provenance", _listify), "metadata_files")]),
+                        (denoise_node, ds, [(("provenance", listify), "metadata_files")]),
                     ]
                 )
                 workflow.connect(node, "metadata", ds, "metadata_file")
@@ -198,7 +199,7 @@ def add_connectivity(
         feed(dualreg)
         for field, desc, normalised in (
             ("components", "dualreg", True),
-            ("components_unnormalised", "dualregUnnormalized", False),
+            ("components_unnormalised", "dualregUnnormalised", False),
         ):
             ds = sink(
                 desc,
@@ -212,7 +213,7 @@ def add_connectivity(
             workflow.connect(
                 [
                     (dualreg, ds, [(field, "in_file")]),
-                    (denoise_node, ds, [(("provenance", _listify), "metadata_files")]),
+                    (denoise_node, ds, [(("provenance", listify), "metadata_files")]),
                 ]
             )
             workflow.connect(dualreg, "metadata", ds, "metadata_file")
@@ -229,11 +230,3 @@ def add_connectivity(
 
 
 REPORT_SEEDS = 2  # seed FC maps shown in the run report
-
-
-def _listify(value):
-    return [value]
-
-
-def _pick(values, index):
-    return values[index]

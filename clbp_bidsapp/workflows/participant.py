@@ -9,6 +9,7 @@ from pathlib import Path
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
+from clbp_bidsapp import registry
 from clbp_bidsapp.__about__ import __version__
 from clbp_bidsapp.config import ConnectivitySettings, DenoiseSettings, MetricSettings, Settings
 from clbp_bidsapp.core.denoise import DEFAULT_BAND
@@ -20,6 +21,7 @@ from clbp_bidsapp.interfaces.report import ParticipantReport, RunReport
 from clbp_bidsapp.io import spaces
 from clbp_bidsapp.io.bids import RunInputs
 from clbp_bidsapp.workflows.connectivity import add_connectivity
+from clbp_bidsapp.workflows.utils import listify
 
 
 def node_name(text: str) -> str:
@@ -190,7 +192,7 @@ def init_run_wf(
                 (denoise_node, to_nifti, [(output, "series")]),
                 (load, to_nifti, [("grid", "grid")]),
                 (to_nifti, ds_series, [("out_file", "in_file")]),
-                (denoise_node, ds_series, [(("provenance", _listify), "metadata_files")]),
+                (denoise_node, ds_series, [(("provenance", listify), "metadata_files")]),
             ])  # fmt: skip
 
     outputnode = pe.Node(niu.IdentityInterface(fields=["report_fragment"]), name="outputnode")
@@ -269,18 +271,7 @@ def init_run_wf(
 
 DEFAULT_ALFF_BAND = DEFAULT_BAND  # used for ALFF when --no-band-pass is given
 
-METRIC_DESCRIPTIONS = {
-    "alff": "amplitude of low-frequency fluctuations (Zang 2007): mean single-sided FFT amplitude 2|X|/n in the band "
-    "of the unfiltered denoised series",
-    "falff": "fractional ALFF (Zou 2008): band amplitude sum / amplitude sum over all frequencies above 0",
-    "reho": "regional homogeneity (Zang 2004): Kendall's W of each voxel with its in-mask neighbours, on the "
-    "band-passed, unsmoothed series",
-    "vmhc": "voxel-mirrored homotopic connectivity (Zuo 2010): Fisher z of the correlation with the voxel nearest to "
-    "(-x, y, z), on the band-passed series smoothed first (the map itself is not smoothed); voxels on the midline "
-    "(their own mirror) and voxels whose mirror is outside the brain mask are not analysed (0)",
-    "dc": "degree centrality (Zuo 2012): correlations above the threshold with every other grey-matter voxel, "
-    "self excluded, on the band-passed series",
-}
+METRIC_DESCRIPTIONS = {metric.name: metric.description for metric in registry.LOCAL_METRICS}
 
 
 def _add_local_metrics(workflow, *, run, load, denoise_node, sink, denoise, metrics, skip) -> list:
@@ -289,8 +280,9 @@ def _add_local_metrics(workflow, *, run, load, denoise_node, sink, denoise, metr
     band = tuple(denoise.band_pass) or DEFAULT_ALFF_BAND
     fwhm = metrics.smoothing_fwhm
 
-    def publish(node, field, *, stat, desc=None, grid_from=None, extra_meta=None, meta_file=None, smooth=True):
+    def publish(node, field, *, stat, desc=None, grid_from=None, extra_meta=None, meta_file=None):
         """Write the raw map and its z and m standardised (and smoothed) versions, with their sidecars."""
+        smooth = registry.local_metric(stat).smoothed
         grid_node, grid_field = grid_from or (load, "grid")
         base_meta = {"Description": METRIC_DESCRIPTIONS[stat], **(extra_meta or {})}
         label = f"{stat}_{desc}" if desc else stat
@@ -319,9 +311,9 @@ def _add_local_metrics(workflow, *, run, load, denoise_node, sink, denoise, metr
             (denoise_node, alff, [("unfiltered", "series"), ("sample_mask", "sample_mask")]),
             (load, alff, [("grid", "grid")]),
         ])  # fmt: skip
-        for stat in ("alff", "falff"):
+        for stat in (metric.name for metric in registry.metrics_of_stage("alff")):
             std = publish(alff, stat, stat=stat, extra_meta={"Band": list(band)}, meta_file=(alff, "metadata"))
-        report_maps.append((std, "z_file", "fALFF (z, smoothed)"))
+        report_maps.append((std, "z_file", registry.local_metric("falff").report_label))
     if "reho" not in skip:
         reho_node = pe.Node(ReHo(neighbourhood=metrics.reho_neighbourhood), name="reho")
         workflow.connect([(denoise_node, reho_node, [("filtered", "series")]), (load, reho_node, [("grid", "grid")])])
@@ -331,7 +323,7 @@ def _add_local_metrics(workflow, *, run, load, denoise_node, sink, denoise, metr
             stat="reho",
             extra_meta={"Neighbourhood": metrics.reho_neighbourhood, "Band": list(denoise.band_pass)},
         )
-        report_maps.append((std, "z_file", "ReHo (z, smoothed)"))
+        report_maps.append((std, "z_file", registry.local_metric("reho").report_label))
     if "vmhc" not in skip:
         vmhc_node = pe.Node(VMHC(fwhm=fwhm), name="vmhc")
         workflow.connect([(denoise_node, vmhc_node, [("filtered", "series")]), (load, vmhc_node, [("grid", "grid")])])
@@ -340,7 +332,6 @@ def _add_local_metrics(workflow, *, run, load, denoise_node, sink, denoise, metr
             vmhc_node,
             "out_file",
             stat="vmhc",
-            smooth=False,
             grid_from=(vmhc_node, "grid"),
             meta_file=(vmhc_node, "metadata"),
             extra_meta={
@@ -351,7 +342,7 @@ def _add_local_metrics(workflow, *, run, load, denoise_node, sink, denoise, metr
                 "MirrorNote": space.mirror_note,
             },
         )
-        report_maps.append((std, "z_file", "VMHC (z)"))
+        report_maps.append((std, "z_file", registry.local_metric("vmhc").report_label))
     if "dc" not in skip:
         dc = pe.Node(
             DegreeCentrality(
@@ -364,7 +355,7 @@ def _add_local_metrics(workflow, *, run, load, denoise_node, sink, denoise, metr
         if "GM" in run.probsegs:
             dc.inputs.gm_probseg = str(run.probsegs["GM"])
         workflow.connect([(denoise_node, dc, [("filtered", "series"), ("qc", "qc")]), (load, dc, [("grid", "grid")])])
-        for kind in ("binarized", "weighted"):
+        for kind in registry.local_metric("dc").variants:
             std = publish(
                 dc,
                 kind,
@@ -374,7 +365,7 @@ def _add_local_metrics(workflow, *, run, load, denoise_node, sink, denoise, metr
                 meta_file=(dc, "metadata"),
                 extra_meta={"Degree": kind},  # the threshold comes with the node's metadata
             )
-        report_maps.append((std, "z_file", "degree centrality, weighted (z, smoothed)"))
+        report_maps.append((std, "z_file", registry.local_metric("dc").report_label))
     return report_maps
 
 
@@ -396,12 +387,14 @@ QC_COLUMNS = {
     },
     "dof_unfiltered": {
         "Description": "effective degrees of freedom tr(C)^2/tr(C^2) (C = A A^T, A the linear map from the "
-        "retained raw series to the denoised series) of the unfiltered series used by ALFF/fALFF; equals "
-        "n_retained - dof_lost"
+        "retained raw series to the denoised series) of the unfiltered series used by "
+        + "/".join(m.label for m in registry.metrics_on("unfiltered"))
+        + "; equals n_retained - dof_lost"
     },
     "dof_bandpass": {
-        "Description": "effective degrees of freedom tr(C)^2/tr(C^2) of the band-passed series used by ReHo, VMHC, "
-        "degree centrality and connectivity (n/a without band-pass); compared with --min-dof"
+        "Description": "effective degrees of freedom tr(C)^2/tr(C^2) of the band-passed series used by "
+        + ", ".join(m.label for m in registry.metrics_on("filtered"))
+        + " and connectivity (n/a without band-pass); compared with --min-dof"
     },
     "used": {
         "Description": "whether the run was analysed: retained_seconds >= --min-time and dof_bandpass (dof_unfiltered "
@@ -421,10 +414,6 @@ def _plain(denoise: DenoiseSettings) -> dict:
 def _series_gb(run: RunInputs) -> float:
     """Approximate float32 size of the run's in-mask series, for the scheduler's memory budget."""
     return max(run.bold.stat().st_size * 3 / 1e9, 0.1)
-
-
-def _listify(value):
-    return [value]
 
 
 def _bids_uri(path: Path, dataset_root: Path) -> str:

@@ -9,8 +9,8 @@ from typing import Any
 from clbp_bidsapp import messages
 from clbp_bidsapp.config import Settings
 from clbp_bidsapp.core.denoise import ConfoundError
+from clbp_bidsapp.denoise_plan import plan_denoising, qc_table
 from clbp_bidsapp.errors import ExitCode, InputError, LateSteps, UserError
-from clbp_bidsapp.interfaces.denoise import plan_denoising, qc_table
 from clbp_bidsapp.io import atlases, bids, completion, derivatives, images, manifest, spaces, workdir
 from clbp_bidsapp.io.confounds import read_confounds
 from clbp_bidsapp.reports.methods import write_citation_files

@@ -77,7 +77,7 @@ def test_roi_weights_are_painted_on_each_region(tmp_path):
 
 def test_defaults_follow_the_issue():
     s = MLSettings()
-    assert (s.n_splits, s.n_repeats, s.n_permutations, s.harmonize, s.clinical_target) == (
+    assert (s.n_splits, s.n_repeats, s.n_permutations, s.harmonise, s.clinical_target) == (
         10,
         10,
         1000,

@@ -7,21 +7,13 @@ from pathlib import Path
 import pytest
 
 from clbp_bidsapp.config import Settings
-from clbp_bidsapp.io import bids
 from clbp_bidsapp.stages import PARTICIPANT_STAGES
 from clbp_bidsapp.workflows.participant import init_participant_wf, promised_outputs, publishing_nodes
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    from clbp_bidsapp.testing.synthetic import make_dataset
-
-    data = make_dataset(tmp_path_factory.mktemp("wf") / "bids", n_patients=1, n_controls=0, voxel_size=4,
-                        n_volumes=30, tr=2.0, seed=7)  # fmt: skip
-    layout = bids.build_layout(data.fmriprep_dir, None)
-    collection = bids.collect_runs(layout, participants=("01",), sessions=(), tasks=(), task_pattern="rest",
-                                   space=data.space, res=None, filters={})  # fmt: skip
-    return data, collection.runs["01"]
+def runs(one_participant):
+    return one_participant
 
 
 def _workflow(runs, out: Path, skip, settings: Settings | None = None):

@@ -8,7 +8,7 @@ import pytest
 
 from clbp_bidsapp.config import DenoiseSettings
 from clbp_bidsapp.core.denoise import ConfoundError, denoising_operators, effective_dof
-from clbp_bidsapp.interfaces.denoise import plan_denoising, provenance_metadata
+from clbp_bidsapp.denoise_plan import plan_denoising, provenance_metadata
 
 MOTION = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z")
 
