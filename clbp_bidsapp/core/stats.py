@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from clbp_bidsapp.core import sequential
 from clbp_bidsapp.core import tail as gpd_tail
 from clbp_bidsapp.core.tfce import TfceGraph
 
@@ -135,6 +136,8 @@ class PermutationResult:
     tail: str = "none"  # FWE p from the empirical null ("none") or its GPD tail where it fits ("gpd")
     p_floor: float = 0.0  # smallest p reported (1/n_perm empirical; 1/distinct rearrangements with the tail)
     tail_fits: dict | None = None  # statistic -> core.tail.TailFit, with ``tail="gpd"``
+    sequential_h: int = 0  # uncorrected p: Besag-Clifford stopping at h exceedances (0: every permutation counted)
+    uncorrected_permutations: np.ndarray | None = None  # (voxels,) permutations each uncorrected p rests on
 
 
 class FreedmanLaneT:
@@ -199,6 +202,8 @@ def permutation_test(
     tfce_block: int = 16,
     on_progress: Callable[[int], None] | None = None,
     tail: str = "none",
+    sequential_h: int = 0,
+    max_permutations: int | None = None,
 ) -> PermutationResult:
     """Freedman-Lane permutation test of ``design.tested`` for every column of ``data``.
 
@@ -211,6 +216,9 @@ def permutation_test(
     ``tail="gpd"`` replaces the FWE p-values (max-t, cluster extent, TFCE) below 0.1 by the generalised Pareto
     tail of their max-statistic null where it passes the goodness-of-fit check (``core/tail.py``; Winkler et al.
     2016), floored at 1 / the number of distinct rearrangements of the tested column.
+    ``sequential_h > 0`` stops each voxel's uncorrected count at ``h`` exceedances (Besag & Clifford 1991;
+    ``core/sequential.py``) and carries the voxels still below ``h`` on, t only, up to ``max_permutations``
+    (default ``n_permutations``) permutations of the same stream; the FWE nulls use the first ``n_permutations``.
     """
     if tail not in ("none", "gpd"):
         raise ValueError(f"tail must be 'none' or 'gpd', not {tail!r}")
@@ -229,12 +237,16 @@ def permutation_test(
     graph = TfceGraph(mask, connectivity=tfce_connectivity) if tfce else None
     tfce_obs = None
     max_tfce_null = np.zeros(n_permutations)
+    counter = sequential.SequentialCounter(stat_obs, h=sequential_h) if sequential_h else None
     done = 0
     for perms in permutation_stream(n, n_permutations, seed=seed, block=block):
         count = len(perms)
         t_block = t_stats(perms)
         stat_block = np.abs(t_block) if two_sided else t_block
-        exceed += (stat_block >= stat_obs - 1e-12).sum(axis=0)
+        if counter is None:
+            exceed += (stat_block >= stat_obs - 1e-12).sum(axis=0)
+        else:
+            counter.update(stat_block, start=done)
         max_null[done : done + count] = stat_block.max(axis=1)
         if labels_obs is not None:
             for k in range(count):
@@ -250,6 +262,12 @@ def permutation_test(
         if on_progress is not None:
             on_progress(count)
     p_unc = exceed / n_permutations
+    if counter is not None:
+        total = max(n_permutations, max_permutations or 0)
+        stream = permutation_stream(n, total, seed=seed, block=block)
+        sequential.continue_counting(counter, lambda cols: _t_of(data[:, cols], design, two_sided),
+                                     sequential.blocks_after(stream, n_permutations))  # fmt: skip
+        p_unc = counter.p_values()
     at_least = n_permutations - np.searchsorted(np.sort(max_null), stat_obs - 1e-12, side="left")
     p_fwe = at_least / n_permutations
     if labels_obs is not None:
@@ -259,7 +277,7 @@ def permutation_test(
         # relative tolerance: the identity permutation reproduces the observed maximum up to rounding
         bound = np.abs(tfce_obs) * (1 - 1e-10)
         p_tfce = (n_permutations - np.searchsorted(np.sort(max_tfce_null), bound, side="left")) / n_permutations
-    floor = 1.0 / n_permutations
+    floor = 1.0 / (counter.drawn if counter is not None else n_permutations)  # the sequential p go lower
     fits = None
     if tail == "gpd":
         floor = min_permutation_p(design.matrix[:, design.tested])
@@ -284,7 +302,15 @@ def permutation_test(
         tail=tail,
         p_floor=floor,
         tail_fits=fits,
+        sequential_h=sequential_h,
+        uncorrected_permutations=counter.counted() if counter is not None else None,
     )
+
+
+def _t_of(data: np.ndarray, design: Design, two_sided: bool) -> Callable[[np.ndarray], np.ndarray]:
+    """The (|t| when two-sided) statistic of ``data``'s columns for blocks of orderings."""
+    t_stats = FreedmanLaneT(data, design)
+    return lambda perms: np.abs(t_stats(perms)) if two_sided else t_stats(perms)
 
 
 def min_permutation_p(tested: np.ndarray) -> float:

@@ -30,14 +30,14 @@ import pandas as pd
 from scipy import stats as sstats
 
 from clbp_bidsapp.config import GroupSettings
-from clbp_bidsapp.core import connectivity, multiplicity
+from clbp_bidsapp.core import connectivity, multiplicity, sequential
 from clbp_bidsapp.core import tail as gpd_tail
 from clbp_bidsapp.core.stats import Design, DesignError, design_matrix, permutation_test, regression_design
 from clbp_bidsapp.errors import ExitCode, InputError
+from clbp_bidsapp.group import budget
 from clbp_bidsapp.group.inclusion import Outcome
 from clbp_bidsapp.group.maps import GroupMaps, find_maps, load_group_maps
 from clbp_bidsapp.io import atlases, derivatives, images
-from clbp_bidsapp.io.progress import progress
 
 LOGGER = logging.getLogger("clbp_bidsapp.group")
 ALPHA = 0.05
@@ -467,7 +467,9 @@ def _infer(map_set, group_maps, table, design: Design, contrast, tested, folder:
     """Permutation inference on one map set and one design; write every output map, table and sidecar."""
     n, p = design.matrix.shape
     cluster_t = float(sstats.t.isf(settings.cluster_forming_p / 2, n - p))
-    with progress(settings.n_permutations, label=f"{map_set.label} ({contrast}) permutations", quiet_below=10) as bar:
+    tfce = budget.tfce_for(settings, map_set.label, contrast)
+    label = f"{map_set.label} ({contrast}) permutations"
+    with budget.map_progress(settings.n_permutations, label=label, tfce=tfce) as bar:
         result = permutation_test(
             group_maps.data,
             design,
@@ -475,9 +477,11 @@ def _infer(map_set, group_maps, table, design: Design, contrast, tested, folder:
             seed=seed,
             mask=group_maps.mask,
             cluster_threshold=cluster_t,
-            tfce=settings.tfce,
+            tfce=tfce,
             on_progress=bar.update,
             tail=settings.permutation_tail,
+            sequential_h=settings.sequential_h,
+            max_permutations=settings.uncorrected_permutations,
         )
     grid = (group_maps.mask, group_maps.affine)
     prefix = f"{map_set.label}_contrast-{contrast}"
@@ -526,10 +530,11 @@ def _infer(map_set, group_maps, table, design: Design, contrast, tested, folder:
             "Permutations": settings.n_permutations,
             "PermutationScheme": "Freedman-Lane (residuals of the nuisance model permuted)",
             "FWEPValues": tail_description(result),
+            "UncorrectedPValues": sequential.describe(result.sequential_h, result.uncorrected_permutations),
             "ClusterFormingP": settings.cluster_forming_p,
             "ClusterFormingT": cluster_t,
             "ClusterConnectivity": 26,
-            "TFCE": {"E": 0.5, "H": 2.0, "Steps": 100, "Connectivity": 6} if settings.tfce else None,
+            "TFCE": {"E": 0.5, "H": 2.0, "Steps": 100, "Connectivity": 6} if tfce else None,
             "GroupMaskVoxels": int(group_maps.mask.sum()),
             "RandomSeed": seed,
             "Notes": notes,
