@@ -292,7 +292,7 @@ class GroupSettings:
     control_label: str = setting("HC", TEXT)
     min_per_group: int = setting(2, _int(1))
     covariates: tuple[str, ...] = setting(("age", "sex", "mean_fd"), TEXTS)
-    n_permutations: int = setting(1000, _int(1))
+    n_permutations: int = setting(500, _int(1))
     # FWE p below 0.1 from a generalised Pareto fit to the null's tail where it fits (Winkler 2016) or empirical
     permutation_tail: str = setting("gpd", Check("str", choices=("none", "gpd")))
     # maps whose group contrast forms the primary family (FWE across them, as PALM -corrmod); the rest exploratory

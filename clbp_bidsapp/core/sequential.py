@@ -85,8 +85,9 @@ def continue_counting(
     """Carry the voxels still counting through further permutation ``blocks`` of ``(start, orderings)``.
 
     ``statistic(columns)`` returns a function of orderings giving the (permutations, len(columns)) statistics of
-    those voxels; it is rebuilt whenever the voxels still counting fall to half, so each block costs in proportion
-    to the voxels left. Stops early once every voxel has stopped.
+    those voxels; it is rebuilt whenever a tenth of its voxels have stopped, so each block costs in proportion
+    to the voxels left (re-fitting the nuisance model of a few columns costs far less than one block).
+    Stops early once every voxel has stopped.
     """
     columns = counter.active()
     compute = statistic(columns) if columns.size else None
@@ -97,7 +98,7 @@ def continue_counting(
         if on_progress is not None:
             on_progress(len(perms))
         still = counter.active()
-        if still.size <= columns.size // 2:  # the stopped voxels no longer pay for a matrix product
+        if still.size <= 0.9 * columns.size:  # the stopped voxels no longer pay for a matrix product
             columns = still
             compute = statistic(columns) if columns.size else None
 

@@ -338,7 +338,7 @@ def start(settings: Settings, included: pd.DataFrame, layout) -> GroupProgress:
                                                                 suffix="relmat"))  # fmt: skip
     plan = plan_group_level(
         map_labels=labels,
-        clinical=clinical_columns(included, g),
+        clinical=[c for c in clinical_columns(included, g) if _clinical_testable(included, c, g)],
         settings=g,
         ml=None if "ml" in skip else settings.ml,
         ml_feature_sets=len(settings.ml.feature_sets),
@@ -364,3 +364,20 @@ def start(settings: Settings, included: pd.DataFrame, layout) -> GroupProgress:
             calibration = calibrate(first.label, maps.data, design, maps.mask, cluster_threshold=threshold)
     messages.say(describe_estimate(plan, calibration))
     return GroupProgress(plan, calibration)
+
+
+def _clinical_testable(included: pd.DataFrame, column: str, g: GroupSettings) -> bool:
+    """Whether the within-patient test of ``column`` can be estimated (as ``voxelwise._clinical`` decides)."""
+    from clbp_bidsapp.core.stats import DesignError, regression_design
+    from clbp_bidsapp.group.voxelwise import MIN_CLINICAL_DOF, model_columns
+
+    values = pd.to_numeric(included[column], errors="coerce")
+    patients = included[(included[g.group_column].astype(str) == g.patient_label) & values.notna()]
+    covariates, factors, _ = model_columns(patients, g)
+    try:
+        design = regression_design(patients.reset_index(drop=True), tested=column, covariates=covariates,
+                                   factors=factors)  # fmt: skip
+    except DesignError:
+        return False
+    n, p = design.matrix.shape
+    return n - p >= MIN_CLINICAL_DOF

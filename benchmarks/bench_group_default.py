@@ -1,0 +1,111 @@
+"""The DEFAULT group level on a 24-participant study at 4 mm: wall time, share of each stage, and projections.
+
+    .venv/bin/python benchmarks/bench_group_default.py [--root DIR] [--volumes 40] [--skip-run] [--project]
+
+1. writes the synthetic study (``testing/synthetic.make_dataset``: 12 CLBP, 12 HC, 4 mm, ``--volumes`` volumes)
+   under ``--root`` (default /tmp/bench-group-default), unless it is already there;
+2. runs the participant level once, cheaply but with the default map set (short runs, ``--min-dof 0``,
+   ``--save-denoised`` for the group ICA, no HTML report), unless its outputs are already there;
+3. runs ``clbp-bidsapp BIDS OUT group`` with no option at all (the defaults), and prints its wall time, the plan
+   and estimate lines the group level printed before the work, and each stage's wall time and share
+   (the group level's own ``group level stages took`` line);
+4. ``--project``: measures the per-permutation cost of one voxelwise test (t, max-t, clusters; and TFCE) on
+   nilearn's 4 mm and 2 mm MNI brain masks with 24, 100 and 1000 participants (smooth random data, the default
+   design: group, intercept, 3 covariates), and prints the time the default voxelwise tests would take for
+   100 and 1000 participants at 2 mm (same number of tests as the 24-participant run).
+
+Figures are seconds of this machine at the time of the run (2 cores); run it alone for clean figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+CLI = [sys.executable, "-m", "clbp_bidsapp.cli"]
+
+
+def run(args: list[str]) -> tuple[float, str]:
+    start = time.perf_counter()
+    done = subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(f"failed ({done.returncode}): {' '.join(map(str, args))}\n{done.stderr[-3000:]}")
+    return elapsed, done.stderr
+
+
+def per_permutation(n: int, voxel_size: int, *, tfce: bool, n_perm: int) -> float:
+    """Seconds per permutation of one voxelwise test (clusters at p < 0.001; TFCE optional)."""
+    from nilearn import datasets
+    from scipy import ndimage, stats
+
+    from clbp_bidsapp.core.stats import Design, permutation_test
+
+    mask = np.asanyarray(datasets.load_mni152_brain_mask(resolution=voxel_size).dataobj) > 0
+    rng = np.random.default_rng(0)
+    data = np.empty((n, int(mask.sum())), dtype=np.float64)
+    for row in range(n):  # one smooth volume at a time (memory)
+        data[row] = ndimage.gaussian_filter(rng.standard_normal(mask.shape), 1.0)[mask]
+    group = (np.arange(n) < n // 2).astype(float)
+    covariates = rng.standard_normal((n, 3))
+    design = Design(np.column_stack([group, np.ones(n), covariates - covariates.mean(0)]),
+                    ["group", "intercept", "age", "sex", "mean_fd"], 0)  # fmt: skip
+    threshold = float(stats.t.isf(0.0005, n - 5))
+    block = 128 if n * mask.sum() < 5e6 else 16
+    start = time.perf_counter()
+    permutation_test(data, design, n_permutations=n_perm, mask=mask, cluster_threshold=threshold, tfce=tfce,
+                     block=block, tail="gpd", sequential_h=100, max_permutations=10000)  # fmt: skip
+    return (time.perf_counter() - start) / n_perm
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", type=Path, default=Path("/tmp/bench-group-default"))
+    parser.add_argument("--volumes", type=int, default=40)
+    parser.add_argument("--skip-run", action="store_true", help="only the projection (with --project)")
+    parser.add_argument("--participant-only", action="store_true", help="stop after the participant level")
+    parser.add_argument("--project", action="store_true", help="measure per-permutation costs and project")
+    parser.add_argument("--tests", type=int, default=90, help="voxelwise tests to project (default run: 90)")
+    args = parser.parse_args()
+
+    if not args.skip_run:
+        from clbp_bidsapp.testing.synthetic import make_dataset
+
+        bids, out, work = args.root / "bids", args.root / "out", args.root / "work"
+        if not (bids / "participants.tsv").is_file():
+            make_dataset(bids, n_patients=12, n_controls=12, n_volumes=args.volumes, seed=0)
+        if not (out / "logs" / "participants").is_dir():
+            elapsed, _ = run([bids, out, "participant", "-w", work, "--nprocs", "2", "--min-dof", "0",
+                              "--min-time", "20", "--save-denoised", "--skip", "report"])  # fmt: skip
+            print(f"participant level (24 participants, {args.volumes} volumes, 4 mm): {elapsed:.0f} s")
+        if args.participant_only:
+            return
+        elapsed, stderr = run([bids, out, "group"])
+        print(f"DEFAULT group level, 24 participants at 4 mm, 2 cores: {elapsed:.0f} s ({elapsed / 60:.1f} min)")
+        for line in stderr.splitlines():
+            if re.search(r"group level plan:|estimate:|group level stages took", line):
+                print("  " + line.strip())
+
+    if args.project:
+        from clbp_bidsapp.config import GroupSettings
+
+        # the default run's tests (30 maps x 3 contrasts), TFCE on the primary maps' group contrast
+        defaults = GroupSettings()
+        n_tests, n_tfce, n_perm = args.tests, len(defaults.primary_maps), defaults.n_permutations
+        print("per-permutation cost of one voxelwise test (s), and the default voxelwise tests projected:")
+        for n, voxel_size in ((24, 4), (100, 2), (1000, 2)):
+            plain = per_permutation(n, voxel_size, tfce=False, n_perm=32 if n > 100 else 64)
+            with_tfce = per_permutation(n, voxel_size, tfce=True, n_perm=16)
+            total = n_perm * (n_tests * plain + n_tfce * max(with_tfce - plain, 0))
+            print(f"  {n} participants at {voxel_size} mm: {plain:.3f} s per permutation, TFCE {with_tfce:.3f} s; "
+                  f"{n_tests} tests x {n_perm} permutations ({n_tfce} with TFCE): {total / 60:.0f} min")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
