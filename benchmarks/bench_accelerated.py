@@ -10,7 +10,8 @@ GPD tail for FWE p < 0.1 (Winkler et al. 2016, method iii), and sequential stopp
 ``--sequential-h`` (100) exceedances, voxels below it carried on to ``--uncorrected-permutations`` (10 000).
 Exhaustive = 10 000 permutations, every voxel counted in each, empirical p.
 
-1. On null data and on data with planted effects (spheres of 1.5 and 2.5 SD, and a second at 0.6 of that): the largest |log10 p_accelerated
+1. On null data and on data with planted effects (spheres of 1.5 and 2.5 SD, and a second at 0.6 of that): the
+   largest |log10 p_accelerated
    - log10 p_exhaustive| over voxels with exhaustive p < 0.1, for the uncorrected p and the max-t FWE p (and the
    TFCE FWE p with ``--tfce``; TFCE adds ~10x to the exhaustive time), and the time of each and the speed-up.
    Where the exhaustive p rests on fewer than 10 permutations (p < 0.001) it is itself uncertain by a factor of
@@ -69,8 +70,10 @@ def main() -> None:
     g = GroupSettings()
     fast_options = {"n_permutations": g.n_permutations, "tail": g.permutation_tail, "sequential_h": g.sequential_h,
                     "max_permutations": g.uncorrected_permutations}  # fmt: skip
-    print(f"accelerated: {g.n_permutations} permutations + {g.permutation_tail} tail for FWE, uncorrected p "
-          f"sequential at h = {g.sequential_h} up to {g.uncorrected_permutations}; exhaustive: {EXHAUSTIVE}")  # fmt: skip
+    print(
+        f"accelerated: {g.n_permutations} permutations + {g.permutation_tail} tail for FWE, uncorrected p "
+        f"sequential at h = {g.sequential_h} up to {g.uncorrected_permutations}; exhaustive: {EXHAUSTIVE}"
+    )
     for name, effect in (("null", 0.0), ("planted 1.5 SD", 1.5), ("planted 2.5 SD", 2.5)):
         data, design, mask = dataset(1, effect)
         common = {"mask": mask, "seed": 7, "tfce": args.tfce}
@@ -83,8 +86,12 @@ def main() -> None:
         rows = [("uncorrected", fast.p_uncorrected, full.p_uncorrected), ("max-t FWE", fast.p_fwe, full.p_fwe)]
         if args.tfce:
             rows.append(("TFCE FWE", fast.p_tfce_fwe, full.p_tfce_fwe))
-        print(f"{name}: accelerated {fast_time:.1f} s, exhaustive {full_time:.1f} s, speed-up {full_time / fast_time:.1f}x; "
-              f"median permutations per voxel for the uncorrected p {np.median(fast.uncorrected_permutations):.0f}")  # fmt: skip
+        speed_up = full_time / fast_time
+        median = np.median(fast.uncorrected_permutations)
+        print(
+            f"{name}: accelerated {fast_time:.1f} s, exhaustive {full_time:.1f} s, speed-up {speed_up:.1f}x; "
+            f"median permutations per voxel for the uncorrected p {median:.0f}"
+        )
         for label, p_fast, p_full in rows:
             every, count = max_log_difference(p_fast, p_full)
             resolved, count_resolved = max_log_difference(p_fast, p_full, low=1e-3)
@@ -101,8 +108,10 @@ def main() -> None:
         hits += bool((result.p_fwe < 0.05).any())
     rate = hits / args.null_datasets
     half = 1.96 * np.sqrt(0.05 * 0.95 / args.null_datasets)
-    print(f"null FWE rate (accelerated max-t FWE p < 0.05 anywhere): {hits}/{args.null_datasets} = {rate:.3f} "
-          f"(nominal 0.05, binomial 95 % half-width {half:.3f}); {time.perf_counter() - start:.0f} s")
+    print(
+        f"null FWE rate (accelerated max-t FWE p < 0.05 anywhere): {hits}/{args.null_datasets} = {rate:.3f} "
+        f"(nominal 0.05, binomial 95 % half-width {half:.3f}); {time.perf_counter() - start:.0f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -103,7 +103,8 @@ class Plan:
                 f"{self.n_permutations} permutations ({tfce_text}{sequential})"
             )
         if self.connectome_atlases:
-            parts.append(f"connectome tests on {self.connectome_atlases} atlas(es) x {self.n_permutations} permutations")
+            atlases = self.connectome_atlases
+            parts.append(f"connectome tests on {atlases} atlas(es) x {self.n_permutations} permutations")
         if self.ml_fits:
             parts.append(f"ML: {self.ml_fits} cross-validation fits + {self.ml_permutation_fits} permutation refits")
         return "group level plan: " + ("; ".join(parts) if parts else "nothing to run")
@@ -350,8 +351,8 @@ def start(settings: Settings, included: pd.DataFrame, layout) -> GroupProgress:
     if map_sets:
         first = map_sets[0]
         try:
-            maps = load_group_maps({pid: first.maps[pid] for pid in participants if pid in first.maps},
-                                   metric=first.label, volume=first.volume, smoothing_fwhm=first.smoothing_fwhm)  # fmt: skip
+            files = {pid: first.maps[pid] for pid in participants if pid in first.maps}
+            maps = load_group_maps(files, metric=first.label, volume=first.volume, smoothing_fwhm=first.smoothing_fwhm)
             table = included[included["participant_id"].astype(str).isin(maps.participants)]
             covariates, factors, _ = model_columns(table, g)
             design = design_matrix(table, group_column=g.group_column, patient_label=g.patient_label,

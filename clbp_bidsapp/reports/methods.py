@@ -154,8 +154,8 @@ def group_methods(settings: Settings) -> str:
         + (
             f" Uncorrected voxel p-values used sequential stopping [@besag1991; @winkler2016faster]: each voxel's "
             f"count of permutations reaching its statistic stopped at {g.sequential_h} (p = {g.sequential_h}/L at the "
-            f"L-th permutation), and voxels below it were carried on to {max(g.uncorrected_permutations, g.n_permutations)} "
-            "permutations."
+            f"L-th permutation), and voxels below it were carried on to "
+            f"{max(g.uncorrected_permutations, g.n_permutations)} permutations."
             if g.sequential_h
             else ""
         )

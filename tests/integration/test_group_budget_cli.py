@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -20,9 +21,9 @@ def cli(*args) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     root = tmp_path_factory.mktemp("budget")
-    info = make_dataset(root / "bids", n_patients=4, n_controls=4, n_volumes=30, seed=2, high_motion=False)
+    info = make_dataset(root / "bids", n_patients=4, n_controls=4, n_volumes=40, seed=2, high_motion=False)
     out = root / "out"
-    done = cli(info.root, out, "participant", "-w", root / "work", "--nprocs", "2", "--min-time", "20", "--skip",
+    done = cli(info.root, out, "participant", "-w", root / "work", "--nprocs", "2", "--min-time", "30", "--skip",
                "reho", "vmhc", "dc", "seedfc", "connectome", "graph", "dualreg", "tsnr", "report")  # fmt: skip
     assert done.returncode == 0, done.stderr
     return info.root, out
@@ -46,3 +47,10 @@ def test_the_plan_and_the_estimate_come_before_the_work_and_count_what_runs(stud
     # the whole-run bar closes, and each stage's wall time and share is reported
     assert any(re.match(r"clbp-bidsapp: group level stages took \d+:\d\d: ica .*voxelwise .*\(\d+ %\)", line)
                for line in lines), done.stderr  # fmt: skip
+    # the sidecars record the sequential uncorrected p, and TFCE only where the plan said
+    alff = json.loads((out / "group" / "alff_contrast-CLBPvsHC_stat-t_statmap.json").read_text())
+    falff = json.loads((out / "group" / "falff_contrast-CLBPvsHC_stat-t_statmap.json").read_text())
+    assert alff["UncorrectedPValues"]["H"] == 100 and alff["UncorrectedPValues"]["MaximumPermutations"] <= 10000
+    assert alff["TFCE"] is not None and falff["TFCE"] is None
+    assert (out / "group" / "alff_contrast-CLBPvsHC_stat-logp_desc-tfcefwe_statmap.nii.gz").is_file()
+    assert not (out / "group" / "falff_contrast-CLBPvsHC_stat-logp_desc-tfcefwe_statmap.nii.gz").exists()
