@@ -309,6 +309,7 @@ class GroupSettings:
         ("DefaultMode", "Salience", "FrontoParietal", "SomatomotorDorsal", "Visual"), TEXTS
     )
     clinical_columns: tuple[str, ...] = setting(("pain_vas", "pain_duration_months"), TEXTS)  # used when present
+    clinical_maps: str = setting("primary", Check("str", choices=("primary", "all")))  # maps correlated with them
     nbs_threshold: float = setting(3.0, _float(0, low_open=True))  # |t| that forms Network-Based Statistic components
     ica_components: int = setting(
         20, _int(1)

@@ -486,6 +486,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "group", "tfce_maps"),
     )  # fmt: skip
     grp.add_argument(
+        "--clinical-maps",
+        dest="group.clinical_maps",
+        choices=("primary", "all"),
+        default=SUPPRESS,
+        help=_help("maps correlated with the --clinical-columns within patients: the --primary-maps, or every map",
+                   "group", "clinical_maps"),
+    )  # fmt: skip
+    grp.add_argument(
         "--sequential-h",
         dest="group.sequential_h",
         metavar="H",

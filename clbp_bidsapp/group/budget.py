@@ -49,6 +49,11 @@ def tfce_for(settings: GroupSettings, label: str, contrast: str) -> bool:
     return settings.tfce_maps == "all" or (label in settings.primary_maps and contrast == group_contrast(settings))
 
 
+def clinical_for(settings: GroupSettings, label: str) -> bool:
+    """Whether a map is correlated with the clinical columns: ``--clinical-maps primary`` keeps it to the family."""
+    return settings.clinical_maps == "all" or label in settings.primary_maps
+
+
 @dataclass(frozen=True)
 class VoxelwiseTest:
     map: str
@@ -120,7 +125,8 @@ def plan_group_level(
     connectome_atlases: int = 0,
     ica: bool = False,
 ) -> Plan:
-    """Count the group level's work: every map gets the group contrast and one contrast per clinical column.
+    """Count the group level's work: every map gets the group contrast, and the maps of ``clinical_for`` one
+    contrast per clinical column.
 
     ``ml`` (None: the ML stage is skipped) with ``ml_feature_sets`` feature sets: classification with every
     model, and pain prediction with every regression model when the clinical target is among ``clinical``;
@@ -130,7 +136,7 @@ def plan_group_level(
     tests = tuple(
         VoxelwiseTest(label, contrast, tfce_for(settings, label, contrast))
         for label in map_labels
-        for contrast in contrasts
+        for contrast in (contrasts if clinical_for(settings, label) else contrasts[:1])
     )
     ml_fits = ml_perm = 0
     if ml is not None and ml_feature_sets:

@@ -255,7 +255,8 @@ def run_voxelwise(
         results.append(result)
         if outcome is not None:
             outcome.ran(map_set.label)
-        results += _clinical(map_set, group_maps, table, clinical, folder, settings=settings, seed=seed)
+        if budget.clinical_for(settings, map_set.label):
+            results += _clinical(map_set, group_maps, table, clinical, folder, settings=settings, seed=seed)
     return family_fwe(results, folder, settings=settings)
 
 

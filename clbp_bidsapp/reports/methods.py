@@ -175,8 +175,8 @@ def group_methods(settings: Settings) -> str:
             else ""
         )
         + (
-            f" Within patients, maps were correlated with {_join(g.clinical_columns)} (when recorded) under the "
-            "same model and inference."
+            f" Within patients, {'the primary maps' if g.clinical_maps == 'primary' else 'all maps'} were "
+            f"correlated with {_join(g.clinical_columns)} (when recorded) under the same model and inference."
             if g.clinical_columns
             else ""
         ),

@@ -21,11 +21,16 @@ def _settings(**changes) -> GroupSettings:
 def test_plan_counts_maps_contrasts_and_tfce_of_the_primary_family_only():
     plan = budget.plan_group_level(map_labels=["alff", "reho", "fcz-pcc"], clinical=["pain_vas", "pain duration"],
                                    settings=_settings())  # fmt: skip
-    assert len(plan.tests) == 9
+    # the group contrast of every map; the clinical ones of the primary maps only (--clinical-maps primary)
+    assert len(plan.tests) == 7
+    assert [t.contrast for t in plan.tests if t.map == "reho"] == ["CLBPvsHC"]
+    all_clinical = budget.plan_group_level(map_labels=["alff", "reho", "fcz-pcc"], clinical=["pain_vas", "x"],
+                                           settings=_settings(clinical_maps="all"))  # fmt: skip
+    assert len(all_clinical.tests) == 9
     assert plan.contrasts == ["CLBPvsHC", "pain_vas".replace("_", ""), "painduration"]
     assert [(t.map, t.contrast) for t in plan.tfce_tests] == [("alff", "CLBPvsHC"), ("fcz-pcc", "CLBPvsHC")]
     line = plan.describe()
-    assert "3 maps x 3 contrasts = 9 voxelwise tests x 300 permutations (TFCE on 2 (alff, fcz-pcc)" in line
+    assert "3 maps x 3 contrasts = 7 voxelwise tests x 300 permutations (TFCE on 2 (alff, fcz-pcc)" in line
     assert "stop at 100 exceedances, at most 10000 permutations" in line
     every = budget.plan_group_level(map_labels=["alff", "reho"], clinical=[], settings=_settings(tfce_maps="all"))
     assert len(every.tfce_tests) == 2 == len(every.tests)
@@ -60,9 +65,10 @@ def test_calibration_and_estimate_follow_the_clock():
     assert calibration.seconds_per_tfce == pytest.approx(0.15)
     assert (calibration.voxels, calibration.participants) == (24, 10)
     plan = budget.plan_group_level(map_labels=["alff", "reho"], clinical=["pain_vas"], settings=_settings())
-    # 4 tests x 300 permutations x 0.1 s, and TFCE on alff's group contrast: 300 x 0.15 s
-    assert budget.voxelwise_seconds(plan, calibration) == pytest.approx(4 * 300 * 0.1 + 300 * 0.15)
-    assert "voxelwise tests about 2:45" in budget.describe_estimate(plan, calibration)
+    # 3 tests (reho is not primary: no clinical contrast) x 300 permutations x 0.1 s, and TFCE on alff's group
+    # contrast: 300 x 0.15 s
+    assert budget.voxelwise_seconds(plan, calibration) == pytest.approx(3 * 300 * 0.1 + 300 * 0.15)
+    assert "voxelwise tests about 2:15" in budget.describe_estimate(plan, calibration)
 
 
 def test_group_progress_spans_the_stages_and_reports_their_shares():
