@@ -98,6 +98,8 @@ def main() -> None:
             print(f"  {label}: max |dlog10 p| where p < 0.1: {every:.3f} ({count} voxels; exhaustive p >= 0.001: "
                   f"{resolved:.3f}, {count_resolved} voxels; smallest exhaustive p {p_full.min():.2g})")  # fmt: skip
 
+    if not args.null_datasets:
+        return
     hits = 0
     start = time.perf_counter()
     for k in range(args.null_datasets):
