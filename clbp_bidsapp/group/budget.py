@@ -19,6 +19,7 @@ that is a view on the whole-run bar, otherwise the per-map bar as before.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from contextvars import ContextVar
@@ -336,8 +337,14 @@ def start(settings: Settings, included: pd.DataFrame, layout) -> GroupProgress:
     participants = [str(p) for p in included["participant_id"]]
     map_sets = []
     if "stats" not in skip:
-        map_sets = collect_map_sets(layout, settings=g, participants=participants,
-                                    smoothing_fwhm=settings.metrics.smoothing_fwhm)  # fmt: skip
+        quiet = logging.getLogger("clbp_bidsapp.group")  # the voxelwise stage warns about missing maps itself
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            map_sets = collect_map_sets(layout, settings=g, participants=participants,
+                                        smoothing_fwhm=settings.metrics.smoothing_fwhm)  # fmt: skip
+        finally:
+            quiet.setLevel(level)
     labels = [m.label for m in map_sets]
     if "stats" not in skip and "ica" not in skip:
         labels += [f"groupica-{network}" for network in g.networks]
