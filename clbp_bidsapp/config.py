@@ -294,18 +294,24 @@ class GroupSettings:
     control_label: str = setting("HC", TEXT)
     min_per_group: int = setting(2, _int(1))
     covariates: tuple[str, ...] = setting(("age", "sex", "mean_fd"), TEXTS)
-    n_permutations: int = setting(5000, _int(1))
+    n_permutations: int = setting(500, _int(1))
     # FWE p below 0.1 from a generalised Pareto fit to the null's tail where it fits (Winkler 2016) or empirical
     permutation_tail: str = setting("gpd", Check("str", choices=("none", "gpd")))
     # maps whose group contrast forms the primary family (FWE across them, as PALM -corrmod); the rest exploratory
     primary_maps: tuple[str, ...] = setting(("alff", "reho", "fcz-insulaAntL", "fcz-insulaAntR", "fcz-mpfc"), TEXTS)
     cluster_forming_p: float = setting(0.001, _float(0, high=1, low_open=True, high_open=True))
     tfce: bool = setting(True, FLAG)  # TFCE (Smith & Nichols 2009) FWE maps besides max-t and cluster-extent FWE
+    tfce_maps: str = setting("primary", Check("str", choices=("primary", "all")))  # primary: the primary family only
+    # uncorrected p: each voxel's count stops at h exceedances (Besag & Clifford 1991; 0 = off), voxels below h
+    # carried on (t only) up to uncorrected_permutations; the FWE nulls use n_permutations
+    sequential_h: int = setting(100, _int(0))
+    uncorrected_permutations: int = setting(10000, _int(1))
     metrics: tuple[str, ...] = setting(GROUP_METRICS, Check("str", many=True, choices=GROUP_METRICS))
     networks: tuple[str, ...] = setting(
         ("DefaultMode", "Salience", "FrontoParietal", "SomatomotorDorsal", "Visual"), TEXTS
     )
     clinical_columns: tuple[str, ...] = setting(("pain_vas", "pain_duration_months"), TEXTS)  # used when present
+    clinical_maps: str = setting("primary", Check("str", choices=("primary", "all")))  # maps correlated with them
     nbs_threshold: float = setting(3.0, _float(0, low_open=True))  # |t| that forms Network-Based Statistic components
     ica_components: int = setting(
         20, _int(1)

@@ -203,6 +203,7 @@ METHOD_CITATIONS: dict[str, tuple[str, ...]] = {
     "Partial correlation (shrinkage covariance)": ("ledoit2004",),
     "Permutation inference for the GLM": ("winkler2014",),
     "Tail approximation of FWE p; FWE across a family of maps": ("winkler2016faster",),
+    "Sequential stopping of uncorrected permutation p": ("besag1991", "winkler2016faster"),
     "Threshold-free cluster enhancement": ("smith2009tfce",),
     "Network-Based Statistic": ("zalesky2010",),
     "ALFF and fALFF": ("zang2007", "zou2008"),

@@ -473,6 +473,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip TFCE (max-t and cluster-extent FWE are still computed)",
     )
     grp.add_argument(
+        "--tfce-maps",
+        dest="group.tfce_maps",
+        choices=("primary", "all"),
+        default=SUPPRESS,
+        help=_help("maps that get TFCE: the group contrast of the --primary-maps, or every map and contrast",
+                   "group", "tfce_maps"),
+    )  # fmt: skip
+    grp.add_argument(
+        "--clinical-maps",
+        dest="group.clinical_maps",
+        choices=("primary", "all"),
+        default=SUPPRESS,
+        help=_help("maps correlated with the --clinical-columns within patients: the --primary-maps, or every map",
+                   "group", "clinical_maps"),
+    )  # fmt: skip
+    grp.add_argument(
+        "--sequential-h",
+        dest="group.sequential_h",
+        metavar="H",
+        default=SUPPRESS,
+        help=_help("uncorrected p: stop counting a voxel at H exceedances (Besag-Clifford sequential p; 0: off)",
+                   "group", "sequential_h"),
+    )  # fmt: skip
+    grp.add_argument(
+        "--uncorrected-permutations",
+        dest="group.uncorrected_permutations",
+        metavar="N",
+        default=SUPPRESS,
+        help=_help("most permutations for a sequential uncorrected p (voxels below H exceedances, t only)",
+                   "group", "uncorrected_permutations"),
+    )  # fmt: skip
+    grp.add_argument(
         "--clinical-columns",
         dest="group.clinical_columns",
         nargs="*",

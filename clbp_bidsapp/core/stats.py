@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from clbp_bidsapp.core import sequential
 from clbp_bidsapp.core import tail as gpd_tail
 from clbp_bidsapp.core.tfce import TfceGraph
 
@@ -136,6 +137,8 @@ class PermutationResult:
     tail: str = "none"  # FWE p from the empirical null ("none") or its GPD tail where it fits ("gpd")
     p_floor: float = 0.0  # smallest p reported (1/n_perm empirical; 1/distinct rearrangements with the tail)
     tail_fits: dict | None = None  # statistic -> core.tail.TailFit, with ``tail="gpd"``
+    sequential_h: int = 0  # uncorrected p: Besag-Clifford stopping at h exceedances (0: every permutation counted)
+    uncorrected_permutations: np.ndarray | None = None  # (voxels,) permutations each uncorrected p rests on
 
 
 class FreedmanLaneT:
@@ -244,6 +247,8 @@ def permutation_nulls(
     """The nulls of the permutations of ``chunks`` only (options as :func:`permutation_test`, which merges them)."""
     t_stats = FreedmanLaneT(data, design)
     observed = t_stats(np.arange(t_stats.n)[None, :])[0]
+    if mask is not None and cluster_threshold is not None:
+        mask = cropped(mask)  # as permutation_test does: the same labelling in both routes
     graph = TfceGraph(mask, connectivity=tfce_connectivity) if tfce else None
     return _chunk_nulls(t_stats, observed, n_permutations=n_permutations, seed=seed, chunks=chunks,
                         two_sided=two_sided, mask=mask, cluster_threshold=cluster_threshold, block=block,
@@ -298,6 +303,8 @@ def permutation_test(
     on_progress: Callable[[int], None] | None = None,
     tail: str = "none",
     nulls: PermutationNulls | None = None,
+    sequential_h: int = 0,
+    max_permutations: int | None = None,
 ) -> PermutationResult:
     """Freedman-Lane permutation test of ``design.tested`` for every column of ``data``.
 
@@ -312,6 +319,10 @@ def permutation_test(
     2016), floored at 1 / the number of distinct rearrangements of the tested column. ``nulls`` are the merged
     :func:`permutation_nulls` of every chunk, computed elsewhere (``group/fanout.py``); the result is then
     identical to computing them here.
+    ``sequential_h > 0`` makes the uncorrected p sequential (Besag & Clifford 1991; ``core/sequential.py``): the
+    first ``n_permutations`` (which the FWE nulls need in full) count for every voxel, and the voxels with fewer
+    than ``h`` exceedances by then are carried on, t only, until their ``h``-th exceedance or ``max_permutations``
+    permutations of the same stream.
     """
     if tail not in ("none", "gpd"):
         raise ValueError(f"tail must be 'none' or 'gpd', not {tail!r}")
@@ -323,6 +334,7 @@ def permutation_test(
     stat_obs = np.abs(observed) if two_sided else observed
     labels_obs = cluster_p = None
     if mask is not None and cluster_threshold is not None:
+        mask = cropped(mask)  # same voxels in the same order; labelling a smaller box is 2-5x faster
         labels_obs, sizes_obs = _clusters(observed, mask, cluster_threshold, two_sided=two_sided)
     graph = TfceGraph(mask, connectivity=tfce_connectivity) if tfce else None
     if nulls is None:
@@ -335,6 +347,14 @@ def permutation_test(
     exceed, max_null, cluster_max, max_tfce_null = nulls.exceed, nulls.max_null, nulls.cluster_max, nulls.max_tfce_null
     tfce_obs = graph.scores(observed[None, :], two_sided=two_sided, dh=tfce_dh)[0] if graph is not None else None
     p_unc = exceed / n_permutations
+    counter = None
+    if sequential_h:
+        counter = sequential.SequentialCounter.resume(stat_obs, exceed, drawn=n_permutations, h=sequential_h)
+        total = max(n_permutations, max_permutations or 0)
+        stream = permutation_stream(n, total, seed=seed, block=block)
+        sequential.continue_counting(counter, lambda cols: _t_of(data[:, cols], design, two_sided),
+                                     sequential.blocks_after(stream, n_permutations))  # fmt: skip
+        p_unc = counter.p_values()
     at_least = n_permutations - np.searchsorted(np.sort(max_null), stat_obs - 1e-12, side="left")
     p_fwe = at_least / n_permutations
     if labels_obs is not None:
@@ -344,7 +364,7 @@ def permutation_test(
         # relative tolerance: the identity permutation reproduces the observed maximum up to rounding
         bound = np.abs(tfce_obs) * (1 - 1e-10)
         p_tfce = (n_permutations - np.searchsorted(np.sort(max_tfce_null), bound, side="left")) / n_permutations
-    floor = 1.0 / n_permutations
+    floor = 1.0 / (counter.drawn if counter is not None else n_permutations)  # the sequential p go lower
     fits = None
     if tail == "gpd":
         floor = min_permutation_p(design.matrix[:, design.tested])
@@ -369,7 +389,15 @@ def permutation_test(
         tail=tail,
         p_floor=floor,
         tail_fits=fits,
+        sequential_h=sequential_h,
+        uncorrected_permutations=counter.counted() if counter is not None else None,
     )
+
+
+def _t_of(data: np.ndarray, design: Design, two_sided: bool) -> Callable[[np.ndarray], np.ndarray]:
+    """The (|t| when two-sided) statistic of ``data``'s columns for blocks of orderings."""
+    t_stats = FreedmanLaneT(data, design)
+    return lambda perms: np.abs(t_stats(perms)) if two_sided else t_stats(perms)
 
 
 def min_permutation_p(tested: np.ndarray) -> float:
@@ -381,6 +409,14 @@ def min_permutation_p(tested: np.ndarray) -> float:
     _, counts = np.unique(np.asarray(tested), return_counts=True)
     log_count = lgamma(counts.sum() + 1) - sum(lgamma(c + 1) for c in counts)
     return float(max(np.exp(-log_count), np.finfo(float).tiny))
+
+
+def cropped(mask: np.ndarray) -> np.ndarray:
+    """``mask`` cut to the bounding box of its voxels (which keep their C order, so masked vectors still fit)."""
+    found = np.argwhere(mask)
+    if not found.size:
+        return mask
+    return mask[tuple(slice(low, high + 1) for low, high in zip(found.min(0), found.max(0), strict=True))]
 
 
 def _clusters(t: np.ndarray, mask: np.ndarray, threshold: float, *, two_sided: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -63,8 +63,8 @@ from clbp_bidsapp.core.stats import (
     permutation_test,
 )
 from clbp_bidsapp.errors import ExitCode, InputError
+from clbp_bidsapp.group import budget
 from clbp_bidsapp.io import derivatives
-from clbp_bidsapp.io.progress import progress
 
 SLURM_PLUGINS = ("SLURM", "SLURMGraph")
 DEFAULT_CHUNKS_PER_JOB = 10
@@ -85,8 +85,12 @@ def task_nulls(data_path: Path, design: Design, options: Mapping[str, Any], chun
     return permutation_nulls(data, design, chunks=chunks, **_null_options(options))
 
 
+# fitted on the merged null, or (sequential uncorrected p) carried on from it, by the main process
+MERGED_OPTIONS = ("tail", "sequential_h", "max_permutations")
+
+
 def _null_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in options.items() if key != "tail"}  # the tail is fitted on the merged null
+    return {key: value for key, value in options.items() if key not in MERGED_OPTIONS}
 
 
 class Executor:
@@ -109,7 +113,7 @@ class Serial(Executor):
     """Every test in this process, when it is submitted."""
 
     def submit(self, data: np.ndarray, design: Design, *, label: str, **options: Any) -> PendingResult:
-        with progress(options["n_permutations"], label=label, quiet_below=10) as bar:
+        with budget.map_progress(options["n_permutations"], label=label, tfce=options.get("tfce", False)) as bar:
             result = permutation_test(data, design, on_progress=bar.update, **options)
         return lambda: result
 
@@ -211,7 +215,7 @@ class Pool(_Deferred):
     def collect(self, unit: _Unit) -> list[PermutationNulls]:
         n_permutations = unit.options["n_permutations"]
         try:
-            with progress(n_permutations, label=unit.label, quiet_below=10) as bar:
+            with budget.map_progress(n_permutations, label=unit.label, tfce=unit.options.get("tfce", False)) as bar:
                 for future in as_completed(unit.handles):
                     bar.update(future.result().max_null.size)
         except BrokenProcessPool:

@@ -12,7 +12,7 @@ import pandas as pd
 from clbp_bidsapp import messages
 from clbp_bidsapp.config import GroupSettings, Settings
 from clbp_bidsapp.errors import ExitCode, InputError, LateSteps
-from clbp_bidsapp.group import fanout, inclusion
+from clbp_bidsapp.group import budget, fanout, inclusion
 from clbp_bidsapp.group.concordance import write_concordance
 from clbp_bidsapp.group.connectomes import run_connectome_stats
 from clbp_bidsapp.group.design import build_design, check_group_sizes, qc_summary
@@ -122,10 +122,12 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
     if "stats" not in ex.skip:
         fanout.check_execution(ex)  # --plugin SLURM needs sbatch: refused now, not after the group ICA
     messages.say(f"group level reads {selection.describe()}")
+    tracker = budget.start(settings, design.included, layout)  # the plan and the time estimate, before the work
     if "qc" not in ex.skip:
         derivatives.write_tsv(group_dir / "desc-qc_summary.tsv", qc_summary(design, settings=g))
     outcome = Outcome(exclusions=exclusions, settings=g)
     ica_sets = []
+    tracker.begin("ica")
     if "ica" not in ex.skip:
         try:
             ica = run_group_ica(design.included, output_dir=ex.output_dir, n_components=g.ica_components,
@@ -142,6 +144,7 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
                 f"participants ({', '.join(ica.names)})"
             )
     late = LateSteps(results=str(group_dir))  # summaries of written results: a failure there loses nothing
+    tracker.begin("voxelwise")
     if "stats" not in ex.skip:
         with fanout.executor_for(ex, work_dir=ex.work_dir or ex.output_dir / "work") as fan:  # --nprocs, --plugin
             results = run_voxelwise(
@@ -175,6 +178,7 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
             )
         if results:
             late.run("the literature concordance table", _concordance, group_dir, g)
+    tracker.begin("connectome")
     if "connectome" not in ex.skip:
         for result in run_connectome_stats(design.included, output_dir=ex.output_dir, settings=g, seed=ex.random_seed,
                                            layout=layout, outcome=outcome):  # fmt: skip
@@ -185,6 +189,7 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
                 f"{len(result.regions)} regions ({len(result.dropped_regions)} dropped), {result.n_fdr_edges} edges "
                 f"with FDR q < 0.05, {len(significant)} NBS component(s) with FWE p < 0.05"
             )
+    tracker.begin("ml")
     if "ml" not in ex.skip:
         from clbp_bidsapp.group.ml import describe, run_ml
 
@@ -196,6 +201,7 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
         else:
             outcome.ran("machine learning")
             messages.say(f"machine learning: {describe(ml_results, settings.ml)}; {group_dir / 'desc-ml_summary.json'}")
+    messages.say(tracker.finish())
     derivatives.write_tsv(group_dir / "desc-excluded_participants.tsv", exclusions.table())
     for analysis, reason in outcome.skipped:
         messages.say(f"{analysis} not run: {reason}")

@@ -32,7 +32,7 @@ from scipy import stats as sstats
 
 from clbp_bidsapp import registry
 from clbp_bidsapp.config import GroupSettings
-from clbp_bidsapp.core import connectivity, multiplicity
+from clbp_bidsapp.core import connectivity, multiplicity, sequential
 from clbp_bidsapp.core import tail as gpd_tail
 from clbp_bidsapp.core.stats import (
     PERMUTATIONS_PER_CHUNK,
@@ -43,7 +43,7 @@ from clbp_bidsapp.core.stats import (
     regression_design,
 )
 from clbp_bidsapp.errors import ExitCode, InputError
-from clbp_bidsapp.group import fanout
+from clbp_bidsapp.group import budget, fanout
 from clbp_bidsapp.group.inclusion import Outcome
 from clbp_bidsapp.group.maps import GroupMaps, find_maps, load_group_maps
 from clbp_bidsapp.io import atlases, derivatives, images
@@ -253,7 +253,8 @@ def run_voxelwise(
                               settings=settings, seed=seed, notes=notes, fan=fan, family=family))  # fmt: skip
         if outcome is not None:
             outcome.ran(map_set.label)
-        pending += _clinical(map_set, group_maps, table, clinical, folder, settings=settings, seed=seed, fan=fan)
+        if budget.clinical_for(settings, map_set.label):
+            pending += _clinical(map_set, group_maps, table, clinical, folder, settings=settings, seed=seed, fan=fan)
     results = [finish() for finish in pending]
     return family_fwe(results, folder, settings=settings)
 
@@ -484,8 +485,10 @@ def _submit_test(map_set, group_maps, table, design: Design, contrast, tested, f
         seed=seed,
         mask=group_maps.mask,
         cluster_threshold=cluster_t,
-        tfce=settings.tfce,
+        tfce=budget.tfce_for(settings, map_set.label, contrast),
         tail=settings.permutation_tail,
+        sequential_h=settings.sequential_h,
+        max_permutations=settings.uncorrected_permutations,
     )
     grid_only = dataclasses.replace(group_maps, data=group_maps.data[:, :0])  # not every map's data until the end
     return functools.partial(_write_outputs, pending, map_set, grid_only, table, design, contrast, tested, folder,
@@ -546,10 +549,11 @@ def _write_outputs(pending, map_set, group_maps, table, design: Design, contrast
             "chunk]), the first ordering the identity; the same for any --nprocs or SLURM fan-out",
             "PermutationScheme": "Freedman-Lane (residuals of the nuisance model permuted)",
             "FWEPValues": tail_description(result),
+            "UncorrectedPValues": sequential.describe(result.sequential_h, result.uncorrected_permutations),
             "ClusterFormingP": settings.cluster_forming_p,
             "ClusterFormingT": cluster_t,
             "ClusterConnectivity": 26,
-            "TFCE": {"E": 0.5, "H": 2.0, "Steps": 100, "Connectivity": 6} if settings.tfce else None,
+            "TFCE": {"E": 0.5, "H": 2.0, "Steps": 100, "Connectivity": 6} if result.tfce is not None else None,
             "GroupMaskVoxels": int(group_maps.mask.sum()),
             "RandomSeed": seed,
             "Notes": notes,

@@ -132,8 +132,21 @@ def group_methods(settings: Settings) -> str:
         f"permutations (Freedman-Lane, random seed {settings.execution.random_seed}) [@freedman1983; @winkler2014] "
         "for voxelwise family-wise error (max-t), cluster-extent family-wise error at a cluster-forming "
         f"p < {g.cluster_forming_p:g}"
-        + (" and threshold-free cluster enhancement [@smith2009tfce]" if g.tfce else "")
+        + (
+            " and threshold-free cluster enhancement [@smith2009tfce]"
+            + (" (for the group comparison of the primary maps)" if g.tfce_maps == "primary" else "")
+            if g.tfce
+            else ""
+        )
         + ", with Benjamini-Hochberg false discovery rate maps [@benjamini1995]."
+        + (
+            f" Uncorrected voxel p-values used sequential stopping [@besag1991; @winkler2016faster]: each voxel's "
+            f"count of permutations reaching its statistic stopped at {g.sequential_h} (p = {g.sequential_h}/L at the "
+            f"L-th permutation), and voxels below it were carried on to "
+            f"{max(g.uncorrected_permutations, g.n_permutations)} permutations."
+            if g.sequential_h
+            else ""
+        )
         + (
             " Family-wise error p-values below 0.1 were taken from a generalised Pareto distribution fitted to the "
             "upper tail of each maximum-statistic permutation distribution, where the fit passed an Anderson-Darling "
@@ -150,8 +163,8 @@ def group_methods(settings: Settings) -> str:
             else ""
         )
         + (
-            f" Within patients, maps were correlated with {_join(g.clinical_columns)} (when recorded) under the "
-            "same model and inference."
+            f" Within patients, {'the primary maps' if g.clinical_maps == 'primary' else 'all maps'} were "
+            f"correlated with {_join(g.clinical_columns)} (when recorded) under the same model and inference."
             if g.clinical_columns
             else ""
         ),
