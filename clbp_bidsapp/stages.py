@@ -16,6 +16,7 @@ PARTICIPANT_STAGES: dict[str, str] = {
     "graph": "graph measures of each connectome over the sparsity range (needs connectome)",
     "dualreg": "dual regression onto the reference networks (--networks)",
     "report": "the HTML report OUTPUT_DIR/sub-<label>.html",
+    "cbf": "CBF maps (absolute, relative, z) from the ASLPrep derivatives of --aslprep-dir",
 }
 
 GROUP_STAGES: dict[str, str] = {

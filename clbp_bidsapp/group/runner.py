@@ -12,7 +12,7 @@ import pandas as pd
 from clbp_bidsapp import messages
 from clbp_bidsapp.config import GroupSettings, Settings
 from clbp_bidsapp.errors import ExitCode, InputError, LateSteps
-from clbp_bidsapp.group import inclusion
+from clbp_bidsapp.group import inclusion, perfusion
 from clbp_bidsapp.group.concordance import write_concordance
 from clbp_bidsapp.group.connectomes import run_connectome_stats
 from clbp_bidsapp.group.design import build_design, check_group_sizes, qc_summary
@@ -141,13 +141,14 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
             )
     late = LateSteps(results=str(group_dir))  # summaries of written results: a failure there loses nothing
     if "stats" not in ex.skip:
+        cbf_sets = perfusion.cbf_map_sets(layout, participants=list(design.included["participant_id"]), settings=g)
         results = run_voxelwise(
             design.included,
             output_dir=ex.output_dir,
             settings=g,
             seed=ex.random_seed,
             smoothing_fwhm=settings.metrics.smoothing_fwhm,
-            extra_map_sets=ica_sets,
+            extra_map_sets=[*ica_sets, *cbf_sets],
             layout=layout,
             outcome=outcome,
         )
@@ -171,6 +172,9 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
             )
         if results:
             late.run("the literature concordance table", _concordance, group_dir, g)
+        if results and cbf_sets:
+            late.run("the BOLD-CBF concordance table", perfusion.report_concordance, results, design.included,
+                     map_sets=cbf_sets, group_dir=group_dir, settings=g, layout=layout)  # fmt: skip
     if "connectome" not in ex.skip:
         for result in run_connectome_stats(design.included, output_dir=ex.output_dir, settings=g, seed=ex.random_seed,
                                            layout=layout, outcome=outcome):  # fmt: skip

@@ -34,6 +34,8 @@ BIDSIGNORE = """\
 # Files that the BIDS specification does not (yet) define, written by clbp-bidsapp.
 *_boldmap.nii.gz
 *_boldmap.json
+*_cbfmap.nii.gz
+*_cbfmap.json
 *_qc.tsv
 *_qc.json
 *_timeseries.tsv
