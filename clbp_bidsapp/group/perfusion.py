@@ -19,9 +19,9 @@ import pandas as pd
 
 from clbp_bidsapp.config import GroupSettings
 from clbp_bidsapp.core import perfusion
-from clbp_bidsapp.core.stats import DesignError, design_matrix
+from clbp_bidsapp.core.stats import Design, DesignError, design_matrix
 from clbp_bidsapp.errors import InputError
-from clbp_bidsapp.group.maps import load_group_maps
+from clbp_bidsapp.group.maps import GroupMaps, load_group_maps
 from clbp_bidsapp.group.voxelwise import ALPHA, MapSet, MetricResult, model_columns
 from clbp_bidsapp.io import derivatives
 
@@ -114,7 +114,9 @@ def write_concordance(
     except InputError as exc:
         LOGGER.warning("BOLD-CBF concordance not computed: %s", exc)
         return None
-    table = table[table["participant_id"].isin(cbf.participants)].reset_index(drop=True)
+    order = {pid: i for i, pid in enumerate(cbf.participants)}  # design rows in the order of the CBF data rows
+    table = table[table["participant_id"].isin(order)].sort_values("participant_id", key=lambda c: c.map(order))
+    table = table.reset_index(drop=True)
     covariates, factors, _ = model_columns(table, settings)
     try:
         design = design_matrix(table, group_column=settings.group_column, patient_label=settings.patient_label,
@@ -124,22 +126,33 @@ def write_concordance(
         return None
     contrast = f"{settings.patient_label}vs{settings.control_label}"
     group_results = [r for r in results if r.contrast == contrast and r.member is not None]
-    bold = [r for r in group_results if r.metric not in CBF_MAPS]
-    forward = pd.DataFrame(
-        [row for r in bold for row in _bold_to_cbf(r, cbf, design)],
-        columns=["map", "cluster", "bold_sign", "voxels", "cbf_coverage", "peak_x", "peak_y", "peak_z",
-                 "harvard_oxford", "cbf_effect", "cbf_ci_low", "cbf_ci_high", "cbf_p", "cbf_standardised",
-                 "cbf_participants", "cbf_sign", "status"],
-    )  # fmt: skip
-    cbf_results = [r for r in group_results if r.metric in CBF_MAPS]
-    reverse = pd.DataFrame(
-        [row for r in cbf_results for row in _cbf_to_bold(r, bold)],
-        columns=["cbf_map", "cluster", "cbf_sign", "voxels", "peak_x", "peak_y", "peak_z", "harvard_oxford",
-                 "bold_counterparts", "status"],
-    )  # fmt: skip
+    forward, reverse = concordance_tables(
+        [r for r in group_results if r.metric not in CBF_MAPS], [r for r in group_results if r.metric in CBF_MAPS],
+        cbf=cbf, design=design,
+    )
     path = derivatives.write_tsv(group_dir / CONCORDANCE_FILE, forward)
     derivatives.write_tsv(group_dir / REVERSE_FILE, reverse)
     return path, forward, reverse
+
+
+FORWARD_COLUMNS = ["map", "cluster", "bold_sign", "voxels", "cbf_coverage", "peak_x", "peak_y", "peak_z",
+                   "harvard_oxford", "cbf_effect", "cbf_ci_low", "cbf_ci_high", "cbf_p", "cbf_standardised",
+                   "cbf_participants", "cbf_sign", "status"]  # fmt: skip
+REVERSE_COLUMNS = ["cbf_map", "cluster", "cbf_sign", "voxels", "peak_x", "peak_y", "peak_z", "harvard_oxford",
+                   "bold_counterparts", "status"]  # fmt: skip
+
+
+def concordance_tables(
+    bold: list[MetricResult], cbf_results: list[MetricResult], *, cbf: GroupMaps, design: Design
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(BOLD clusters -> CBF effect in their voxels, CBF clusters -> BOLD maps in their voxels).
+
+    ``bold`` and ``cbf_results`` are group-contrast results with their clusters; ``cbf`` the relative CBF maps of
+    the participants of ``design`` (same order), on the BOLD maps' grid.
+    """
+    forward = pd.DataFrame([row for r in bold for row in _bold_to_cbf(r, cbf, design)], columns=FORWARD_COLUMNS)
+    reverse = pd.DataFrame([row for r in cbf_results for row in _cbf_to_bold(r, bold)], columns=REVERSE_COLUMNS)
+    return forward, reverse
 
 
 def _significant_clusters(result: MetricResult) -> pd.DataFrame:

@@ -493,7 +493,7 @@ ASLPREP_VERSION = "0.7.5"
 CBF_TISSUE = {"gm": 60.0, "wm": 25.0, "csf": 8.0}  # mL/100 g/min of pure tissue
 CBF_GLOBAL_SD = 0.08  # participants' global CBF factor ~ N(1, 0.08) (haematocrit, caffeine, ...)
 CBF_NOISE_SD = 4.0  # mL/100 g/min, white noise plus the same SD of smooth (8 mm FWHM) noise
-CBF_GAIN = 0.3  # patients' CBF x (1 + gain) in the concordant region, x (1 - gain) in the discordant one
+CBF_GAIN = 0.4  # patients' CBF x (1 + gain) in the concordant region, x (1 - gain) in the discordant one
 # the planted CBF effects: up where ALFF is planted up (concordant), down where ReHo is planted up (discordant)
 CBF_EFFECTS: dict[str, str] = {"insula_alff": "+", "parahippocampal_reho": "-"}
 
