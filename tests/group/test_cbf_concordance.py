@@ -121,7 +121,7 @@ def test_the_cluster_effect_is_the_t_test_of_the_cluster_means(cbf_study):
     insula = next(e for e in synthetic.PLANTED_EFFECTS if e.name == "insula_alff")
     means = data[:, synthetic._sphere(grid.coords, insula.centre_mm, insula.radius_mm)].mean(axis=1)
     test = sstats.ttest_ind(means[:N_PER_GROUP], means[N_PER_GROUP:], equal_var=True)
-    assert row["cbf_effect"] == pytest.approx(means[:N_PER_GROUP].mean() - means[N_PER_GROUP:].mean(), rel=1e-6)
-    assert row["cbf_p"] == pytest.approx(test.pvalue, rel=1e-6)
+    assert row["cbf_effect"] == pytest.approx(means[:N_PER_GROUP].mean() - means[N_PER_GROUP:].mean(), abs=1e-6)
+    assert row["cbf_p"] == pytest.approx(test.pvalue, abs=1e-5)
     assert row["cbf_participants"] == 2 * N_PER_GROUP
     assert row["cbf_ci_low"] < row["cbf_effect"] < row["cbf_ci_high"]
