@@ -119,16 +119,24 @@ def write_concordance(
     table = table.reset_index(drop=True)
     covariates, factors, _ = model_columns(table, settings)
     try:
-        design = design_matrix(table, group_column=settings.group_column, patient_label=settings.patient_label,
-                               control_label=settings.control_label, covariates=covariates, factors=factors)  # fmt: skip
+        design = design_matrix(
+            table,
+            group_column=settings.group_column,
+            patient_label=settings.patient_label,
+            control_label=settings.control_label,
+            covariates=covariates,
+            factors=factors,
+        )
     except DesignError as exc:
         LOGGER.warning("BOLD-CBF concordance not computed: group design on the CBF participants: %s", exc)
         return None
     contrast = f"{settings.patient_label}vs{settings.control_label}"
     group_results = [r for r in results if r.contrast == contrast and r.member is not None]
     forward, reverse = concordance_tables(
-        [r for r in group_results if r.metric not in CBF_MAPS], [r for r in group_results if r.metric in CBF_MAPS],
-        cbf=cbf, design=design,
+        [r for r in group_results if r.metric not in CBF_MAPS],
+        [r for r in group_results if r.metric in CBF_MAPS],
+        cbf=cbf,
+        design=design,
     )
     path = derivatives.write_tsv(group_dir / CONCORDANCE_FILE, forward)
     derivatives.write_tsv(group_dir / REVERSE_FILE, reverse)

@@ -54,9 +54,11 @@ class CBFMaps(SimpleInterface):
         else:
             gm, reference = np.ones(mask.shape), "whole brain mask (no grey-matter probability map found)"
         mean_gm = perfusion.mean_tissue_cbf(values, gm[mask])
-        quality = aslprep.read_quality(Path(self.inputs.qc) if isdefined(self.inputs.qc) else None, self.inputs.variant)
-        problem = perfusion.quality_problem(mean_gm_cbf=mean_gm, qei=quality["qei"],
-                                            gm_range=tuple(self.inputs.gm_range), min_qei=self.inputs.min_qei)  # fmt: skip
+        qc_file = Path(self.inputs.qc) if isdefined(self.inputs.qc) else None
+        quality = aslprep.read_quality(qc_file, self.inputs.variant)
+        problem = perfusion.quality_problem(
+            mean_gm_cbf=mean_gm, qei=quality["qei"], gm_range=tuple(self.inputs.gm_range), min_qei=self.inputs.min_qei
+        )
         relative = perfusion.relative_cbf(values, reference=mean_gm)
         grid = (mask, affine)
         sizes = images.voxel_size(affine)

@@ -153,9 +153,14 @@ def load_on_grid(
     images = {"cbf": img} | ({"mask": nb.load(str(mask))} if mask is not None else {})
     if not same:
         images = {
-            key: resample_img(value, target_affine=target_affine, target_shape=target_mask.shape,
-                              interpolation="continuous" if key == "cbf" else "nearest", force_resample=True,
-                              copy_header=True)  # fmt: skip
+            key: resample_img(
+                value,
+                target_affine=target_affine,
+                target_shape=target_mask.shape,
+                interpolation="continuous" if key == "cbf" else "nearest",
+                force_resample=True,
+                copy_header=True,
+            )
             for key, value in images.items()
         }
     data = np.asarray(images["cbf"].dataobj, dtype=np.float64)

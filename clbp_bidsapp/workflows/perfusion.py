@@ -71,9 +71,9 @@ def init_cbf_wf(
         maps.inputs.qc = str(cbf.qc)
     if "GM" in run.probsegs:
         maps.inputs.gm_probseg = str(run.probsegs["GM"])
-    sources = [_uri(path, root, name) for path, root, name in
-               ((cbf.cbf, aslprep_dir, "aslprep"), (cbf.mask, aslprep_dir, "aslprep"), (run.mask, fmriprep_dir, "fmriprep"))
-               if path is not None]  # fmt: skip
+    inputs_read = ((cbf.cbf, aslprep_dir, "aslprep"), (cbf.mask, aslprep_dir, "aslprep"),
+                   (run.mask, fmriprep_dir, "fmriprep"))  # fmt: skip
+    sources = [_uri(path, root, name) for path, root, name in inputs_read if path is not None]
     base = {
         "Sources": sources,
         "SoftwareVersion": __version__,

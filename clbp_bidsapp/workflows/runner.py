@@ -89,8 +89,14 @@ def run_participant_level(settings: Settings, *, run_id: str, source: dict[str, 
                 random_seed=ex.random_seed,
                 skip=ex.skip,
                 extra_wfs=perfusion.participant_cbf_wfs(
-                    asl, label, usable, output_dir=ex.output_dir, fmriprep_dir=fmriprep_dir, inputs=inp,
-                    smoothing_fwhm=settings.metrics.smoothing_fwhm, skipped=skipped,
+                    asl,
+                    label,
+                    usable,
+                    output_dir=ex.output_dir,
+                    fmriprep_dir=fmriprep_dir,
+                    inputs=inp,
+                    smoothing_fwhm=settings.metrics.smoothing_fwhm,
+                    skipped=skipped,
                 ),
             )
         except (UserError, ConfoundError) as exc:

@@ -66,8 +66,9 @@ def run(tmp_path_factory):
     bids = _prepare(root / "bids")
     out, work = root / "out", root / "work"
     asl = bids / "derivatives" / "aslprep"
-    participant = cli(bids, out, "participant", "-w", work, "--nprocs", "2", "--min-time", "20", "--aslprep-dir", asl, "--skip", "tsnr",
-                      "reho", "vmhc", "dc", "seedfc", "connectome", "graph", "dualreg", "report")  # fmt: skip
+    skip = ("tsnr", "reho", "vmhc", "dc", "seedfc", "connectome", "graph", "dualreg", "report")
+    participant = cli(bids, out, "participant", "-w", work, "--nprocs", "2", "--min-time", "20", "--aslprep-dir", asl,
+                      "--skip", *skip)  # fmt: skip
     assert participant.returncode == 0, participant.stderr
     group = cli(bids, out, "group", "-w", work, "--group-metrics", "alff", "--n-permutations", "10", "--no-tfce",
                 "--covariates", "--clinical-columns", "--skip", "connectome", "ml", "ica")  # fmt: skip

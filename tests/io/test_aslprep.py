@@ -66,7 +66,7 @@ def test_quality_columns_follow_the_variant(tmp_path):
     assert aslprep.read_quality(path, "scrub")["qei"] is None  # column absent
     assert aslprep.read_quality(None, "mean") == {"qei": None, "mean_fd": None}
     path.write_text("")  # empty: not a table
-    with pytest.raises(InputError, match="qc.tsv"):
+    with pytest.raises(InputError, match=r"qc\.tsv"):
         aslprep.read_quality(path, "mean")
 
 
@@ -111,7 +111,7 @@ def test_another_resolution_is_resampled_to_the_bold_grid(tmp_path, flip):
     assert resampled
     assert values.shape == target.shape
     assert np.allclose(values, _linear(coarse, target.shape), atol=1e-3)
-    assert "31x31x31 at 2x2x2 mm" == aslprep.describe_grid(shape, fine)
+    assert aslprep.describe_grid(shape, fine) == "31x31x31 at 2x2x2 mm"
 
 
 def test_a_4d_cbf_series_is_refused(tmp_path):
