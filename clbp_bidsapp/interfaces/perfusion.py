@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 from nipype.interfaces.base import BaseInterfaceInputSpec, File, SimpleInterface, TraitedSpec, isdefined, traits
 
-from clbp_bidsapp.core import perfusion, standardize
-from clbp_bidsapp.io import aslprep, images
+from clbp_bidsapp.core import connectivity, perfusion, standardize
+from clbp_bidsapp.io import aslprep, atlases, images
 
 
 class _CBFMapsInputSpec(BaseInterfaceInputSpec):
@@ -103,4 +103,38 @@ class CBFMaps(SimpleInterface):
         }  # fmt: skip
         (cwd / "metadata.json").write_text(json.dumps(metadata))
         self._results["metadata"] = str(cwd / "metadata.json")
+        return runtime
+
+
+class _CBFRegionsInputSpec(BaseInterfaceInputSpec):
+    absolute = File(exists=True, mandatory=True, desc="absolute CBF on the BOLD grid (unsmoothed)")
+    relative = File(exists=True, mandatory=True, desc="relative CBF on the BOLD grid (unsmoothed)")
+    atlas = traits.Str(mandatory=True, desc="bundled atlas name or user atlas path; 'seeds' for the seed library")
+    seeds = traits.List(traits.Dict, value=[], usedefault=True, desc="rows of the seed library (atlas 'seeds')")
+
+
+class _CBFRegionsOutputSpec(TraitedSpec):
+    out_file = File(exists=True)
+
+
+class CBFRegions(SimpleInterface):
+    """Mean absolute and relative CBF in every region of an atlas (or every seed), with its CBF coverage."""
+
+    input_spec = _CBFRegionsInputSpec
+    output_spec = _CBFRegionsOutputSpec
+
+    def _run_interface(self, runtime):
+        absolute, affine = images.load_volume(Path(self.inputs.absolute))
+        relative, _ = images.load_volume(Path(self.inputs.relative))
+        mask = absolute != 0  # the maps are 0 where there is no CBF value
+        if self.inputs.atlas == "seeds":
+            regions = atlases.seed_regions(pd.DataFrame(self.inputs.seeds), mask, affine)
+        else:
+            regions = atlases.atlas_regions(self.inputs.atlas, mask, affine)
+        table = regions.table()
+        table["cbf"] = connectivity.region_means(absolute[mask][None, :], regions.membership)[0]
+        table["rcbf"] = connectivity.region_means(relative[mask][None, :], regions.membership)[0]
+        path = Path(runtime.cwd) / "regions.tsv"
+        table.to_csv(path, sep="\t", index=False, na_rep="n/a", float_format="%.6g")
+        self._results["out_file"] = str(path)
         return runtime

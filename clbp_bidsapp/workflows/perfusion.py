@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from nipype.interfaces import utility as niu
@@ -11,8 +12,8 @@ from clbp_bidsapp.__about__ import __version__
 from clbp_bidsapp.config import InputSettings
 from clbp_bidsapp.errors import InputError
 from clbp_bidsapp.interfaces.io import DerivativeSink
-from clbp_bidsapp.interfaces.perfusion import CBFMaps
-from clbp_bidsapp.io import aslprep
+from clbp_bidsapp.interfaces.perfusion import CBFMaps, CBFRegions
+from clbp_bidsapp.io import aslprep, atlases
 from clbp_bidsapp.io.aslprep import CBFInputs
 from clbp_bidsapp.io.bids import RunInputs
 
@@ -28,6 +29,12 @@ CBF_QC_COLUMNS = {
                ">= --cbf-min-qei"},
     "reason": {"Description": "why the map is not used (empty when usable)"},
 }  # fmt: skip
+REGION_COLUMNS = {
+    "region": {"Description": "region (atlas label or seed name)"},
+    "cbf": {"Description": "mean absolute CBF over the region's voxels with CBF (unsmoothed)", "Units": "mL/100 g/min"},
+    "rcbf": {"Description": "mean relative CBF (CBF / mean grey-matter CBF) over the same voxels (unsmoothed)"},
+    "mask_voxels": {"Description": "voxels of the region with a CBF value (coverage: their fraction of the region)"},
+}
 CBF_DESCRIPTION = "mean cerebral blood flow from ASLPrep, on the grid of the participant's BOLD run"
 
 
@@ -40,6 +47,8 @@ def init_cbf_wf(
     fmriprep_dir: Path,
     inputs: InputSettings,
     smoothing_fwhm: float,
+    region_sets: Sequence[str] = (),
+    seeds: Sequence[str] = (),
     name: str = "cbf_wf",
 ) -> pe.Workflow:
     """Build the graph of one CBF map: absolute, relative and z maps on ``run``'s BOLD grid, and a QC row.
@@ -51,7 +60,9 @@ def init_cbf_wf(
     Outputs
     -------
     ``perf/<source>_<space>_stat-{cbf,rcbf}[_desc-smoothed]_cbfmap.nii.gz``, ``..._desc-z_stat-cbf_cbfmap.nii.gz``
-    and ``perf/<source>_desc-cbf_qc.tsv`` under ``output_dir`` (see docs/cbf.md).
+    and ``perf/<source>_desc-cbf_qc.tsv`` under ``output_dir`` (see docs/cbf.md); with ``region_sets`` (bundled atlas
+    names or user atlas paths) and ``seeds`` (seed library names), the mean CBF of every region:
+    ``perf/<source>_<space>_atlas-<atlas or seeds>_stat-cbf_regions.tsv``.
     """
     workflow = pe.Workflow(name=name)
     maps = pe.Node(
@@ -99,6 +110,18 @@ def init_cbf_wf(
         sink = _sink(cbf, run, output_dir, name=f"ds_{field}", entities={**run.space_entities, **entities},
                      suffix="cbfmap", metadata={**base, **meta})  # fmt: skip
         workflow.connect([(maps, sink, [(field, "in_file"), ("metadata", "metadata_file")])])
+    for atlas in [*region_sets, *(["seeds"] if seeds else [])]:
+        label = atlas if atlas in (*atlases.ATLASES, "seeds") else atlases.user_atlas_name(Path(atlas))
+        regions = pe.Node(CBFRegions(atlas=str(atlas)), name=f"cbf_regions_{label}")
+        if atlas == "seeds":
+            regions.inputs.seeds = atlases.select_seeds(seeds).astype(str).to_dict("records")
+        meta = {**REGION_COLUMNS, "Sources": sources, "ASLPrepVersion": cbf.aslprep_version}
+        sink = _sink(cbf, run, output_dir, name=f"ds_regions_{label}", suffix="regions", extension=".tsv",
+                     entities={**run.space_entities, "atlas": label, "stat": "cbf"}, metadata=meta)  # fmt: skip
+        workflow.connect([
+            (maps, regions, [("absolute", "absolute"), ("relative", "relative")]),
+            (regions, sink, [("out_file", "in_file")]),
+        ])  # fmt: skip
     ds_qc = _sink(cbf, run, output_dir, name="ds_qc", entities={"desc": "cbf"}, suffix="qc", extension=".tsv",
                   metadata=CBF_QC_COLUMNS)  # fmt: skip
     workflow.connect(maps, "qc", ds_qc, "in_file")
@@ -143,7 +166,7 @@ def aslprep_layout(inputs: InputSettings, skip) -> tuple[object, Path, str] | No
 
 def participant_cbf_wfs(
     asl, participant: str, runs: list[RunInputs], *, output_dir: Path, fmriprep_dir: Path, inputs: InputSettings,
-    smoothing_fwhm: float, skipped: list[tuple[str, str]],
+    smoothing_fwhm: float, skipped: list[tuple[str, str]], region_sets: Sequence[str] = (), seeds: Sequence[str] = (),
 ) -> list[pe.Workflow]:  # fmt: skip
     """One :func:`init_cbf_wf` per CBF map of the participant, on the grid of their BOLD run of the same session.
 
@@ -168,5 +191,6 @@ def participant_cbf_wfs(
             continue
         workflows.append(init_cbf_wf(cbf=cbf, run=target[0], output_dir=output_dir, aslprep_dir=folder,
                                      fmriprep_dir=fmriprep_dir, inputs=inputs, smoothing_fwhm=smoothing_fwhm,
+                                     region_sets=region_sets, seeds=seeds,
                                      name=f"cbf_{cbf.source_name.replace('-', '_')}_wf"))  # fmt: skip
     return workflows

@@ -97,6 +97,8 @@ def run_participant_level(settings: Settings, *, run_id: str, source: dict[str, 
                     inputs=inp,
                     smoothing_fwhm=settings.metrics.smoothing_fwhm,
                     skipped=skipped,
+                    region_sets=settings.connectivity.atlases,
+                    seeds=() if "seedfc" in ex.skip else settings.connectivity.seeds,
                 ),
             )
         except (UserError, ConfoundError) as exc:

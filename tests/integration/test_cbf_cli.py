@@ -100,6 +100,24 @@ def test_participant_maps_are_absolute_and_gm_normalised_cbf_with_sidecars(run):
     assert json.loads(_perf(out, "01", f"{PERF}_stat-cbf_cbfmap.json").read_text())["Units"] == "mL/100 g/min"
 
 
+def test_cbf_in_atlas_regions_is_the_mean_over_their_voxels(run):
+    from clbp_bidsapp.io import atlases
+
+    _, out, _, _ = run
+    img = nb.load(_perf(out, "01", f"{PERF}_stat-cbf_cbfmap.nii.gz"))
+    absolute = np.asanyarray(img.dataobj, dtype=np.float64)
+    relative = np.asanyarray(nb.load(_perf(out, "01", f"{PERF}_stat-rcbf_cbfmap.nii.gz")).dataobj, dtype=np.float64)
+    table = pd.read_csv(_perf(out, "01", f"{PERF}_atlas-harvardoxford_stat-cbf_regions.tsv"), sep="\t")
+    regions = atlases.atlas_regions("harvardoxford", absolute != 0, img.affine)
+    members = regions.membership.toarray() > 0
+    expected = [absolute[absolute != 0][row].mean() if row.any() else np.nan for row in members]
+    assert list(table["region"]) == list(regions.labels)
+    assert np.allclose(table["cbf"], expected, rtol=1e-5, equal_nan=True)
+    ratio = [relative[absolute != 0][row].mean() if row.any() else np.nan for row in members]
+    assert np.allclose(table["rcbf"], ratio, rtol=1e-5, equal_nan=True)
+    assert _perf(out, "01", f"{PERF}_atlas-seitzman300_stat-cbf_regions.tsv").is_file()
+
+
 def test_each_participant_is_analysed_for_what_they_have(run):
     _, out, log, _ = run
     qc = {label: pd.read_csv(_perf(out, label, "desc-cbf_qc.tsv"), sep="\t").iloc[0] for label in ("01", "04", "05")}
