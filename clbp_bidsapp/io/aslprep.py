@@ -99,7 +99,7 @@ def find_cbf(layout, *, participant: str, space: str, variant: str, version: str
         other = sorted({f"space-{f.get_entities().get('space', '<none: ASL-native>')}" for f in found})
         raise InputError(
             f"{found[0].path}: CBF in {', '.join(other)} but the BOLD is in --space {space}; the CBF map must be "
-            "in the BOLD's template space (run ASLPrep with --output-spaces including it)"
+            "in the BOLD's template space (rerun ASLPrep with that output space)"
         )
     by_source: dict[str, list] = {}
     for file in wanted:
