@@ -515,6 +515,7 @@ RELATIONS: tuple[tuple[tuple[str, ...], Callable[..., bool], str], ...] = (
         lambda sparsity: sparsity[0] <= sparsity[1],
         "LOW <= HIGH, e.g. 0.05 0.40 0.01",
     ),
+    (("inputs.cbf_gm_range",), lambda cbf: cbf[0] < cbf[1], "LOW < HIGH (mL/100 g/min), e.g. 10 150"),
 )
 
 

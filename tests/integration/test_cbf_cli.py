@@ -71,7 +71,8 @@ def run(tmp_path_factory):
                       "--skip", *skip)  # fmt: skip
     assert participant.returncode == 0, participant.stderr
     group = cli(bids, out, "group", "-w", work, "--group-metrics", "alff", "--n-permutations", "10", "--no-tfce",
-                "--covariates", "--clinical-columns", "--skip", "connectome", "ml", "ica")  # fmt: skip
+                "--cbf-global-covariate", "--covariates", "--clinical-columns",
+                "--skip", "connectome", "ml", "ica")  # fmt: skip
     assert group.returncode == 0, group.stderr
     return bids, out, participant.stdout + participant.stderr, group.stdout + group.stderr
 
@@ -136,6 +137,9 @@ def test_group_level_analyses_cbf_with_exclusions_and_writes_the_concordance(run
     group = out / "group"
     design = pd.read_csv(group / "rcbf_contrast-CLBPvsHC_desc-design_design.tsv", sep="\t", dtype=str)
     assert sorted(design["participant_id"]) == ["01", "02", "04", "07"]
+    assert "global_cbf" not in design.columns  # relative CBF: the global level is divided out
+    absolute_design = pd.read_csv(group / "cbf_contrast-CLBPvsHC_desc-design_design.tsv", sep="\t")
+    assert "global_cbf" in absolute_design.columns  # --cbf-global-covariate
     assert (group / "cbf_contrast-CLBPvsHC_stat-t_statmap.nii.gz").is_file()
     excluded = pd.read_csv(group / "desc-excluded_participants.tsv", sep="\t", dtype=str)
     reasons = excluded[(excluded["participant_id"] == "05") & (excluded["analysis"] == "rcbf")]["reason"]
@@ -164,3 +168,24 @@ def test_a_missing_aslprep_folder_is_a_usage_error(tmp_path, run):
     bids, _, _, _ = run
     result = cli(bids, tmp_path / "out", "participant", "--aslprep-dir", tmp_path / "nowhere")
     assert_user_error(result, 2, "--aslprep-dir", "nowhere")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--cbf-gm-range", "150", "10"), "--cbf-gm-range [150.0, 10.0]: need LOW < HIGH"),
+        (("--cbf-min-qei", "1.5"), "--cbf-min-qei: expected a number in [0, 1], got 1.5"),
+        (("--cbf-variant", "bogus"), "invalid choice: 'bogus'"),
+    ],
+)
+def test_cbf_settings_are_checked(tmp_path, args, message):
+    from clbp_bidsapp.cli.run import parse_settings
+    from clbp_bidsapp.errors import UserError
+
+    fmriprep = tmp_path / "bids" / "derivatives" / "fmriprep"
+    fmriprep.mkdir(parents=True)
+    for folder in (tmp_path / "bids", fmriprep):
+        (folder / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.9.0"}')
+    with pytest.raises(UserError) as caught:
+        parse_settings([str(tmp_path / "bids"), str(tmp_path / "out"), "participant", *args])
+    assert message in str(caught.value)
