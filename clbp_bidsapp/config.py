@@ -234,6 +234,11 @@ class InputSettings:
     space: str = setting(DEFAULT_SPACE, Check("str", pattern="[A-Za-z0-9]+", text="a template name"))
     res: str | None = setting(None, Check("str", optional=True, pattern="[A-Za-z0-9]+", text="a BIDS label"))
     bids_filters: Mapping[str, Any] = setting({}, Check("table"))
+    # ASL cerebral blood flow from ASLPrep (docs/cbf.md)
+    aslprep_dir: Path | None = setting(None, OPTIONAL_PATH, result=False)
+    cbf_variant: str = setting("mean", Check("str", choices=("mean", "basil", "basilGM", "score", "scrub")))
+    cbf_min_qei: float = setting(0.6, _float(0, high=1))
+    cbf_gm_range: tuple[float, ...] = setting((10.0, 150.0), _float(0, many=True, lengths=(2,)))
 
 
 @dataclass(frozen=True)
@@ -313,6 +318,7 @@ class GroupSettings:
     clinical_columns: tuple[str, ...] = setting(("pain_vas", "pain_duration_months"), TEXTS)  # used when present
     clinical_maps: str = setting("primary", Check("str", choices=("primary", "all")))  # maps correlated with them
     nbs_threshold: float = setting(3.0, _float(0, low_open=True))  # |t| that forms Network-Based Statistic components
+    cbf_global_covariate: bool = setting(False, FLAG)  # absolute CBF: mean grey-matter CBF as a covariate
     ica_components: int = setting(
         20, _int(1)
     )  # group ICA (CanICA) components; needs the participant level's --save-denoised
@@ -522,6 +528,7 @@ RELATIONS: tuple[tuple[tuple[str, ...], Callable[..., bool], str], ...] = (
         lambda sparsity: sparsity[0] <= sparsity[1],
         "LOW <= HIGH, e.g. 0.05 0.40 0.01",
     ),
+    (("inputs.cbf_gm_range",), lambda cbf: cbf[0] < cbf[1], "LOW < HIGH (mL/100 g/min), e.g. 10 150"),
 )
 
 

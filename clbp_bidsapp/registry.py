@@ -204,6 +204,7 @@ PARTICIPANT_STAGES: tuple[Stage, ...] = (
     Stage("graph", "graph measures of each connectome over the sparsity range (needs connectome)"),
     Stage("dualreg", "dual regression onto the reference networks (--networks)"),
     Stage("report", "the HTML report OUTPUT_DIR/sub-<label>.html"),
+    Stage("cbf", "CBF maps (absolute, relative, z) from the ASLPrep derivatives of --aslprep-dir"),
 )
 
 GROUP_STAGES: tuple[Stage, ...] = (

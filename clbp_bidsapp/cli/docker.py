@@ -32,6 +32,7 @@ DEFAULT_IMAGE = f"clbp-bidsapp:{__version__}"
 # Destinations of the app's parser whose value is a host folder, mounted at /mnt/<name>; True: written to.
 FOLDER_OPTIONS = {
     "inputs.fmriprep_dir": ("fmriprep_dir", False),
+    "inputs.aslprep_dir": ("aslprep_dir", False),
     "execution.work_dir": ("work", True),
     "execution.bids_database_dir": ("bids_database", True),
 }

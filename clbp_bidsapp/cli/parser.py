@@ -530,6 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     _add_ml_arguments(parser)
+    _add_cbf_arguments(parser)
 
     exe = parser.add_argument_group("Execution")
     exe.add_argument(
@@ -743,4 +744,49 @@ def _add_ml_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         default=SUPPRESS,
         help=_help("most informative features listed per model", "ml", "n_top_features"),
+    )
+
+
+def _add_cbf_arguments(parser: argparse.ArgumentParser) -> None:
+    cbf = parser.add_argument_group("Cerebral blood flow (ASLPrep derivatives; docs/cbf.md)")
+    cbf.add_argument(
+        "--aslprep-dir",
+        dest="inputs.aslprep_dir",
+        type=Path,
+        metavar="FOLDER",
+        default=SUPPRESS,
+        help="ASLPrep derivatives: CBF maps next to the BOLD maps, and the BOLD-CBF concordance (default: none)",
+    )
+    cbf.add_argument(
+        "--cbf-variant",
+        dest="inputs.cbf_variant",
+        choices=("mean", "basil", "basilGM", "score", "scrub"),
+        default=SUPPRESS,
+        help=_help("ASLPrep CBF map: the plain mean CBF, or the desc-basil/basilGM/score/scrub one", "inputs",
+                   "cbf_variant"),
+    )  # fmt: skip
+    cbf.add_argument(
+        "--cbf-min-qei",
+        dest="inputs.cbf_min_qei",
+        metavar="QEI",
+        default=SUPPRESS,
+        help=_help("CBF maps whose ASLPrep quality evaluation index is lower are left out of the group analysis",
+                   "inputs", "cbf_min_qei"),
+    )  # fmt: skip
+    cbf.add_argument(
+        "--cbf-gm-range",
+        dest="inputs.cbf_gm_range",
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        default=SUPPRESS,
+        help=_help("plausible mean grey-matter CBF in mL/100 g/min; maps outside are left out of the group analysis",
+                   "inputs", "cbf_gm_range"),
+    )  # fmt: skip
+    cbf.add_argument(
+        "--cbf-global-covariate",
+        dest="group.cbf_global_covariate",
+        action="store_true",
+        default=SUPPRESS,
+        help="group level: model each participant's mean grey-matter CBF as a covariate of the absolute CBF maps "
+        "(default: off; the relative CBF maps remove it by division)",
     )

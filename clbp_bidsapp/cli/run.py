@@ -173,7 +173,7 @@ def _absolute_paths(settings: Settings) -> Settings:
             "work_dir": absolute(ex.work_dir),
             "bids_database_dir": absolute(ex.bids_database_dir),
         },
-        "inputs": {"fmriprep_dir": absolute(inputs.fmriprep_dir)},
+        "inputs": {"fmriprep_dir": absolute(inputs.fmriprep_dir), "aslprep_dir": absolute(inputs.aslprep_dir)},
         "denoise": {
             "strategy": settings.denoise.strategy
             if settings.denoise.strategy in strategies.list_strategies()
@@ -301,7 +301,7 @@ def _check_paths(settings: Settings, errors: list[str], output_errors: list[str]
     it (:func:`clbp_bidsapp.io.derivatives.input_overlap`); the working folder also may not be or hold the output
     folder (:func:`clbp_bidsapp.io.workdir.work_dir_problem`). Nothing is written before these checks pass.
     """
-    from clbp_bidsapp.io import bids, derivatives, workdir
+    from clbp_bidsapp.io import aslprep, bids, derivatives, workdir
 
     ex = settings.execution
     source = None
@@ -319,6 +319,10 @@ def _check_paths(settings: Settings, errors: list[str], output_errors: list[str]
     except InputError as exc:
         errors.append(str(exc))
     raw_dir, derivative_inputs = bids.input_folders(bids_dir, settings.inputs.fmriprep_dir)
+    try:  # ASLPrep derivatives are input too: never written
+        derivative_inputs += [p for p in [aslprep.resolve_aslprep_dir(settings.inputs.aslprep_dir)] if p]
+    except InputError as exc:
+        errors.append(str(exc))
     if ex.work_dir is not None:
         problem = workdir.work_dir_problem(
             ex.work_dir, output_dir=ex.output_dir, raw_dir=raw_dir, derivative_inputs=derivative_inputs

@@ -64,7 +64,7 @@ from clbp_bidsapp.core.stats import (
 )
 from clbp_bidsapp.errors import ExitCode, InputError
 from clbp_bidsapp.group import budget
-from clbp_bidsapp.io import derivatives
+from clbp_bidsapp.io import derivatives, images
 
 SLURM_PLUGINS = ("SLURM", "SLURMGraph")
 DEFAULT_CHUNKS_PER_JOB = 10
@@ -158,7 +158,7 @@ class _Deferred(Executor):
         index = len(self.units)
         data_path = self.folder / f"unit-{index:04d}.npy"
         with derivatives.atomic_path(data_path) as tmp:  # a full work disk: the usual one-line error
-            np.save(tmp, np.asarray(data, dtype=np.float64))
+            images.save_array(tmp, np.asarray(data, dtype=np.float64))
         n_chunks = chunk_count(options["n_permutations"])
         tasks = split_chunks(n_chunks, self.pieces(n_chunks))
         unit = _Unit(index, data_path, design, dict(options), label, tasks)
@@ -284,12 +284,12 @@ class Slurm(_Deferred):
         for number, (unit, chunks) in enumerate(self.queued):
             task = {"data_path": unit.data_path, "design": unit.design, "options": unit.options, "chunks": chunks,
                     "omp_nthreads": self.omp_nthreads}  # fmt: skip
-            with derivatives.atomic_path(folder / f"task-{number}.pkl") as tmp:
-                tmp.write_bytes(pickle.dumps(task))
+            derivatives.write_bytes(folder / f"task-{number}.pkl", pickle.dumps(task))
             unit.handles.append(number)
             unit.array = self.arrays
         script = folder / "fanout.sbatch"
-        script.write_text(
+        derivatives.write_text(
+            script,
             "#!/bin/bash\n"
             "#SBATCH --job-name=clbp-group-fanout\n"
             f"#SBATCH --array=0-{len(self.queued) - 1}\n"
@@ -298,7 +298,7 @@ class Slurm(_Deferred):
             f"export OMP_NUM_THREADS={self.omp_nthreads} OPENBLAS_NUM_THREADS={self.omp_nthreads} "
             f"MKL_NUM_THREADS={self.omp_nthreads}\n"
             f"exec {shlex.quote(sys.executable)} -m clbp_bidsapp.group.fanout {shlex.quote(str(folder))} "
-            '"$SLURM_ARRAY_TASK_ID"\n'
+            '"$SLURM_ARRAY_TASK_ID"\n',
         )
         command = ["sbatch", "--wait", "--parsable", f"--output={folder}/task-%a.log", *self.sbatch_args, str(script)]
         total = sum(unit.options["n_permutations"] for unit in {id(u): u for u, _ in self.queued}.values())
@@ -381,8 +381,7 @@ def run_task(folder: Path, number: int) -> None:
     task = pickle.loads((folder / f"task-{number}.pkl").read_bytes())
     with threadpool_limits(limits=task["omp_nthreads"]):
         nulls = task_nulls(task["data_path"], task["design"], task["options"], task["chunks"])
-    with derivatives.atomic_path(folder / f"result-{number}.pkl") as tmp:
-        tmp.write_bytes(pickle.dumps(nulls))
+    derivatives.write_bytes(folder / f"result-{number}.pkl", pickle.dumps(nulls))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

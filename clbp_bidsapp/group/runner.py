@@ -12,7 +12,7 @@ import pandas as pd
 from clbp_bidsapp import messages
 from clbp_bidsapp.config import GroupSettings, Settings
 from clbp_bidsapp.errors import ExitCode, InputError, LateSteps
-from clbp_bidsapp.group import budget, fanout, inclusion
+from clbp_bidsapp.group import budget, fanout, inclusion, perfusion
 from clbp_bidsapp.group.concordance import write_concordance
 from clbp_bidsapp.group.connectomes import run_connectome_stats
 from clbp_bidsapp.group.design import build_design, check_group_sizes, qc_summary
@@ -146,6 +146,7 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
     late = LateSteps(results=str(group_dir))  # summaries of written results: a failure there loses nothing
     tracker.begin("voxelwise")
     if "stats" not in ex.skip:
+        cbf_sets = perfusion.cbf_map_sets(layout, participants=list(design.included["participant_id"]), settings=g)
         with fanout.executor_for(ex, work_dir=ex.work_dir or ex.output_dir / "work") as fan:  # --nprocs, --plugin
             results = run_voxelwise(
                 design.included,
@@ -153,7 +154,7 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
                 settings=g,
                 seed=ex.random_seed,
                 smoothing_fwhm=settings.metrics.smoothing_fwhm,
-                extra_map_sets=ica_sets,
+                extra_map_sets=[*ica_sets, *cbf_sets],
                 layout=layout,
                 outcome=outcome,
                 fan=fan,
@@ -178,6 +179,9 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
             )
         if results:
             late.run("the literature concordance table", _concordance, group_dir, g)
+        if results and cbf_sets:
+            late.run("the BOLD-CBF concordance table", perfusion.report_concordance, results, design.included,
+                     map_sets=cbf_sets, group_dir=group_dir, settings=g, layout=layout)  # fmt: skip
     tracker.begin("connectome")
     if "connectome" not in ex.skip:
         for result in run_connectome_stats(design.included, output_dir=ex.output_dir, settings=g, seed=ex.random_seed,

@@ -65,6 +65,8 @@ class MapSet:
     maps: dict[str, list[Path]]
     volume: int | None = None  # volume of 4-D files (dual-regression component)
     smoothing_fwhm: float = 0.0  # smoothing applied when loading (dual-regression maps)
+    excluded: dict[str, str] = field(default_factory=dict)  # participant -> why not used (e.g. CBF quality)
+    covariates: pd.DataFrame | None = None  # participant_id + covariates of this map only (e.g. global CBF)
 
 
 @dataclass(frozen=True)
@@ -203,10 +205,13 @@ def run_voxelwise(
             if metric not in found:
                 outcome.not_run(metric, f"no {metric} maps among the included participants' outputs")
     for map_set in [*map_sets, *extra_map_sets]:
-        maps, invalid = valid_maps(map_set.maps)
+        maps, invalid = valid_maps({pid: p for pid, p in map_set.maps.items() if pid not in map_set.excluded})
         table = included[included["participant_id"].isin(maps)].reset_index(drop=True)
         left_out = {pid: f"no {map_set.label} map" for pid in included["participant_id"] if pid not in map_set.maps}
-        left_out |= invalid
+        left_out |= invalid | {pid: why for pid, why in map_set.excluded.items() if pid in map_set.maps}
+        extra = [] if map_set.covariates is None else [c for c in map_set.covariates if c != "participant_id"]
+        if extra:
+            table = table.merge(map_set.covariates, on="participant_id", how="left")
         try:
             group_maps = load_group_maps(
                 {pid: maps[pid] for pid in table["participant_id"]},
@@ -234,7 +239,7 @@ def run_voxelwise(
                 group_column=settings.group_column,
                 patient_label=settings.patient_label,
                 control_label=settings.control_label,
-                covariates=covariates,
+                covariates=[*covariates, *extra],
                 factors=factors,
             )
         except DesignError as exc:

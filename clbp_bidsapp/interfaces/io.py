@@ -51,6 +51,7 @@ class _DerivativeSinkInputSpec(BaseInterfaceInputSpec):
     entities = traits.Dict(traits.Str, traits.Any, value={}, usedefault=True, desc="space, res, atlas, desc, stat")
     suffix = traits.Str(mandatory=True)
     extension = traits.Str(".nii.gz", usedefault=True)
+    datatype = traits.Str("func", usedefault=True, desc="folder under sub-<label>[/ses-<label>] (func, perf)")
     metadata = traits.Dict(traits.Str, traits.Any, value={}, usedefault=True, desc="sidecar content")
     metadata_files = traits.List(
         File(exists=True),
@@ -86,7 +87,7 @@ class DerivativeSink(SimpleInterface):
             **dict(self.inputs.entities),
         )
         ents = {"subject": self.inputs.subject, "session": self.inputs.session}
-        out = derivatives.subject_dir(Path(self.inputs.output_dir), ents) / name
+        out = derivatives.subject_dir(Path(self.inputs.output_dir), ents, self.inputs.datatype) / name
         return out, out.with_name(name[: -len(self.inputs.extension)] + ".json")
 
     def published_files(self) -> list[Path]:

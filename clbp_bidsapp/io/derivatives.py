@@ -34,6 +34,8 @@ BIDSIGNORE = """\
 # Files that the BIDS specification does not (yet) define, written by clbp-bidsapp.
 *_boldmap.nii.gz
 *_boldmap.json
+*_cbfmap.nii.gz
+*_cbfmap.json
 *_qc.tsv
 *_qc.json
 *_timeseries.tsv
@@ -134,6 +136,12 @@ def _cannot_write(final: Path, exc: OSError) -> OutputError:
 def write_text(path: Path, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+    return path
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
     return path
 
 

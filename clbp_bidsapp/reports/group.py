@@ -38,6 +38,7 @@ from clbp_bidsapp.config import GroupSettings
 from clbp_bidsapp.errors import InputError
 from clbp_bidsapp.io import derivatives, images
 from clbp_bidsapp.reports import html
+from clbp_bidsapp.reports.cbf import cbf_section
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 LOGGER = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ def write_group_report(
         ("clinical", "Clinical correlations", lambda d: _clinical_section(d, group_contrast=contrast)),
         ("connectomes", "Connectomes", lambda d: _connectome_section(d, group_contrast=contrast)),
         ("literature", "Literature concordance", _concordance_section),
+        ("cbf", "BOLD and CBF", cbf_section),
         ("ml", "Machine learning", _ml_section),
     ):  # fmt: skip
         body = builder(group_dir) if group_dir.is_dir() else ""

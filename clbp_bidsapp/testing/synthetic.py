@@ -359,6 +359,7 @@ def make_dataset(
     high_motion: bool = True,
     n_dummy: int = 0,
     space: str = SPACE,
+    aslprep: bool = False,
 ) -> DatasetInfo:
     """Write a raw BIDS dataset at ``root`` and fMRIPrep-like derivatives at ``root/derivatives/fmriprep``.
 
@@ -471,6 +472,9 @@ def make_dataset(
                     root / sub / ses_dir / "func" / f"{stem}_bold.json",
                     {"RepetitionTime": tr, "TaskName": task},
                 )
+    if aslprep:
+        write_aslprep(root / "derivatives" / "aslprep", groups=groups, voxel_size=voxel_size, space=space,
+                      sessions=sessions, effects=effects, seed=seed)  # fmt: skip
     return DatasetInfo(
         root=root,
         fmriprep_dir=fmriprep,
@@ -481,3 +485,80 @@ def make_dataset(
         n_volumes=n_volumes,
         groups=groups,
     )
+
+
+# -- ASLPrep-style CBF ------------------------------------------------------------------------------------
+
+ASLPREP_VERSION = "0.7.5"
+CBF_TISSUE = {"gm": 60.0, "wm": 25.0, "csf": 8.0}  # mL/100 g/min of pure tissue
+CBF_GLOBAL_SD = 0.08  # participants' global CBF factor ~ N(1, 0.08) (haematocrit, caffeine, ...)
+CBF_NOISE_SD = 4.0  # mL/100 g/min, white noise plus the same SD of smooth (8 mm FWHM) noise
+CBF_GAIN = 0.4  # patients' CBF x (1 + gain) in the concordant region, x (1 - gain) in the discordant one
+# the planted CBF effects: up where ALFF is planted up (concordant), down where ReHo is planted up (discordant)
+CBF_EFFECTS: dict[str, str] = {"insula_alff": "+", "parahippocampal_reho": "-"}
+
+
+def cbf_volume(rng: np.random.Generator, grid: _Grid, *, voxel_size: int, patient: bool, effects: bool) -> np.ndarray:
+    """(V,) mean CBF (mL/100 g/min) of one participant in the brain mask, with the planted CBF effects."""
+    tissue = CBF_TISSUE["gm"] * grid.gm + CBF_TISSUE["wm"] * grid.wm + CBF_TISSUE["csf"] * grid.csf
+    factor = 1.0 + CBF_GLOBAL_SD * rng.standard_normal()
+    smooth = _smooth_fields(rng, grid, 1, voxel_size)[:, 0].astype(np.float64)
+    cbf = factor * tissue + CBF_NOISE_SD * (smooth + rng.standard_normal(tissue.size))
+    if patient and effects:
+        by_name = {e.name: e for e in PLANTED_EFFECTS}
+        for name, direction in CBF_EFFECTS.items():
+            effect = by_name[name]
+            region = _sphere(grid.coords, effect.centre_mm, effect.radius_mm)
+            cbf[region] *= 1 + CBF_GAIN if direction == "+" else 1 - CBF_GAIN
+    return cbf
+
+
+def write_aslprep(
+    aslprep: Path,
+    *,
+    groups: dict[str, str],
+    voxel_size: int = 4,
+    space: str = SPACE,
+    sessions: Sequence[str] = (),
+    effects: bool = True,
+    seed: int = 0,
+) -> Path:
+    """ASLPrep-style derivatives: per participant (and session) ``perf/<source>_space-<space>_res-<res>_cbf.nii.gz``
+    (mean CBF), ``desc-brain_mask`` and ``desc-qualitycontrol_cbf.tsv`` (ASLPrep's column names, QEI 0.7-0.9).
+
+    Patients (``groups[label] == "CLBP"``) get :data:`CBF_EFFECTS` when ``effects``: a CBF increase where the
+    generator plants higher insula ALFF (same sign: concordant) and a decrease where it plants higher
+    parahippocampal ReHo (opposite sign: discordant). A separate seeded stream: the BOLD files do not change.
+    """
+    aslprep = Path(aslprep)
+    grid = _grid(voxel_size)
+    rng = np.random.default_rng([seed, 16])
+    _json(aslprep / "dataset_description.json", {
+        "Name": "ASLPrep - synthetic",
+        "BIDSVersion": "1.9.0",
+        "DatasetType": "derivative",
+        "GeneratedBy": [{"Name": "ASLPrep", "Version": ASLPREP_VERSION}],
+        "SourceDatasets": [{"URL": "../../"}],
+    })  # fmt: skip
+    entities = f"_space-{space}_res-{voxel_size}" if space != "native" else ""
+    gm = grid.gm > 0.5
+    for label, group in sorted(groups.items()):
+        for session in list(sessions) or [None]:
+            sub = f"sub-{label}"
+            folder = aslprep / sub / (f"ses-{session}" if session else "") / "perf"
+            stem = f"{sub}_ses-{session}" if session else sub
+            values = cbf_volume(rng, grid, voxel_size=voxel_size, patient=group == "CLBP", effects=effects)
+            volume = np.zeros(grid.mask.shape, dtype=np.float32)
+            volume[grid.mask] = values
+            _save(volume, grid.affine, folder / f"{stem}{entities}_cbf.nii.gz")
+            _json(folder / f"{stem}{entities}_cbf.json", {"Units": "mL/100 g/min"})
+            _save(grid.mask.astype(np.uint8), grid.affine, folder / f"{stem}{entities}_desc-brain_mask.nii.gz")
+            qc = pd.DataFrame({
+                "mean_fd": [round(float(rng.uniform(0.05, 0.3)), 4)],
+                "rmsd": [round(float(rng.uniform(0.02, 0.1)), 4)],
+                "qei_cbf": [round(float(rng.uniform(0.7, 0.9)), 4)],
+                "mean_gm_cbf": [float(values[gm].mean())],
+                "mean_wm_cbf": [float(values[grid.wm > 0.5].mean())],
+            })  # fmt: skip
+            qc.to_csv(folder / f"{stem}_desc-qualitycontrol_cbf.tsv", sep="\t", index=False, float_format="%.6g")
+    return aslprep

@@ -41,6 +41,7 @@ def init_participant_wf(
     random_seed: int = 0,
     skip: Collection[str] = (),
     name: str | None = None,
+    extra_wfs: Sequence[pe.Workflow] = (),
 ) -> pe.Workflow:
     """Build the graph of one participant.
 
@@ -55,6 +56,7 @@ def init_participant_wf(
     connectivity : seed FC, connectome, graph and dual-regression settings (default: the defaults)
     random_seed : seed of everything random (graph random networks)
     skip : names of optional stages not to run (see :mod:`clbp_bidsapp.stages`)
+    extra_wfs : more graphs of the participant (e.g. :func:`clbp_bidsapp.workflows.perfusion.init_cbf_wf`)
 
     Inputs / Outputs
     ----------------
@@ -75,7 +77,7 @@ def init_participant_wf(
         )
         for run in runs
     ]
-    workflow.add_nodes(run_wfs)
+    workflow.add_nodes([*run_wfs, *extra_wfs])
     if "report" not in skip:
         gather = pe.Node(niu.Merge(len(run_wfs)), name="gather_report_fragments")
         report = pe.Node(

@@ -14,6 +14,7 @@ from clbp_bidsapp.errors import ExitCode, InputError, LateSteps, UserError
 from clbp_bidsapp.io import atlases, bids, completion, derivatives, images, manifest, spaces, workdir
 from clbp_bidsapp.io.confounds import read_confounds
 from clbp_bidsapp.reports.methods import write_citation_files
+from clbp_bidsapp.workflows import perfusion
 from clbp_bidsapp.workflows.execution import run_graph
 from clbp_bidsapp.workflows.participant import QC_COLUMNS, init_participant_wf, promised_outputs
 
@@ -59,6 +60,7 @@ def run_participant_level(settings: Settings, *, run_id: str, source: dict[str, 
     for label in [*collection.runs, *collection.failed]:  # no record while a participant is being (re)made
         completion.remove_record(ex.output_dir, label)
     workflows = {}
+    asl = perfusion.aslprep_layout(inp, ex.skip)  # None without --aslprep-dir
     used: dict[str, list[str]] = {}
     not_analysed: dict[str, list[str]] = {}
     for label, runs in collection.runs.items():
@@ -86,6 +88,18 @@ def run_participant_level(settings: Settings, *, run_id: str, source: dict[str, 
                 connectivity=settings.connectivity,
                 random_seed=ex.random_seed,
                 skip=ex.skip,
+                extra_wfs=perfusion.participant_cbf_wfs(
+                    asl,
+                    label,
+                    usable,
+                    output_dir=ex.output_dir,
+                    fmriprep_dir=fmriprep_dir,
+                    inputs=inp,
+                    smoothing_fwhm=settings.metrics.smoothing_fwhm,
+                    skipped=skipped,
+                    region_sets=settings.connectivity.atlases,
+                    seeds=() if "seedfc" in ex.skip else settings.connectivity.seeds,
+                ),
             )
         except (UserError, ConfoundError) as exc:
             failed[label] = str(exc)
