@@ -93,10 +93,10 @@ def test_every_map_has_its_name_and_sidecar(small_dataset, participant_run):
     func = out / "sub-01" / "func"
     prefix = f"sub-01_task-rest_space-{small_dataset.space}_res-{small_dataset.res}"
     expected = [f"{prefix}_{ents}_boldmap" for ents in (
-        "stat-alff", "stat-falff", "stat-reho", "stat-vmhc", "desc-binarized_stat-dc", "desc-weighted_stat-dc",
-        "desc-z_stat-alff", "desc-m_stat-alff", "desc-z_stat-falff", "desc-m_stat-falff", "desc-z_stat-reho",
-        "desc-m_stat-reho", "desc-z_stat-vmhc", "desc-m_stat-vmhc", "desc-binarizedZ_stat-dc",
-        "desc-binarizedM_stat-dc", "desc-weightedZ_stat-dc", "desc-weightedM_stat-dc", "stat-mean",
+        "stat-alff", "stat-falff", "stat-reho", "stat-vmhc", "stat-dc_desc-binarized", "stat-dc_desc-weighted",
+        "stat-alff_desc-z", "stat-alff_desc-m", "stat-falff_desc-z", "stat-falff_desc-m", "stat-reho_desc-z",
+        "stat-reho_desc-m", "stat-vmhc_desc-z", "stat-vmhc_desc-m", "stat-dc_desc-binarizedZ",
+        "stat-dc_desc-binarizedM", "stat-dc_desc-weightedZ", "stat-dc_desc-weightedM", "stat-mean",
         "stat-tsnr")]  # fmt: skip
     for stem in expected:
         assert (func / f"{stem}.nii.gz").is_file(), stem
@@ -109,7 +109,7 @@ def test_every_map_has_its_name_and_sidecar(small_dataset, participant_run):
             assert sidecar["Standardization"].startswith("z-scored")
             assert abs(z[z != 0].mean()) < 0.3 and 0.3 < z[z != 0].std() < 1.2, stem  # smoothed z map
     assert json.loads((func / f"{prefix}_stat-reho_boldmap.json").read_text())["Neighbourhood"] == 27
-    assert json.loads((func / f"{prefix}_desc-weighted_stat-dc_boldmap.json").read_text())["Threshold"] == 0.25
+    assert json.loads((func / f"{prefix}_stat-dc_desc-weighted_boldmap.json").read_text())["Threshold"] == 0.25
     assert (out / "sub-01.html").is_file()
 
 
@@ -236,9 +236,9 @@ def test_maps_equal_their_definitions_on_nilearn_cleaned_data(small_dataset, tmp
     world = nb.affines.apply_affine(bold.affine, np.argwhere(mask))
     in_seed = ((world - np.array([-5, -49, 40])) ** 2).sum(axis=1) <= 36
     seed_series = filtered[:, in_seed].mean(axis=1)
-    written_series = pd.read_csv(f"{prefix}_desc-seeds_stat-mean_timeseries.tsv", sep="\t")
+    written_series = pd.read_csv(f"{prefix}_stat-mean_desc-seeds_timeseries.tsv", sep="\t")
     np.testing.assert_allclose(written_series["pcc"], seed_series, rtol=1e-4, atol=1e-4)
-    fcz = np.asanyarray(nb.load(f"{prefix}_desc-pcc_stat-fcz_boldmap.nii.gz").dataobj)[mask]
+    fcz = np.asanyarray(nb.load(f"{prefix}_stat-fcz_desc-pcc_boldmap.nii.gz").dataobj)[mask]
     r = np.array([np.corrcoef(seed_series, filtered[:, v])[0, 1] for v in range(0, mask.sum(), 97)])
     np.testing.assert_allclose(fcz[::97], np.arctanh(np.clip(r, -1 + 1e-7, 1 - 1e-7)), atol=2e-3)
     # connectome: the Pearson matrix is the correlation of the written region series
@@ -278,7 +278,7 @@ def test_connectivity_finds_the_planted_networks(long_run):
     # seeds placed on a network's ROI correlate with that network's ROIs more than with the other networks' ROIs
     # (on average: the generator's networks interdigitate, e.g. salience and cingulo-opercular ROIs in the insula)
     for seed, network in (("insulaAntL", "Salience"), ("s1TrunkR", "SomatomotorDorsal"), ("mpfc", "DefaultMode")):
-        fcz = np.asanyarray(nb.load(f"{prefix}_desc-{seed}_stat-fcz_boldmap.nii.gz").dataobj)[mask]
+        fcz = np.asanyarray(nb.load(f"{prefix}_stat-fcz_desc-{seed}_boldmap.nii.gz").dataobj)[mask]
         roi_means = np.nan_to_num(fcz) @ seitzman.membership.T.toarray() / np.maximum(seitzman.in_mask_voxels, 1)
         own = roi_means[network_of == network].mean()
         others = roi_means[(network_of != network) & (network_of != "unassigned")]
