@@ -104,9 +104,8 @@ class DerivativeSink(SimpleInterface):
             extras.append(self.inputs.metadata_file)
         for extra in extras:
             metadata.update(json.loads(Path(extra).read_text()))
-        units = derivatives.output_units(self.inputs.suffix, dict(self.inputs.entities))
-        if metadata and units is not None:
-            metadata.setdefault("Units", units)
+        if metadata:
+            metadata = {**derivatives.bids_metadata(self.inputs.suffix, dict(self.inputs.entities)), **metadata}
         self._results["out_sidecar"] = None
         if metadata:
             self._results["out_sidecar"] = str(derivatives.write_json(sidecar, metadata))

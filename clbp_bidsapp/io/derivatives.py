@@ -89,6 +89,22 @@ def output_units(suffix: str, entities: Mapping[str, str | None]) -> str | None:
     return None
 
 
+def bids_metadata(suffix: str, entities: Mapping[str, str | None]) -> dict[str, Any]:
+    """Sidecar fields BIDS asks of an output with this name: ``Units`` (:func:`output_units`), ``Resolution``
+    (REQUIRED with a ``res-`` entity) and, for a BOLD series, ``SkullStripped`` (REQUIRED for derivatives; the
+    app's series are masked: zero outside the brain mask)."""
+    fields: dict[str, Any] = {}
+    units = output_units(suffix, entities)
+    if units is not None:
+        fields["Units"] = units
+    res, space = entities.get("res"), entities.get("space")
+    if res is not None:
+        fields["Resolution"] = {res: f"the grid of the fMRIPrep input (res-{res} of space {space})"}
+    if suffix == "bold":
+        fields["SkullStripped"] = True
+    return fields
+
+
 def subject_dir(output_dir: Path, entities: Mapping[str, str], datatype: str = "func") -> Path:
     path = output_dir / f"sub-{entities['subject']}"
     if entities.get("session"):

@@ -24,6 +24,11 @@ from clbp_bidsapp.io.strategies import load_strategy
 
 pytestmark = pytest.mark.integration
 
+# Files of the 4-participant test output that bids-validator-deno reports NOT_INCLUDED without .bidsignore: the
+# kinds BIDS 1.10 does not define (docs/outputs.md, "Which naming rule each file follows"). 137 per participant
+# before and after issue #18: no BIDS 1.10 suffix fits a map, a time-series table or a matrix.
+NOT_INCLUDED_WITHOUT_BIDSIGNORE = 0
+
 
 def cli(*args: str | Path) -> subprocess.CompletedProcess:
     # the tiny test runs (30-80 volumes) keep too few effective DOF for the default --min-dof: not what is tested here
@@ -86,6 +91,37 @@ def test_participant_outputs_pass_the_bids_validator(participant_run):
     done = subprocess.run([exe, str(out), "--format", "json"], capture_output=True, text=True, timeout=300)
     errors = [i for i in json.loads(done.stdout)["issues"]["issues"] if i["severity"] == "error"]
     assert errors == [], errors[:5]
+
+
+def bidsignored(root: Path, patterns: str) -> list[str]:
+    """Files under ``root`` that .bidsignore ``patterns`` hide (a name pattern anywhere, or a folder's contents)."""
+    rules = [line for line in patterns.splitlines() if line.strip() and not line.startswith("#")]
+    hidden = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        parts = path.relative_to(root).parts
+        if any(fnmatch.fnmatch(parts[-1], rule) or rule in parts[:-1] for rule in rules):
+            hidden.append("/".join(parts))
+    return hidden
+
+
+def test_without_bidsignore_only_what_bids_lacks_is_not_included(participant_run, tmp_path):
+    """The validator, run without .bidsignore, reports as NOT_INCLUDED exactly the participant files .bidsignore
+    hides (kinds BIDS 1.10 does not define: maps, time series, matrices, QC tables, reports), and nothing else."""
+    from clbp_bidsapp.io.derivatives import BIDSIGNORE
+
+    out, _ = participant_run
+    exe = shutil.which("bids-validator-deno") or str(Path(sys.executable).parent / "bids-validator-deno")
+    if not Path(exe).exists():
+        pytest.skip("bids-validator-deno is not installed (pip install bids-validator-deno)")
+    bare = tmp_path / "out"
+    shutil.copytree(out, bare, ignore=shutil.ignore_patterns("work", "logs", "group"))
+    (bare / ".bidsignore").unlink()
+    done = subprocess.run([exe, str(bare), "--format", "json"], capture_output=True, text=True, timeout=300)
+    errors = [i for i in json.loads(done.stdout)["issues"]["issues"] if i["severity"] == "error"]
+    assert [i for i in errors if i["code"] != "NOT_INCLUDED"] == []
+    not_included = sorted(i["location"].lstrip("/") for i in errors)
+    assert not_included == bidsignored(bare, BIDSIGNORE)
+    assert len(not_included) == NOT_INCLUDED_WITHOUT_BIDSIGNORE
 
 
 def test_every_map_has_its_name_and_sidecar(small_dataset, participant_run):
