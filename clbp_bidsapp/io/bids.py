@@ -355,12 +355,12 @@ def choose_variants(runs: Sequence[RunInputs], notes: list[tuple[str, str]]) -> 
         kept.append(chosen)
         differing = _differing(ordered)
         others = ", ".join(run.bold.name for run in ordered[1:])
-        example = json.dumps({"bold": {differing[0]: _variant_value(ordered[1], differing[0])}}) if differing else ""
+        example = _filter_example(ordered, differing)
         notes.append(
             (
-                chosen.bold.name,
-                f"picked among {len(ordered)} variants of this run (also {others}): "
-                f"{_why_first(chosen, differing)}; to analyse another, pass --bids-filter-file with e.g. {example}",
+                f"{len(ordered) - 1} other variant(s) of {chosen.source_name}",
+                f"analysing {chosen.bold.name} ({_why_first(chosen, differing)}), not {others}; "
+                f"to analyse another, pass --bids-filter-file with e.g. {example}",
             )
         )
     return kept
@@ -391,6 +391,16 @@ def _variant_value(run: RunInputs, key: str) -> str | None:
     if key == "extension":
         return ".nii" if run.bold.name.endswith(".nii") else ".nii.gz"
     return run.entities.get(key)
+
+
+def _filter_example(ordered: Sequence[RunInputs], differing: Sequence[str]) -> str:
+    """A ``--bids-filter-file`` content that picks the next variant: the first differing entity it has a value of."""
+    for run in ordered[1:]:
+        for key in differing:
+            value = _variant_value(run, key)
+            if value is not None:
+                return json.dumps({"bold": {key: value}})
+    return '{"bold": {"<entity>": "<value>"}}'
 
 
 def _differing(runs: Sequence[RunInputs]) -> list[str]:

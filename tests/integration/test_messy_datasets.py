@@ -107,9 +107,13 @@ def test_variants_of_a_run_pick_one_say_which_and_a_filter_file_changes_it(datas
     written = sorted(p.name for p in (tmp_path / "default" / "out" / "sub-01" / "func").glob("*_boldmap.nii.gz"))
     assert written and all(name.startswith(f"{STEM}_stat-") for name in written), written  # the combined echo
     err = " ".join(result.stderr.split())
-    assert f"{STEM}_desc-preproc_bold.nii.gz: picked among 4 variants of this run" in err
-    assert "the optimally combined series (no echo- entity)" in err
-    assert "sub-01_task-rest_acq-mb8_space-MNI152NLin2009cAsym_res-4_desc-preproc_bold.nii.gz" in err
+    assert (
+        f"skipped 3 other variant(s) of sub-01_task-rest: analysing {STEM}_desc-preproc_bold.nii.gz "
+        "(the optimally combined series (no echo- entity)), not " in err
+    )
+    assert 'to analyse another, pass --bids-filter-file with e.g. {"bold": {"acquisition": "mb8"}}' in err
+    for other in ("acq-mb8_space-MNI152NLin2009cAsym", "echo-1_space-MNI152NLin2009cAsym", "echo-2_space-MNI"):
+        assert f"sub-01_task-rest_{other}" in err, other
     assert "sub-01_task-rest_space-fsLR_den-91k_bold.dtseries.nii: CIFTI (grayordinates) ignored" in err
     assert "Traceback" not in result.stderr
 
@@ -119,4 +123,4 @@ def test_variants_of_a_run_pick_one_say_which_and_a_filter_file_changes_it(datas
     assert chosen.returncode == 0, chosen.stderr
     written = sorted(p.name for p in (tmp_path / "filtered" / "out" / "sub-01" / "func").glob("*_boldmap.nii.gz"))
     assert written and all(name.startswith("sub-01_task-rest_acq-mb8_space-") for name in written), written
-    assert "picked among" not in chosen.stderr
+    assert "other variant(s)" not in chosen.stderr

@@ -142,8 +142,8 @@ def test_the_coarsest_resolution_is_picked_and_said(tmp_path):
     notes: list[tuple[str, str]] = []
     assert bids.choose_variants([fine, coarse], notes) == [coarse]
     (what, why), = notes  # fmt: skip
-    assert what == coarse.bold.name
-    assert "res-2, the coarsest grid" in why and fine.bold.name in why
+    assert what == "1 other variant(s) of sub-01_task-rest"
+    assert why.startswith(f"analysing {coarse.bold.name} (res-2, the coarsest grid), not {fine.bold.name};")
     assert '{"bold": {"res": "1"}}' in why  # how to pick the other
 
 
