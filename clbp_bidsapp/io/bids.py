@@ -325,8 +325,7 @@ def collect_runs(
 
 # -- one file per run when fMRIPrep wrote several variants ------------------------------------------------------
 
-# Entities whose values make variants of one acquisition run; the run's outputs are named without them only when
-# BIDS does so (echo: fMRIPrep's optimally combined series has none).
+# Entities that make variants of one acquisition run (the outputs of the picked file keep them in their names).
 VARIANT_ENTITIES = ("acquisition", "reconstruction", "direction", "echo", "part")
 
 
@@ -390,6 +389,8 @@ def _variant_value(run: RunInputs, key: str) -> str | None:
         return run.cohort
     if key == "extension":
         return ".nii" if run.bold.name.endswith(".nii") else ".nii.gz"
+    if key == "desc":
+        return "optcom" if "_desc-optcom_" in run.bold.name else "preproc"
     return run.entities.get(key)
 
 
@@ -405,13 +406,15 @@ def _filter_example(ordered: Sequence[RunInputs], differing: Sequence[str]) -> s
 
 def _differing(runs: Sequence[RunInputs]) -> list[str]:
     """The entities (in the order of the rule) whose values differ between the variants."""
-    keys = ["echo", "extension", "res", *(k for k in VARIANT_ENTITIES if k != "echo"), "cohort"]
+    keys = ["echo", "desc", "extension", "res", *(k for k in VARIANT_ENTITIES if k != "echo"), "cohort"]
     return [k for k in keys if len({_variant_value(run, k) for run in runs}) > 1]
 
 
 def _why_first(run: RunInputs, differing: Sequence[str]) -> str:
     if "echo" in differing:
         return "the optimally combined series (no echo- entity)"
+    if "desc" in differing:
+        return "fMRIPrep's desc-preproc before tedana's desc-optcom"
     if "extension" in differing:
         return "the .nii.gz copy"
     if "res" in differing:

@@ -173,3 +173,14 @@ def test_a_denoised_bold_gets_the_fields_bids_requires():
     assert fields["SkullStripped"] is True and fields["Units"] == "arbitrary"
     assert list(fields["Resolution"]) == ["2"]
     assert derivatives.bids_metadata("relmat", {"atlas": "x", "stat": "pearsoncorrelation"}) == {}
+
+
+def test_fmriprep_preproc_comes_before_a_tedana_optcom_copy(tmp_path):
+    optcom = _run(tmp_path, "sub-01_task-rest_desc-optcom_bold.nii.gz", voxel=2.0)
+    preproc = _run(tmp_path, "sub-01_task-rest_desc-preproc_bold.nii.gz", voxel=2.0)
+    echo = _run(tmp_path, "sub-01_task-rest_echo-1_desc-preproc_bold.nii.gz", voxel=2.0, echo="1")
+    notes: list[tuple[str, str]] = []
+    assert bids.choose_variants([echo, optcom, preproc], notes) == [preproc]
+    assert bids.choose_variants([echo, optcom], []) == [optcom]
+    assert "(the optimally combined series (no echo- entity))" in notes[0][1]
+    assert '{"bold": {"desc": "optcom"}}' in notes[0][1]
