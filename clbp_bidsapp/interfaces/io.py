@@ -105,6 +105,8 @@ class DerivativeSink(SimpleInterface):
             extras.append(self.inputs.metadata_file)
         for extra in extras:
             metadata.update(json.loads(Path(extra).read_text()))
+        if metadata:
+            metadata = {**derivatives.bids_metadata(self.inputs.suffix, dict(self.inputs.entities)), **metadata}
         self._results["out_sidecar"] = None
         if metadata:
             self._results["out_sidecar"] = str(derivatives.write_json(sidecar, metadata))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from clbp_bidsapp.errors import InputError
@@ -47,6 +49,7 @@ class RunInputs:
     space: str
     res: str | None
     probsegs: Mapping[str, Path] = field(default_factory=dict)
+    cohort: str | None = None
 
     @property
     def session(self) -> str | None:
@@ -90,6 +93,15 @@ def read_dataset_description(root: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InputError(f"{path} must hold a JSON object")
     return data
+
+
+def read_derivative_description(root: Path) -> dict[str, Any]:
+    """``root/dataset_description.json`` of a derivative input, or ``{}`` when it is missing or unreadable (the
+    run does not need it: it only records the upstream pipeline in the output's description)."""
+    try:
+        return read_dataset_description(root)
+    except InputError:
+        return {}
 
 
 def is_derivative_dataset(root: Path) -> bool:
@@ -198,7 +210,8 @@ def build_layout(fmriprep_dir: Path, database_dir: Path | None = None):
     """A pybids layout of the fMRIPrep derivatives (optionally cached in ``database_dir``)."""
     from bids import BIDSLayout
 
-    kwargs: dict[str, Any] = {"validate": False, "config": ["bids", "derivatives"]}
+    extra = {"name": "clbp_inputs", "entities": io_spec()["extra_entities"]}
+    kwargs: dict[str, Any] = {"validate": False, "config": ["bids", "derivatives", extra]}
     if database_dir is not None:
         database_dir.mkdir(parents=True, exist_ok=True)
         kwargs["database_path"] = database_dir
@@ -298,9 +311,10 @@ def collect_runs(
                 runs.append(_complete_run(layout, bold, run_ents, ents, filters, read_tr))
             except InputError as exc:
                 reasons.append(str(exc))
-        runs = _one_resolution_per_run(runs, collection.skipped)
+        runs = choose_variants(runs, collection.skipped)
         for reason in reasons:
             collection.skipped.append((f"sub-{label}", reason))
+        collection.skipped.extend(_cifti_notes(layout, label, sessions))
         if runs:
             collection.runs[label] = sorted(runs, key=lambda r: r.source_name)
         else:
@@ -309,35 +323,130 @@ def collect_runs(
     return collection
 
 
-def _one_resolution_per_run(runs: list[RunInputs], skipped: list[tuple[str, str]]) -> list[RunInputs]:
-    by_source: dict[str, list[RunInputs]] = {}
+# -- one file per run when fMRIPrep wrote several variants ------------------------------------------------------
+
+# Entities that make variants of one acquisition run (the outputs of the picked file keep them in their names).
+VARIANT_ENTITIES = ("acquisition", "reconstruction", "direction", "echo", "part")
+
+
+def choose_variants(runs: Sequence[RunInputs], notes: list[tuple[str, str]]) -> list[RunInputs]:
+    """One file per acquisition run (subject, session, task, run), picked by a fixed rule; a note names the pick.
+
+    fMRIPrep may write a run several times: per echo beside the optimally combined series (multi-echo),
+    at several resolutions (``res-``) or template cohorts (``cohort-``) of one space, and a dataset may hold
+    ``acq-``/``rec-``/``dir-``/``part-`` variants of one task and run, or a ``.nii`` beside a ``.nii.gz``
+    copy. The rule, in order: the optimally combined series (no ``echo-``); a ``.nii.gz``; the coarsest grid
+    (largest voxels: closest to the acquired resolution, and cheapest); then the smallest entity values
+    (no ``acq-``/``rec-``/``dir-``/``part-`` before any). ``--bids-filter-file`` changes the pick by leaving
+    only the wanted files, e.g. ``{"bold": {"acquisition": "mb8"}}`` or ``{"bold": {"res": "1"}}``.
+    """
+    by_run: dict[tuple, list[RunInputs]] = {}
     for run in runs:
-        by_source.setdefault(run.source_name, []).append(run)
+        key = tuple(run.entities.get(k) for k in ("subject", "session", "task", "run"))
+        by_run.setdefault(key, []).append(run)
     kept = []
-    for name, group in by_source.items():
+    for group in by_run.values():
         if len(group) == 1:
-            kept.append(group[0])
+            kept.extend(group)
             continue
-        options = ", ".join(sorted(f"res-{r.res}" for r in group))
-        skipped.append(
+        ordered = sorted(group, key=_variant_rank)
+        chosen = ordered[0]
+        kept.append(chosen)
+        differing = _differing(ordered)
+        others = ", ".join(run.bold.name for run in ordered[1:])
+        example = _filter_example(ordered, differing)
+        notes.append(
             (
-                name,
-                f"several resolutions ({options}); choose one with --space {group[0].space}:res-N",
+                f"{len(ordered) - 1} other variant(s) of {chosen.source_name}",
+                f"analysing {chosen.bold.name} ({_why_first(chosen, differing)}), not {others}; "
+                f"to analyse another, pass --bids-filter-file with e.g. {example}",
             )
         )
     return kept
 
 
-def _complete_run(layout, bold, run_ents, ents, filters, read_tr) -> RunInputs:
+def _variant_rank(run: RunInputs) -> tuple:
+    from clbp_bidsapp.io.images import header_grid
+
+    _, affine = header_grid(run.bold)
+    voxel_volume = abs(float(np.linalg.det(affine[:3, :3])))
+    return (
+        run.entities.get("echo") is not None,
+        "_desc-optcom_" in run.bold.name,  # tedana's name of the optimal combination, after fMRIPrep's desc-preproc
+        not run.bold.name.endswith(".nii.gz"),
+        -round(voxel_volume, 3),
+        tuple(run.entities.get(k) or "" for k in VARIANT_ENTITIES),
+        run.res or "",
+        run.cohort or "",
+        run.bold.name,
+    )
+
+
+def _variant_value(run: RunInputs, key: str) -> str | None:
+    if key == "res":
+        return run.res
+    if key == "cohort":
+        return run.cohort
+    if key == "extension":
+        return ".nii" if run.bold.name.endswith(".nii") else ".nii.gz"
+    if key == "desc":
+        return "optcom" if "_desc-optcom_" in run.bold.name else "preproc"
+    return run.entities.get(key)
+
+
+def _filter_example(ordered: Sequence[RunInputs], differing: Sequence[str]) -> str:
+    """A ``--bids-filter-file`` content that picks the next variant: the first differing entity it has a value of."""
+    for run in ordered[1:]:
+        for key in differing:
+            value = _variant_value(run, key)
+            if value is not None:
+                return json.dumps({"bold": {key: value}})
+    return '{"bold": {"<entity>": "<value>"}}'
+
+
+def _differing(runs: Sequence[RunInputs]) -> list[str]:
+    """The entities (in the order of the rule) whose values differ between the variants."""
+    keys = ["echo", "desc", "extension", "res", *(k for k in VARIANT_ENTITIES if k != "echo"), "cohort"]
+    return [k for k in keys if len({_variant_value(run, k) for run in runs}) > 1]
+
+
+def _why_first(run: RunInputs, differing: Sequence[str]) -> str:
+    if "echo" in differing:
+        return "the optimally combined series (no echo- entity)"
+    if "desc" in differing:
+        return "fMRIPrep's desc-preproc before tedana's desc-optcom"
+    if "extension" in differing:
+        return "the .nii.gz copy"
+    if "res" in differing:
+        return f"res-{run.res}, the coarsest grid"
+    values = ", ".join(f"{k} {_variant_value(run, k) or 'none'}" for k in differing)
+    return f"the first by entity values ({values})"
+
+
+def _cifti_notes(layout, label: str, sessions: Sequence[str]) -> list[tuple[str, str]]:
+    """CIFTI BOLD files (``*_bold.dtseries.nii``) of a participant: not analysed (volumes only), said once each."""
+    query: dict[str, Any] = dict(io_spec()["cifti"], subject=label)
+    if sessions:
+        query["session"] = list(sessions)
+    return [
+        (f.filename, "CIFTI (grayordinates) ignored: this app analyses the volumetric desc-preproc_bold files")
+        for f in layout.get(return_type="object", **query)
+    ]
+
+
+def _complete_run(layout, bold, bold_ents, ents, filters, read_tr) -> RunInputs:
     from bids.layout import Query
 
     what = bold.filename
     space_ents = {"space": ents.get("space", Query.NONE)}
-    if "res" in ents:
-        space_ents["res"] = ents["res"]
+    for key in ("res", "cohort"):
+        if key in ents:
+            space_ents[key] = ents[key]
+    # fMRIPrep writes one mask and one confounds table per run, without echo-, for every echo and the combination
+    run_ents = {k: v for k, v in bold_ents.items() if k != "echo"}
     masks = _run_query(layout, "mask", run_ents, filters, **space_ents)
     if len(masks) != 1:
-        raise InputError(f"{what}: expected one matching desc-brain_mask, found {len(masks)}")
+        raise InputError(f"{what}: expected one matching desc-brain_mask, found {len(masks)}{_copies(masks)}")
     confounds = _run_query(layout, "confounds", run_ents, filters)
     if not confounds:  # fMRIPrep 1.2-20.1's name; fMRIPrep < 1.4's column names are mapped by the denoising plan
         confounds = _run_query(layout, "legacy_confounds", run_ents, filters)
@@ -345,14 +454,16 @@ def _complete_run(layout, bold, run_ents, ents, filters, read_tr) -> RunInputs:
         raise InputError(f"{what}: expected one matching desc-confounds_timeseries.tsv, found {len(confounds)}")
     conf_path = Path(confounds[0].path)
     conf_json = conf_path.with_suffix(".json")
+    for path in (Path(bold.path), Path(masks[0].path), conf_path):
+        check_fetched(path)
     metadata = bold.get_metadata()
     tr = read_tr(Path(bold.path), metadata.get("RepetitionTime"))
     # anatomical files without space- are on the T1w grid, never the BOLD-native grid: no probsegs there
     probsegs = _probsegs(layout, run_ents, space_ents, filters) if "space" in ents else {}
     return RunInputs(
-        participant=run_ents["subject"],
-        entities=run_ents,
-        source_name=source_name(run_ents),
+        participant=bold_ents["subject"],
+        entities=bold_ents,
+        source_name=source_name(bold_ents),
         bold=Path(bold.path),
         mask=Path(masks[0].path),
         confounds=conf_path,
@@ -361,7 +472,33 @@ def _complete_run(layout, bold, run_ents, ents, filters, read_tr) -> RunInputs:
         space=ents.get("space", NATIVE_SPACE),
         res=ents.get("res"),
         probsegs=probsegs,
+        cohort=ents.get("cohort"),
     )
+
+
+def _copies(found) -> str:
+    """Why several files matched, when the reason is plain: the same name as ``.nii`` and ``.nii.gz``."""
+    stems = {}
+    for f in found:
+        stems.setdefault(f.filename.removesuffix(".gz"), []).append(f.filename)
+    doubles = [names for names in stems.values() if len(names) > 1]
+    if not doubles:
+        return ""
+    pair = " and ".join(sorted(doubles[0]))
+    return (
+        f": {pair} are one file as .nii and .nii.gz copies; delete one, or pass --bids-filter-file with "
+        '{"mask": {"extension": ".nii.gz"}}'
+    )
+
+
+def check_fetched(path: Path) -> None:
+    """Refuse a DataLad/git-annex file whose content was not fetched (a link into ``.git/annex/objects`` that
+    leads nowhere), naming the command that fetches it."""
+    if path.is_symlink() and not path.exists():
+        target = os.readlink(path)
+        if "annex/objects" in target.replace(os.sep, "/"):
+            raise InputError(f"{path} is not fetched (a git-annex link with no content) — run `datalad get {path}`")
+        raise InputError(f"{path} is a broken symbolic link (to {target}); restore the file it points to")
 
 
 def _probsegs(layout, run_ents, space_ents, filters) -> dict[str, Path]:

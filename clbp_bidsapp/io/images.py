@@ -17,10 +17,19 @@ def _load(path: Path) -> nb.Nifti1Image:
     try:
         img = nb.load(str(path))
     except FileNotFoundError:
+        from clbp_bidsapp.io.bids import check_fetched
+
+        check_fetched(Path(path))  # a DataLad/git-annex file not fetched says so
         raise InputError(f"{path} does not exist") from None
     except Exception as exc:  # nibabel raises many types for corrupt files
-        raise InputError(f"{path} cannot be read as NIfTI ({exc}); re-export or re-run fMRIPrep") from None
+        raise InputError(f"{path} cannot be read as NIfTI ({one_line(exc)}); re-export or re-run fMRIPrep") from None
     return img
+
+
+def one_line(exc: BaseException) -> str:
+    """A library's error message on one line: nibabel's span several, and a crash report keeps only the line
+    that starts with the error, which would drop the advice that follows the message."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def read_tr(bold: Path, json_tr: float | None) -> float:
@@ -68,7 +77,7 @@ def load_mask(path: Path, *, reference: nb.Nifti1Image | None = None) -> tuple[n
     try:
         mask = np.asanyarray(img.dataobj) > 0
     except Exception as exc:
-        raise InputError(f"{path} is truncated or corrupt ({exc}); re-run fMRIPrep for this run") from None
+        raise InputError(f"{path} is truncated or corrupt ({one_line(exc)}); re-run fMRIPrep for this run") from None
     if not mask.any():
         raise InputError(f"{path}: the mask is empty")
     if reference is not None:
@@ -112,7 +121,7 @@ def load_masked_run(bold: Path, mask_path: Path) -> MaskedRun:
     try:
         data = np.asanyarray(img.dataobj)
     except Exception as exc:
-        raise InputError(f"{bold} is truncated or corrupt ({exc}); re-run fMRIPrep for this run") from None
+        raise InputError(f"{bold} is truncated or corrupt ({one_line(exc)}); re-run fMRIPrep for this run") from None
     series = _masked_time_series(data, mask)
     del data
     if not np.isfinite(series).all():

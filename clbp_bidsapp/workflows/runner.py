@@ -26,11 +26,20 @@ def work_dir_for(settings: Settings) -> Path:
 
 
 def prepare_output(settings: Settings, *, source: dict[str, Any] | None) -> None:
-    """dataset_description.json (with the settings hash) and .bidsignore of the output folder."""
+    """dataset_description.json (with the settings hash, the ``fmriprep`` dataset link and the upstream pipelines)
+    and .bidsignore of the output folder."""
+    fmriprep_dir = bids.resolve_fmriprep_dir(settings.execution.bids_dir, settings.inputs.fmriprep_dir)
+    aslprep_dir = settings.inputs.aslprep_dir
+    linked = {}  # the bids:aslprep: URIs of the CBF sidecars
+    if aslprep_dir is not None:
+        linked["aslprep"] = (f"file://{aslprep_dir.resolve()}", bids.read_derivative_description(aslprep_dir))
     description = derivatives.dataset_description(
         source_description=source or {},
         source_url=f"file://{settings.execution.bids_dir.resolve()}",
         config_hash=settings.result_hash(),
+        fmriprep_url=f"file://{fmriprep_dir.resolve()}",
+        fmriprep_description=bids.read_derivative_description(fmriprep_dir),
+        linked=linked,
     )
     derivatives.initialise_output(settings.execution.output_dir, description)
 

@@ -21,7 +21,7 @@ PREFIX = "atlas-toy_contrast-CLBPvsHC"
 
 
 def _entities(label, run):
-    return f"sub-{label}_task-rest_run-{run}_space-MNI152NLin2009cAsym_res-4_atlas-toy"
+    return f"sub-{label}_task-rest_run-{run}_space-MNI152NLin2009cAsym_atlas-toy_res-4"
 
 
 def _write_participant(out, label, *, patient, rng, runs=1, missing_region=False):

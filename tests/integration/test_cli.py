@@ -25,6 +25,12 @@ from tests.integration.common import run_app, tree_digest, with_min_dof
 
 pytestmark = pytest.mark.integration
 
+# Files of the 4-participant test output that bids-validator-deno reports NOT_INCLUDED without .bidsignore: the
+# kinds BIDS 1.10 does not define (docs/outputs.md, "Which naming rule each file follows"): 136 files under
+# sub-<label>/ and the report sub-<label>.html, per participant, before and after issue #18 (no BIDS 1.10 suffix
+# fits a map, a time-series table or a matrix).
+NOT_INCLUDED_WITHOUT_BIDSIGNORE = 4 * 137
+
 
 def cli(*args: str | Path) -> subprocess.CompletedProcess:
     """Every command line of this file goes through here."""
@@ -74,15 +80,46 @@ def test_participant_outputs_pass_the_bids_validator(participant_run):
     assert errors == [], errors[:5]
 
 
+def bidsignored(root: Path, patterns: str) -> list[str]:
+    """Files under ``root`` that .bidsignore ``patterns`` hide (a name pattern anywhere, or a folder's contents)."""
+    rules = [line for line in patterns.splitlines() if line.strip() and not line.startswith("#")]
+    hidden = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        parts = path.relative_to(root).parts
+        if any(fnmatch.fnmatch(parts[-1], rule) or rule in parts[:-1] for rule in rules):
+            hidden.append("/".join(parts))
+    return hidden
+
+
+def test_without_bidsignore_only_what_bids_lacks_is_not_included(participant_run, tmp_path):
+    """The validator, run without .bidsignore, reports as NOT_INCLUDED exactly the participant files .bidsignore
+    hides (kinds BIDS 1.10 does not define: maps, time series, matrices, QC tables, reports), and nothing else."""
+    from clbp_bidsapp.io.derivatives import BIDSIGNORE
+
+    out, _ = participant_run
+    exe = shutil.which("bids-validator-deno") or str(Path(sys.executable).parent / "bids-validator-deno")
+    if not Path(exe).exists():
+        pytest.skip("bids-validator-deno is not installed (pip install bids-validator-deno)")
+    bare = tmp_path / "out"
+    shutil.copytree(out, bare, ignore=shutil.ignore_patterns("work", "logs", "group"))
+    (bare / ".bidsignore").unlink()
+    done = subprocess.run([exe, str(bare), "--format", "json"], capture_output=True, text=True, timeout=300)
+    errors = [i for i in json.loads(done.stdout)["issues"]["issues"] if i["severity"] == "error"]
+    assert [i for i in errors if i["code"] != "NOT_INCLUDED"] == []
+    not_included = sorted(i["location"].lstrip("/") for i in errors)
+    assert not_included == sorted(bidsignored(bare, BIDSIGNORE))
+    assert len(not_included) == NOT_INCLUDED_WITHOUT_BIDSIGNORE
+
+
 def test_every_map_has_its_name_and_sidecar(small_dataset, participant_run):
     out, _ = participant_run
     func = out / "sub-01" / "func"
     prefix = f"sub-01_task-rest_space-{small_dataset.space}_res-{small_dataset.res}"
     expected = [f"{prefix}_{ents}_boldmap" for ents in (
-        "stat-alff", "stat-falff", "stat-reho", "stat-vmhc", "desc-binarized_stat-dc", "desc-weighted_stat-dc",
-        "desc-z_stat-alff", "desc-m_stat-alff", "desc-z_stat-falff", "desc-m_stat-falff", "desc-z_stat-reho",
-        "desc-m_stat-reho", "desc-z_stat-vmhc", "desc-m_stat-vmhc", "desc-binarizedZ_stat-dc",
-        "desc-binarizedM_stat-dc", "desc-weightedZ_stat-dc", "desc-weightedM_stat-dc", "stat-mean",
+        "stat-alff", "stat-falff", "stat-reho", "stat-vmhc", "stat-dc_desc-binarized", "stat-dc_desc-weighted",
+        "stat-alff_desc-z", "stat-alff_desc-m", "stat-falff_desc-z", "stat-falff_desc-m", "stat-reho_desc-z",
+        "stat-reho_desc-m", "stat-vmhc_desc-z", "stat-vmhc_desc-m", "stat-dc_desc-binarizedZ",
+        "stat-dc_desc-binarizedM", "stat-dc_desc-weightedZ", "stat-dc_desc-weightedM", "stat-mean",
         "stat-tsnr")]  # fmt: skip
     for stem in expected:
         assert (func / f"{stem}.nii.gz").is_file(), stem
@@ -95,7 +132,7 @@ def test_every_map_has_its_name_and_sidecar(small_dataset, participant_run):
             assert sidecar["Standardization"].startswith("z-scored")
             assert abs(z[z != 0].mean()) < 0.3 and 0.3 < z[z != 0].std() < 1.2, stem  # smoothed z map
     assert json.loads((func / f"{prefix}_stat-reho_boldmap.json").read_text())["Neighbourhood"] == 27
-    assert json.loads((func / f"{prefix}_desc-weighted_stat-dc_boldmap.json").read_text())["Threshold"] == 0.25
+    assert json.loads((func / f"{prefix}_stat-dc_desc-weighted_boldmap.json").read_text())["Threshold"] == 0.25
     assert (out / "sub-01.html").is_file()
 
 
@@ -222,9 +259,9 @@ def test_maps_equal_their_definitions_on_nilearn_cleaned_data(small_dataset, tmp
     world = nb.affines.apply_affine(bold.affine, np.argwhere(mask))
     in_seed = ((world - np.array([-5, -49, 40])) ** 2).sum(axis=1) <= 36
     seed_series = filtered[:, in_seed].mean(axis=1)
-    written_series = pd.read_csv(f"{prefix}_desc-seeds_stat-mean_timeseries.tsv", sep="\t")
+    written_series = pd.read_csv(f"{prefix}_stat-mean_desc-seeds_timeseries.tsv", sep="\t")
     np.testing.assert_allclose(written_series["pcc"], seed_series, rtol=1e-4, atol=1e-4)
-    fcz = np.asanyarray(nb.load(f"{prefix}_desc-pcc_stat-fcz_boldmap.nii.gz").dataobj)[mask]
+    fcz = np.asanyarray(nb.load(f"{prefix}_stat-fcz_desc-pcc_boldmap.nii.gz").dataobj)[mask]
     r = np.array([np.corrcoef(seed_series, filtered[:, v])[0, 1] for v in range(0, mask.sum(), 97)])
     np.testing.assert_allclose(fcz[::97], np.arctanh(np.clip(r, -1 + 1e-7, 1 - 1e-7)), atol=2e-3)
     # connectome: the Pearson matrix is the correlation of the written region series
@@ -264,7 +301,7 @@ def test_connectivity_finds_the_planted_networks(long_run):
     # seeds placed on a network's ROI correlate with that network's ROIs more than with the other networks' ROIs
     # (on average: the generator's networks interdigitate, e.g. salience and cingulo-opercular ROIs in the insula)
     for seed, network in (("insulaAntL", "Salience"), ("s1TrunkR", "SomatomotorDorsal"), ("mpfc", "DefaultMode")):
-        fcz = np.asanyarray(nb.load(f"{prefix}_desc-{seed}_stat-fcz_boldmap.nii.gz").dataobj)[mask]
+        fcz = np.asanyarray(nb.load(f"{prefix}_stat-fcz_desc-{seed}_boldmap.nii.gz").dataobj)[mask]
         roi_means = np.nan_to_num(fcz) @ seitzman.membership.T.toarray() / np.maximum(seitzman.in_mask_voxels, 1)
         own = roi_means[network_of == network].mean()
         others = roi_means[(network_of != network) & (network_of != "unassigned")]

@@ -80,7 +80,7 @@ def record(out: Path, label: str) -> dict:
 
 
 def alff_files(out: Path, label: str) -> list[Path]:
-    return sorted((out / f"sub-{label}").rglob("*_desc-z_stat-alff_boldmap.nii.gz"))
+    return sorted((out / f"sub-{label}").rglob("*_stat-alff_desc-z_boldmap.nii.gz"))
 
 
 def test_complete_outputs_are_analysed(copy):
@@ -290,7 +290,7 @@ def test_participant_missing_from_table_is_listed(copy, tmp_path):
 def test_invalid_seed_map_is_left_out_of_that_seed_only(copy):
     """#19.9: a seed map whose sidecar says Valid false is not used; the participant stays in the other maps."""
     root, out = copy
-    for sidecar in sorted((out / "sub-02").rglob("*_desc-pccSmoothed_stat-fcz_boldmap.json")):
+    for sidecar in sorted((out / "sub-02").rglob("*_stat-fcz_desc-pccSmoothed_boldmap.json")):
         meta = json.loads(sidecar.read_text())
         meta["Seed"].update(Coverage=0.0, Valid=False)
         sidecar.write_text(json.dumps(meta))

@@ -79,13 +79,13 @@ def test_a_150_volume_int16_run_passes_and_records_its_dof(tmp_path):
     assert result.returncode == 0, result.stderr
     qc = qc_row(out)
     assert qc["used"] and 15 < qc["dof_bandpass"] < 25 and qc["dof_unfiltered"] == pytest.approx(124, abs=0.01)
-    for pattern in ("*res-4_stat-reho_boldmap.json", "*desc-z_stat-falff_boldmap.json"):
+    for pattern in ("*res-4_stat-reho_boldmap.json", "*stat-falff_desc-z_boldmap.json"):
         denoising = sidecar(out, pattern)["Denoising"]
         assert denoising["EffectiveDegreesOfFreedomBandPassed"] == pytest.approx(qc["dof_bandpass"], abs=0.01)
         assert denoising["EffectiveDegreesOfFreedomUnfiltered"] == pytest.approx(124, abs=0.01)
         assert denoising["MinimumEffectiveDegreesOfFreedom"] == 10
     # degree centrality with the DOF-matched threshold: the r used is this run's, and says how it was chosen
-    dc = sidecar(out, "*res-4_desc-weighted_stat-dc_boldmap.json")
+    dc = sidecar(out, "*res-4_stat-dc_desc-weighted_boldmap.json")
     assert dc["ThresholdP"] == 0.05 and dc["ThresholdDegreesOfFreedom"] == pytest.approx(qc["dof_bandpass"])
     assert dc["Threshold"] == pytest.approx(r_threshold_for_p(0.05, dof=qc["dof_bandpass"]), abs=1e-4)
     assert dc["ThresholdType"].startswith("DOF-matched")

@@ -77,7 +77,7 @@ def test_native_run_skips_mni_stages_once_and_keeps_user_atlases(native, tmp_pat
     assert "connectome" not in notes[0]  # user atlases in this space still run
     produced = sorted(p.name for p in (out / "sub-01" / "func").iterdir())
     assert "sub-01_task-rest_stat-alff_boldmap.nii.gz" in produced  # no space- entity, as the input
-    assert "sub-01_task-rest_desc-z_stat-reho_boldmap.nii.gz" in produced
+    assert "sub-01_task-rest_stat-reho_desc-z_boldmap.nii.gz" in produced
     assert not [n for n in produced if "space-" in n or "vmhc" in n or "stat-fcz" in n or "dualreg" in n]
     assert "sub-01_task-rest_atlas-slabs_stat-pearsoncorrelation_relmat.tsv" in produced
     graph = pd.read_csv(out / "sub-01" / "func" / "sub-01_task-rest_atlas-slabs_stat-graph_measures.tsv", sep="\t")
@@ -124,7 +124,7 @@ def test_symmetric_template_run_names_the_mirror_template(tmp_path):
     assert raw["MirrorTemplate"] == "MNI152NLin2009cSym" and raw["MirrorTemplateSymmetric"] is True
     assert "homotopic voxel" in raw["MirrorNote"]
     assert raw["SeriesSmoothingFWHM"] == 6.0
-    z = json.loads(Path(f"{stem}_desc-z_stat-vmhc_boldmap.json").read_text())
+    z = json.loads(Path(f"{stem}_stat-vmhc_desc-z_boldmap.json").read_text())
     assert z["SmoothingFWHM"] == 0.0
     assert raw["VoxelsOnMidline"] == 0  # nilearn's 4 mm grid has no x = 0 column
     methods = json.loads((out / "logs" / "methods-participant.json").read_text())["text"]
@@ -145,7 +145,7 @@ def test_vmhc_from_the_cli_on_the_2mm_mni_grid_with_an_x0_column(tmp_path):
     stem = out / "sub-01" / "func" / "sub-01_task-rest_space-MNI152NLin2009cAsym_res-2"
     raw_img = nb.load(f"{stem}_stat-vmhc_boldmap.nii.gz")
     raw = np.asanyarray(raw_img.dataobj)
-    z = np.asanyarray(nb.load(f"{stem}_desc-z_stat-vmhc_boldmap.nii.gz").dataobj)
+    z = np.asanyarray(nb.load(f"{stem}_stat-vmhc_desc-z_boldmap.nii.gz").dataobj)
     column = round(float(-raw_img.affine[0, 3] / raw_img.affine[0, 0]))
     assert raw_img.affine[0, 3] + column * raw_img.affine[0, 0] == 0.0
     mask_path = next((info.fmriprep_dir / "sub-01" / "func").glob("*desc-brain_mask.nii.gz"))

@@ -18,7 +18,7 @@ def test_derivative_name_orders_entities():
         res="2",
         desc="smooth",
     )
-    assert name == "sub-01_ses-A_task-rest_run-1_space-MNI152NLin2009cAsym_res-2_desc-smooth_stat-alff_boldmap.nii.gz"
+    assert name == "sub-01_ses-A_task-rest_run-1_space-MNI152NLin2009cAsym_res-2_stat-alff_desc-smooth_boldmap.nii.gz"
 
 
 def test_atomic_write_leaves_no_partial_file_on_failure(tmp_path):

@@ -32,9 +32,9 @@ def test_promised_outputs_follow_the_settings(runs, tmp_path):
     prefix = "sub-01/func/sub-01_task-rest"
     space = "space-MNI152NLin2009cAsym_res-4"
     maps = [
-        f"{prefix}_{space}_{desc}stat-{stat}_boldmap.{ext}"
+        f"{prefix}_{space}_stat-{stat}{desc}_boldmap.{ext}"
         for stat in ("alff", "falff")
-        for desc in ("", "desc-m_", "desc-z_")
+        for desc in ("", "_desc-m", "_desc-z")
         for ext in ("json", "nii.gz")
     ]
     expected = sorted(
