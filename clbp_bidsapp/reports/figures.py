@@ -13,12 +13,12 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 BACKGROUND = 1e-6  # |value| below this is drawn transparent: the zeros written outside the brain mask
 
 
-def _png(fig) -> bytes:
+def _png(fig, *, dpi: int = 90) -> bytes:
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
     # no date or software metadata in the PNG: the same inputs give the same bytes
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
     return buffer.getvalue()
 

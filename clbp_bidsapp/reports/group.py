@@ -36,7 +36,7 @@ from clbp_bidsapp.__about__ import __version__
 from clbp_bidsapp.config import GroupSettings
 from clbp_bidsapp.errors import InputError
 from clbp_bidsapp.io import derivatives, images
-from clbp_bidsapp.reports import html
+from clbp_bidsapp.reports import group_figures, html
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 LOGGER = logging.getLogger(__name__)
@@ -52,7 +52,6 @@ MAX_SIGNIFICANT_FIGURES = 60  # ~50 kB per map figure: 60 + 6 others stay under 
 MAX_CLUSTER_ROWS = 20
 MAX_EDGE_ROWS = 20
 MAX_NODES_CHARS = 240
-MAX_MATRIX_LABELS = 40
 MAX_DESIGN_PANELS = 5
 MAX_VIEWERS = 20  # interactive viewers (~0.6-2 MB each) for the first significant maps of the overview
 
@@ -336,7 +335,9 @@ def _overview(maps: Sequence[_MapResult], *, output_dir: Path) -> str:
             tiles.append(f"<div class='tile'>{_esc(label)}: {_esc(_sig_text(m))} (figure left out)</div>")
             continue
         n_drawn += 1
-        png = _glass_brain_figure(volume, m.affine)
+        family = m.file("stat-t_desc-familyfwe05_statmap.nii.gz")
+        family_t = images.load_volume(family)[0] if family.is_file() else None
+        png = group_figures.glass_brain_figure(volume, m.affine, family=family_t)
         link = ""
         if n_drawn <= MAX_VIEWERS:
             viewer = _write_viewer(
@@ -345,7 +346,8 @@ def _overview(maps: Sequence[_MapResult], *, output_dir: Path) -> str:
             link = f" <a href='{_esc(viewer.relative_to(output_dir).as_posix())}'>interactive viewer</a>"
         tiles.append(
             f"<div class='tile'>{html.image(png, f'{label}: FWE-significant t')}"
-            f"<b>{_esc(label)}</b>: {_esc(_sig_text(m))}{link}</div>"
+            f"<b>{_esc(label)}</b>: {_esc(_sig_text(m))}; "
+            f"{_esc(group_figures.family_text(m.sidecar, _family_voxels(m)))}{link}</div>"
         )
     none = "" if n_drawn else f"<p><b>No map or contrast has a voxel with FWE p &lt; {ALPHA}.</b></p>"
     return none + (
@@ -397,28 +399,6 @@ def _significant_t(m: _MapResult) -> np.ndarray | None:
     return np.where(keep, np.nan_to_num(t_map), 0.0)
 
 
-def _glass_brain_figure(volume: np.ndarray, affine: np.ndarray) -> bytes:
-    import matplotlib.pyplot as plt
-    from nilearn import plotting
-
-    img = images.make_image(volume.astype(np.float32), affine)
-    vmax = float(np.abs(volume).max())
-    fig = plt.figure(figsize=(4.2, 1.5))
-    plotting.plot_glass_brain(
-        img,
-        display_mode="ortho",
-        figure=fig,
-        plot_abs=False,
-        cmap="RdBu_r",
-        vmin=-vmax,
-        vmax=vmax,
-        threshold=1e-6,
-        colorbar=False,
-        annotate=False,
-    )
-    return _png(fig)
-
-
 def _voxelwise_section(maps: Sequence[_MapResult], *, max_other_figures: int, contrast: str) -> str:
     if not maps:
         return ""
@@ -452,6 +432,9 @@ def _voxelwise_section(maps: Sequence[_MapResult], *, max_other_figures: int, co
         if not m.significant or n_figures < MAX_SIGNIFICANT_FIGURES:
             parts.append(_map_figure(m, title))
             n_figures += m.significant
+            if m.significant and m.clusters is not None:
+                parts.append(group_figures.cluster_views(_significant_t(m), m.affine, _sorted_clusters(m.clusters),
+                                                         title=title))  # fmt: skip
         else:
             parts.append(f"<p class='muted'>Figure left out: more than {MAX_SIGNIFICANT_FIGURES} significant maps.</p>")
         if m.clusters is not None:
@@ -701,11 +684,8 @@ def _connectome_section(group_dir: Path, *, group_contrast: str) -> str:
         parts.append(f"<h3>{_esc(title)}</h3>")
         matrix = _read_tsv(path, index_col=0)
         if matrix is not None and matrix.shape[0]:
-            values = matrix.apply(pd.to_numeric, errors="coerce").to_numpy(float)
-            parts.append(
-                _image(_matrix_figure(values, list(map(str, matrix.index)), title=title), f"{title}: edge t", None)
-            )
-            parts.append(f"<p class='muted'>{values.shape[0]} regions; colour: t (symmetric scale).</p>")
+            edge_table = _read_tsv(Path(f"{prefix}desc-edges_stats.tsv"))
+            parts.append(group_figures.connectome_figures(matrix, edge_table, atlas=atlas, title=title))
         nbs = _read_tsv(Path(f"{prefix}desc-nbs_components.tsv"))
         if nbs is not None:
             parts.append("<h4>NBS components</h4>")
@@ -744,26 +724,6 @@ def _connectome_section(group_dir: Path, *, group_contrast: str) -> str:
             if len(hits):
                 parts.append(_table(hits.head(MAX_EDGE_ROWS)))
     return "".join(parts)
-
-
-def _matrix_figure(values: np.ndarray, labels: Sequence[str], *, title: str) -> bytes:
-    import matplotlib.pyplot as plt
-
-    finite = np.abs(values[np.isfinite(values)])
-    vmax = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
-    n = values.shape[0]
-    size = 6.0 if n <= MAX_MATRIX_LABELS else 5.0
-    fig, ax = plt.subplots(figsize=(size + 1.2, size))
-    shown = ax.imshow(np.ma.masked_invalid(values), cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
-    if n <= MAX_MATRIX_LABELS:
-        ax.set_xticks(range(n), labels, rotation=90, fontsize=5)
-        ax.set_yticks(range(n), labels, fontsize=5)
-    else:
-        ax.set_xlabel("region index")
-        ax.set_ylabel("region index")
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04, label="t")
-    return _png(fig)
 
 
 # ----------------------------------------------------------------------------------------------------- methods
@@ -813,6 +773,7 @@ def _ml_section(group_dir: Path) -> str:
         top = features[(features["model"] == primary) & (features["rank"] <= 10)]
         cols = ["feature_set", "rank", "feature", "mean_weight", "selection_frequency", "sign_consistency"]
         parts.append("<h3>Most informative features (primary model)</h3>" + _table(top[cols]))
+    parts.append(group_figures.ml_weight_maps(group_dir))
     return "".join(parts)
 
 
