@@ -3,12 +3,17 @@ views, connectome plots of the significant edges, ML weight maps and the family 
 
 from __future__ import annotations
 
+import io
+import json
+import re
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import nibabel as nb
 import numpy as np
 import pandas as pd
 from nilearn.datasets import load_mni152_brain_mask
+from PIL import Image
 
 from clbp_bidsapp.core import qc
 from clbp_bidsapp.interfaces.report import ParticipantReport, RunReport
@@ -156,3 +161,164 @@ def test_run_report_orders_the_carpet_by_the_probsegs_and_reads_std_dvars(tmp_pa
     plain = _participant_report(tmp_path / "plain", tissue=False, std_dvars=False)
     assert "tissue unknown (no GM/WM/CSF probsegs on the run&#x27;s grid)" in plain
     assert "computed from the preprocessed series" in plain
+
+
+# ---------------------------------------------------------------------------------------------- group: clusters
+def _mni_blob(centre, height):
+    mask_img = load_mni152_brain_mask(resolution=4)
+    ijk = np.indices(mask_img.shape).reshape(3, -1).T
+    xyz = nb.affines.apply_affine(mask_img.affine, ijk)
+    inside = (np.linalg.norm(xyz - np.asarray(centre), axis=1) <= 10).reshape(mask_img.shape)
+    return np.where(inside, height, 0.0), mask_img.affine
+
+
+CLUSTERS = pd.DataFrame(
+    {
+        "cluster": [1, 2, 3],
+        "sign": ["+", "-", "+"],
+        "voxels": [40, 12, 3],
+        "peak_t": [7.0, -6.1, 3.9],
+        "peak_x": [-38.0, 6.0, 30.0],
+        "peak_y": [14.0, -62.0, -20.0],
+        "peak_z": [0.0, 40.0, 10.0],
+        "p_fwe_cluster": [0.001, 0.2, 0.6],
+        "p_tfce_fwe_peak": [0.004, 0.03, 0.5],  # cluster 2: significant by its TFCE peak only
+        "harvard_oxford": ["Left_Insular_Cortex", "Precuneous_Cortex", "Right_Thalamus"],
+    }
+)
+
+
+def test_cluster_views_are_cut_at_each_significant_peak():
+    from clbp_bidsapp.reports import group_figures as gf
+
+    volume, affine = _mni_blob((-38, 14, 0), 7.0)
+    fig, display = gf._cluster_display(volume, affine, (-38.0, 14.0, 0.0), title="cluster 1")
+    assert tuple(display.cut_coords) == (-38.0, 14.0, 0.0)
+    plt.close(fig)
+    assert gf.significant_clusters(CLUSTERS)["cluster"].tolist() == [1, 2]
+    text = gf.cluster_views(volume, affine, CLUSTERS, title="alff, contrast CLBPvsHC")
+    views = re.findall(r"<div class='cluster'><img alt=\"([^\"]+)\"", text)
+    assert views == [
+        "alff, contrast CLBPvsHC, cluster 1 at (-38, 14, 0)",
+        "alff, contrast CLBPvsHC, cluster 2 at (6, -62, 40)",
+    ]
+    assert "Left_Insular_Cortex" in text and "Precuneous_Cortex" in text and "Right_Thalamus" not in text
+    assert gf.cluster_views(volume, affine, CLUSTERS.iloc[2:], title="x") == ""  # nothing significant: no view
+
+
+# ------------------------------------------------------------------------------------------- group: glass brains
+def _dark_fraction(png: bytes) -> float:
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=float)
+    return float((rgb.max(axis=2) < 60).mean())
+
+
+def test_glass_brain_outlines_the_family_fwe_voxels_and_says_which_correction():
+    from clbp_bidsapp.reports import group_figures as gf
+
+    volume, affine = _mni_blob((-38, 14, 0), 7.0)
+    plain = gf.glass_brain_figure(volume, affine)
+    outlined = gf.glass_brain_figure(volume, affine, family=np.where(np.abs(volume) > 0, volume, 0))
+    assert _dark_fraction(outlined) > 1.2 * _dark_fraction(plain)  # the black outline
+    assert gf.glass_brain_figure(volume, affine, family=np.zeros_like(volume)) == plain
+    assert gf.family_text({}, None) == "exploratory: FWE within this map only"
+    assert gf.family_text({"Family": {"Name": "primary"}}, 0).startswith("primary family: no voxel survives")
+    assert gf.family_text({"Family": {"Name": "primary"}}, 12) == (
+        "primary family: 12 vox survive the family-wise FWE (black outline)"
+    )
+
+
+def test_overview_tiles_say_within_map_or_family_fwe(tmp_path):
+    from clbp_bidsapp.reports.group import write_group_report
+    from tests.reports.test_group_report import _voxelwise
+
+    mask_img = load_mni152_brain_mask(resolution=4)
+    group = tmp_path / "group"
+    group.mkdir()
+    blob, _ = _mni_blob((-38, 14, 0), 7.0)
+    for name in ("alff", "reho"):
+        _voxelwise(group, mask_img, name, "CLBPvsHC", t_map=blob, clusters=CLUSTERS.to_dict("records"),
+                   significant=True)  # fmt: skip
+    prefix = group / "alff_contrast-CLBPvsHC_"
+    meta = json.loads(Path(f"{prefix}stat-t_statmap.json").read_text()) | {"Family": {"Name": "primary"}}
+    Path(f"{prefix}stat-t_statmap.json").write_text(json.dumps(meta))
+    family = np.where(blob > 6.5, blob, 0).astype(np.float32)
+    nb.save(nb.Nifti1Image(family, mask_img.affine), f"{prefix}stat-t_desc-familyfwe05_statmap.nii.gz")
+    text = write_group_report(tmp_path, settings_summary={}).read_text()
+    overview = text[text.index("id='overview'") : text.index("</figure>")]
+    tiles = dict(re.findall(r"<b>([^<]+)</b>: ([^<]+)<a", overview))
+    assert tiles["alff, CLBPvsHC"].endswith(
+        f"primary family: {np.count_nonzero(family)} vox survive the family-wise FWE (black outline) "
+    )
+    assert tiles["reho, CLBPvsHC"].endswith("exploratory: FWE within this map only ")
+    assert text.count("<div class='cluster'>") == 4  # two significant clusters per map
+
+
+# --------------------------------------------------------------------------------------------- group: connectome
+def test_the_edges_drawn_are_exactly_the_significant_ones():
+    from clbp_bidsapp.io import atlases
+    from clbp_bidsapp.reports import group_figures as gf
+
+    centres = atlases.region_centres("dosenbach160")
+    regions = list(centres)[:6]
+    edges = pd.DataFrame(
+        {
+            "region_a": [regions[0], regions[2], regions[1], regions[3]],
+            "region_b": [regions[1], regions[5], regions[4], regions[4]],
+            "t": [5.0, -4.5, 3.0, 2.0],
+            "p_fwe": [0.01, 0.04, 0.05, 0.3],  # p = 0.05 is not < 0.05
+        }
+    )
+    adjacency = gf.significant_edges(edges, regions)
+    expected = {(0, 1): 5.0, (2, 5): -4.5}
+    assert {(int(i), int(j)): adjacency[i, j] for i, j in zip(*np.nonzero(np.triu(adjacency)), strict=True)} == (
+        expected
+    )
+    np.testing.assert_array_equal(adjacency, adjacency.T)
+    fig = gf._edge_matrix_figure(np.zeros((6, 6)), regions, adjacency != 0, title="t")
+    circled = {tuple(map(int, xy)) for xy in fig.axes[0].collections[0].get_offsets()}
+    assert circled == {(1, 0), (0, 1), (5, 2), (2, 5)}  # (column, row) of both triangles
+    plt.close(fig)
+    coords = np.array([centres[r] for r in regions])
+    fig, display = gf._connectome_display(adjacency, coords, title="t")
+    drawn = {frozenset(map(tuple, np.round(line.get_xydata(), 3))) for line in display.axes["z"].ax.lines}
+    assert drawn == {frozenset({tuple(np.round(coords[i, :2], 3)), tuple(np.round(coords[j, :2], 3))})
+                     for i, j in expected}  # fmt: skip
+    plt.close(fig)
+    matrix = pd.DataFrame(np.zeros((6, 6)), index=regions, columns=regions)
+    text = gf.connectome_figures(matrix, edges, atlas="dosenbach160", title="dosenbach160")
+    assert text.count("<img") == 2 and "the 2 edge(s) with max-t FWE p &lt; 0.05" in text
+    user = gf.connectome_figures(matrix, edges, atlas="myatlas", title="myatlas")
+    assert user.count("<img") == 1 and "user atlas" in user
+
+
+def test_region_centres_carry_the_connectome_region_names():
+    from clbp_bidsapp.io import atlases
+
+    mask_img = load_mni152_brain_mask(resolution=4)
+    mask = np.asarray(mask_img.dataobj) > 0
+    for atlas in ("aal", "seitzman300"):
+        regions = atlases.atlas_regions(atlas, mask, mask_img.affine)
+        centres = atlases.region_centres(atlas)
+        assert set(regions.labels) <= set(centres)
+        seen = np.isfinite(regions.centres_mm).all(axis=1)
+        found = np.array([centres[label] for label in regions.labels])
+        assert np.abs(found[seen] - regions.centres_mm[seen]).max() < 4.0  # atlas grid vs 4 mm grid
+    assert atlases.region_centres("my_dseg") == {}
+
+
+# ------------------------------------------------------------------------------------------------------ group: ML
+def test_ml_weight_maps_one_mosaic_per_metric(tmp_path):
+    from clbp_bidsapp.reports import group_figures as gf
+
+    blob, affine = _mni_blob((-38, 14, 0), 0.3)
+    volumes = np.stack([blob, -blob, np.zeros_like(blob)], axis=-1).astype(np.float32)
+    stem = tmp_path / "features-roi_model-linearsvm_desc-mlweights_boldmap"
+    nb.save(nb.Nifti1Image(volumes, affine), f"{stem}.nii.gz")
+    Path(f"{stem}.json").write_text(json.dumps({"Volumes": ["alff", "reho", "dc"]}))
+    text = gf.ml_weight_maps(tmp_path)
+    alts = re.findall(r"<img alt=\"([^\"]+)\"", text)
+    assert alts == [
+        "linearsvm: mean weight of the alff ROI features",
+        "linearsvm: mean weight of the reho ROI features",
+    ]
+    assert gf.ml_weight_maps(tmp_path / "none") == ""
