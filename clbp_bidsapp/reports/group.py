@@ -353,6 +353,7 @@ def _overview(maps: Sequence[_MapResult], *, output_dir: Path) -> str:
     return none + (
         "<figure id='overview' style='margin:0'><figcaption>Where the effects are: t of the voxels with FWE p &lt; "
         f"{ALPHA} (TFCE, max-t or cluster extent; red: positive, blue: negative) for every map and contrast; "
+        "black outline: voxels that also survive the FWE across the primary family (<code>--primary-maps</code>); "
         "grey: no FWE-significant voxel. Details in <a href='#voxelwise'>Voxelwise results</a>.</figcaption>"
         f"<div class='tiles'>{''.join(tiles)}</div></figure>"
     )

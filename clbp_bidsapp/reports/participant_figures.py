@@ -111,12 +111,13 @@ def _carpet_figure(raw: np.ndarray, cleaned: np.ndarray | None, sample_mask: np.
         panels.append((after, "denoised (censored volumes: blank)"))
     fig, axes = plt.subplots(
         len(panels), 2, figsize=(9, 2.3 * len(panels)), sharey=True, squeeze=False,
-        gridspec_kw={"width_ratios": [1, 40], "wspace": 0.01},
+        gridspec_kw={"width_ratios": [1, 40], "wspace": 0.01, "hspace": 0.25},
     )  # fmt: skip
     for (side, ax), (data, title) in zip(axes, panels, strict=True):
         ax.imshow(data, aspect="auto", cmap="gray", vmin=-2, vmax=2, interpolation="nearest")
         ax.set_title(title, fontsize=9, loc="left")
         ax.set_yticks([])
+        ax.tick_params(labelbottom=ax is axes[-1, 1], labelsize=7)
         side.imshow(
             tissue[order][:, None], aspect="auto", interpolation="nearest",
             cmap=ListedColormap(TISSUE_COLOURS), vmin=-0.5, vmax=len(TISSUE_COLOURS) - 0.5,

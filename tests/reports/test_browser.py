@@ -158,8 +158,18 @@ def make_study(out: Path) -> Path:
                 }
             ]
             _voxelwise(group, mask_img, name, contrast, t_map=t_map, clusters=clusters, significant=bool(height))
+    _primary_family(group / "alff_contrast-CLBPvsHC_", mask_img)
     _connectome_and_ml(group, mask_img, rng)
     return out
+
+
+def _primary_family(prefix: Path, mask_img) -> None:
+    """alff CLBPvsHC is the primary family's map; its voxels with t > 7.5 also survive the family-wise FWE."""
+    sidecar = Path(f"{prefix}stat-t_statmap.json")
+    sidecar.write_text(json.dumps(json.loads(sidecar.read_text()) | {"Family": {"Name": "primary", "Maps": ["alff"]}}))
+    t_map = np.asarray(nb.load(f"{prefix}stat-t_statmap.nii.gz").dataobj)
+    family = np.where(t_map > 7.5, t_map, 0).astype(np.float32)
+    nb.save(nb.Nifti1Image(family, mask_img.affine), f"{prefix}stat-t_desc-familyfwe05_statmap.nii.gz")
 
 
 def _connectome_and_ml(group: Path, mask_img, rng) -> None:
@@ -213,6 +223,7 @@ def test_new_figures_are_in_the_checked_report(study):
     assert text.count("<div class='cluster'>") == 2  # one significant cluster in each of the two significant maps
     assert "dosenbach160, contrast CLBPvsHC: significant edges on the brain" in text
     assert text.count("mean weight of the") >= 2
+    assert "vox survive the family-wise FWE (black outline)" in text and "exploratory: FWE within this map" in text
 
 
 def test_first_screen_shows_where_the_effects_are(study):

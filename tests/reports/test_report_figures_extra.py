@@ -126,12 +126,12 @@ def test_carpet_figure_rows_follow_the_tissue_order():
     plt.close(fig)
 
 
-def _participant_report(tmp: Path, *, tissue: bool, std_dvars: bool) -> str:
+def make_tissue_report(tmp: Path, *, tissue: bool, std_dvars: bool) -> Path:
     """The report of one synthetic run (tests/reports/test_figures.py), with probsegs (the brain split in thirds:
     GM, WM, CSF) and a std_dvars column when asked."""
     work = tmp / "work"
     work.mkdir(parents=True)
-    inputs = _run_inputs(work, space_mni=True)
+    inputs = _run_inputs(work, space_mni=True, qc_extra={"dof_bandpass": 23.5})
     mask, affine = images.load_grid(Path(inputs["grid"]))
     n_vox = int(mask.sum())
     if tissue:
@@ -147,18 +147,18 @@ def _participant_report(tmp: Path, *, tissue: bool, std_dvars: bool) -> str:
         confounds.to_csv(inputs["confounds"], sep="\t", index=False, na_rep="n/a")
     fragment = RunReport(**inputs).run(cwd=str(work))
     out = ParticipantReport(participant="01", fragments=[fragment.outputs.out_fragment], output_dir=str(tmp))
-    return Path(out.run(cwd=str(work)).outputs.out_report).read_text()
+    return Path(out.run(cwd=str(work)).outputs.out_report)
 
 
 def test_run_report_orders_the_carpet_by_the_probsegs_and_reads_std_dvars(tmp_path):
-    report = _participant_report(tmp_path / "tissue", tissue=True, std_dvars=True)
+    report = make_tissue_report(tmp_path / "tissue", tissue=True, std_dvars=True).read_text()
     mask = np.asarray(load_mni152_brain_mask(resolution=4).dataobj) > 0
     counts = np.bincount(np.minimum(np.arange(mask.sum()) * 3 // mask.sum(), 2))
     assert f"GM {counts[0]}, WM {counts[1]}, CSF {counts[2]} voxels in the mask" in report
     assert "the std_dvars column of the fMRIPrep confounds" in report
     assert len(_pngs(report)) == 4  # mask, trace, carpet, map
 
-    plain = _participant_report(tmp_path / "plain", tissue=False, std_dvars=False)
+    plain = make_tissue_report(tmp_path / "plain", tissue=False, std_dvars=False).read_text()
     assert "tissue unknown (no GM/WM/CSF probsegs on the run&#x27;s grid)" in plain
     assert "computed from the preprocessed series" in plain
 
