@@ -422,7 +422,7 @@ def _voxelwise_section(maps: Sequence[_MapResult], *, max_other_figures: int, co
         key=lambda m: (-m.max_abs_t, _map_sort_key(m.name, m.contrast, contrast)),
     )
     shown_others = {id(m) for m in others[: max(0, max_other_figures)]}
-    n_figures = 0
+    n_figures = n_views = 0
     for m in maps:
         if not (m.significant or id(m) in shown_others):
             continue
@@ -434,8 +434,11 @@ def _voxelwise_section(maps: Sequence[_MapResult], *, max_other_figures: int, co
             parts.append(_map_figure(m, title))
             n_figures += m.significant
             if m.significant and m.clusters is not None:
-                parts.append(group_figures.cluster_views(_significant_t(m), m.affine, _sorted_clusters(m.clusters),
-                                                         title=title))  # fmt: skip
+                budget = min(group_figures.MAX_CLUSTER_VIEWS, group_figures.MAX_CLUSTER_VIEWS_TOTAL - n_views)
+                views = group_figures.cluster_views(_significant_t(m), m.affine, _sorted_clusters(m.clusters),
+                                                    title=title, max_views=budget)  # fmt: skip
+                n_views += views.count("<div class='cluster'>")
+                parts.append(views)
         else:
             parts.append(f"<p class='muted'>Figure left out: more than {MAX_SIGNIFICANT_FIGURES} significant maps.</p>")
         if m.clusters is not None:

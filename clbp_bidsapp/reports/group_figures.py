@@ -21,6 +21,7 @@ from clbp_bidsapp.reports.figures import _png
 ALPHA = 0.05
 FIGURE_DPI = 72
 MAX_CLUSTER_VIEWS = 3  # orthogonal views per map (the clusters with the smallest FWE p)
+MAX_CLUSTER_VIEWS_TOTAL = 30  # per report (~15 kB and ~0.5 s each): a study with many significant maps stays small
 CLUSTER_P_COLUMNS = ("p_fwe_cluster", "p_fwe_peak", "p_tfce_fwe_peak", "p_fwe_peak_family")
 CLUSTER_ROW_FIELDS = (
     "cluster", "sign", "voxels", "peak_t", "p_fwe_cluster", "p_fwe_peak", "p_tfce_fwe_peak", "p_fwe_peak_family",
@@ -91,10 +92,12 @@ def _cluster_display(volume: np.ndarray, affine: np.ndarray, peak_mm, *, title: 
     return fig, display
 
 
-def cluster_views(volume: np.ndarray, affine: np.ndarray, clusters: pd.DataFrame, *, title: str) -> str:
-    """One orthogonal view over the MNI template cut at each significant cluster's peak (at most
-    MAX_CLUSTER_VIEWS, in table order), its row of the cluster table beside it."""
-    rows = significant_clusters(clusters).head(MAX_CLUSTER_VIEWS)
+def cluster_views(
+    volume: np.ndarray, affine: np.ndarray, clusters: pd.DataFrame, *, title: str, max_views: int = MAX_CLUSTER_VIEWS
+) -> str:
+    """One orthogonal view over the MNI template cut at each significant cluster's peak (at most ``max_views``, in
+    table order), its row of the cluster table beside it."""
+    rows = significant_clusters(clusters).head(max(0, max_views))
     if not len(rows) or not np.any(np.nan_to_num(volume)):
         return ""
     parts = []

@@ -227,7 +227,8 @@ def test_glass_brain_outlines_the_family_fwe_voxels_and_says_which_correction():
     )
 
 
-def test_overview_tiles_say_within_map_or_family_fwe(tmp_path):
+def test_overview_tiles_say_within_map_or_family_fwe(tmp_path, monkeypatch):
+    from clbp_bidsapp.reports import group_figures as gf
     from clbp_bidsapp.reports.group import write_group_report
     from tests.reports.test_group_report import _voxelwise
 
@@ -243,6 +244,7 @@ def test_overview_tiles_say_within_map_or_family_fwe(tmp_path):
     Path(f"{prefix}stat-t_statmap.json").write_text(json.dumps(meta))
     family = np.where(blob > 6.5, blob, 0).astype(np.float32)
     nb.save(nb.Nifti1Image(family, mask_img.affine), f"{prefix}stat-t_desc-familyfwe05_statmap.nii.gz")
+    monkeypatch.setattr(gf, "MAX_CLUSTER_VIEWS_TOTAL", 3)
     text = write_group_report(tmp_path, settings_summary={}).read_text()
     overview = text[text.index("id='overview'") : text.index("</figure>")]
     tiles = dict(re.findall(r"<b>([^<]+)</b>: ([^<]+)<a", overview))
@@ -250,7 +252,7 @@ def test_overview_tiles_say_within_map_or_family_fwe(tmp_path):
         f"primary family: {np.count_nonzero(family)} vox survive the family-wise FWE (black outline) "
     )
     assert tiles["reho, CLBPvsHC"].endswith("exploratory: FWE within this map only ")
-    assert text.count("<div class='cluster'>") == 4  # two significant clusters per map
+    assert text.count("<div class='cluster'>") == 3  # two significant clusters per map, three views per report
 
 
 # --------------------------------------------------------------------------------------------- group: connectome
