@@ -324,3 +324,33 @@ def test_ml_weight_maps_one_mosaic_per_metric(tmp_path):
         "linearsvm: mean weight of the reho ROI features",
     ]
     assert gf.ml_weight_maps(tmp_path / "none") == ""
+
+
+def test_the_participant_workflow_gives_the_report_its_probsegs_and_std_dvars(tmp_path):
+    """End to end on the synthetic fMRIPrep derivatives (4 mm, 60 volumes, report stage only): the run's
+    probsegs reach the carpet plot and fMRIPrep's std_dvars column the trace."""
+    from clbp_bidsapp.config import Settings
+    from clbp_bidsapp.io import bids
+    from clbp_bidsapp.stages import PARTICIPANT_STAGES
+    from clbp_bidsapp.testing.synthetic import make_dataset
+    from clbp_bidsapp.workflows.participant import init_participant_wf
+
+    data = make_dataset(tmp_path / "bids", n_patients=1, n_controls=0, voxel_size=4, n_volumes=60, tr=2.0, seed=7)
+    layout = bids.build_layout(data.fmriprep_dir, None)
+    runs = bids.collect_runs(layout, participants=("01",), sessions=(), tasks=(), task_pattern="rest",
+                             space=data.space, res=None, filters={}).runs["01"]  # fmt: skip
+    settings = Settings().replace({"denoise": {"min_dof": 0, "min_time": 0}})
+    workflow = init_participant_wf(
+        participant="01", runs=runs, output_dir=tmp_path / "out", fmriprep_dir=data.fmriprep_dir,
+        denoise=settings.denoise, metrics=settings.metrics, connectivity=settings.connectivity,
+        skip=tuple(stage for stage in PARTICIPANT_STAGES if stage != "report"),
+    )  # fmt: skip
+    workflow.base_dir = str(tmp_path / "work")
+    workflow.run(plugin="Linear")
+    text = (tmp_path / "out" / "sub-01.html").read_text()
+    tissues = re.search(
+        r"rows by most probable tissue \(fMRIPrep probsegs\): GM (\d+), WM (\d+), CSF (\d+) voxels", text
+    )
+    mask = np.asarray(nb.load(runs[0].mask).dataobj) > 0
+    assert tissues and sum(map(int, tissues.groups())) == int(mask.sum())
+    assert "the std_dvars column of the fMRIPrep confounds" in text
