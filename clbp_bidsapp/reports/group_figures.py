@@ -21,7 +21,7 @@ from clbp_bidsapp.reports.figures import _png
 ALPHA = 0.05
 FIGURE_DPI = 72
 MAX_CLUSTER_VIEWS = 3  # orthogonal views per map (the clusters with the smallest FWE p)
-MAX_CLUSTER_VIEWS_TOTAL = 30  # per report (~15 kB and ~0.5 s each): a study with many significant maps stays small
+MAX_CLUSTER_VIEWS_TOTAL = 30  # per report (~35 kB and ~0.7 s CPU each): a study with many significant maps stays small
 CLUSTER_P_COLUMNS = ("p_fwe_cluster", "p_fwe_peak", "p_tfce_fwe_peak", "p_fwe_peak_family")
 CLUSTER_ROW_FIELDS = (
     "cluster", "sign", "voxels", "peak_t", "p_fwe_cluster", "p_fwe_peak", "p_tfce_fwe_peak", "p_fwe_peak_family",
