@@ -1,8 +1,11 @@
-"""Screenshots of the group and participant reports' first screen, for docs/reports.md.
+"""Screenshots of the group and participant reports for docs/reports.md: the first screen of each, and a few
+figures further down (a cluster view, the connectome plots, the ML weights, the motion trace and the carpet plot).
 
-Builds both reports from the synthetic outputs of the browser tests (tests/reports/test_browser.py: 25 maps x 3
-contrasts with two planted FWE-significant effects; tests/reports/test_figures.py: one run with three censored
-volumes), renders them in headless Chromium at 1280 x 900 px and writes small PNGs.
+Builds both reports from the synthetic outputs of the tests (tests/reports/test_browser.py: 25 maps x 3 contrasts
+with two planted FWE-significant effects, a Dosenbach connectome with two FWE-significant edges, an ML weights map;
+tests/reports/test_report_figures_extra.py: one run with three censored volumes and GM/WM/CSF probsegs), renders them
+in headless Chromium 1280 px wide and writes small PNGs. A figure further down is shown by cutting its part of the
+report (between two markers) into a page of its own.
 
 Usage: .venv/bin/python scripts/report_screenshots.py [DOCS_IMG_DIR]   (default: docs/img; needs `chromium`)
 """
@@ -20,28 +23,37 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from clbp_bidsapp.reports import html  # noqa: E402
 from clbp_bidsapp.reports.group import write_group_report  # noqa: E402
 from tests.reports.test_browser import make_study  # noqa: E402
-from tests.reports.test_figures import make_participant_report  # noqa: E402
+from tests.reports.test_report_figures_extra import make_tissue_report  # noqa: E402
 
 WIDTH, HEIGHT, SHOWN_WIDTH = 1280, 900, 960
 
 
-def screenshot(report: Path, png: Path) -> None:
+def screenshot(report: Path, png: Path, *, height: int = HEIGHT) -> None:
     chromium = shutil.which("chromium")
     if chromium is None:
         sys.exit("chromium is not installed (Debian package `chromium`)")
     raw = png.with_suffix(".raw.png")
     subprocess.run(
         [chromium, "--headless", "--disable-gpu", "--no-sandbox", "--hide-scrollbars",
-         f"--window-size={WIDTH},{HEIGHT}", f"--screenshot={raw}", report.as_uri()],
+         f"--window-size={WIDTH},{height}", f"--screenshot={raw}", report.as_uri()],
         check=True, capture_output=True, timeout=180,
     )  # fmt: skip
     with Image.open(raw) as image:
-        shown = image.convert("RGB").resize((SHOWN_WIDTH, round(HEIGHT * SHOWN_WIDTH / WIDTH)), Image.LANCZOS)
+        shown = image.convert("RGB").resize((SHOWN_WIDTH, round(height * SHOWN_WIDTH / WIDTH)), Image.LANCZOS)
         shown.quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(png, optimize=True)
     raw.unlink()
     print(f"{png}: {png.stat().st_size // 1024} kB")
+
+
+def part(report: Path, start: str, end: str, page: Path) -> Path:
+    """``page``: the part of ``report`` from the first ``start`` up to the next ``end`` (exclusive), alone."""
+    text = report.read_text()
+    first = text.index(start)
+    page.write_text(html.page(report.name, [text[first : text.index(end, first + len(start))]], footer=""))
+    return page
 
 
 def main() -> None:
@@ -51,8 +63,17 @@ def main() -> None:
         study = make_study(Path(tmp) / "study")
         group = write_group_report(study, settings_summary={"n_permutations": 5000}, max_other_figures=2)
         screenshot(group, out_dir / "group-report.png")
-        participant = make_participant_report(Path(tmp) / "participant", qc_extra={"dof_bandpass": 23.5})
+        pages = Path(tmp)
+        cluster = part(group, "<div class='cluster'>", "<p>Clusters", pages / "cluster.html")
+        screenshot(cluster, out_dir / "group-cluster.png", height=330)
+        connectome = part(group, "<h3>atlas dosenbach160", "<h4>", pages / "connectome.html")
+        screenshot(connectome, out_dir / "group-connectome.png", height=720)
+        weights = part(group, "<h3>Model weights on the brain", "</body>", pages / "weights.html")
+        screenshot(weights, out_dir / "group-mlweights.png", height=330)
+        participant = make_tissue_report(pages / "participant", tissue=True, std_dvars=False)
         screenshot(participant, out_dir / "participant-report.png")
+        quality = part(participant, "<h3>Motion and censoring", "<h3>QC numbers", pages / "quality.html")
+        screenshot(quality, out_dir / "participant-quality.png", height=900)
 
 
 if __name__ == "__main__":

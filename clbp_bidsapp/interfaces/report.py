@@ -19,9 +19,10 @@ from nipype.interfaces.base import (
 )
 
 from clbp_bidsapp.__about__ import __version__
+from clbp_bidsapp.core.qc import standardized_dvars
 from clbp_bidsapp.io import derivatives, images
 from clbp_bidsapp.io.confounds import read_confounds
-from clbp_bidsapp.reports import figures, html
+from clbp_bidsapp.reports import figures, html, participant_figures
 
 
 class _RunReportInputSpec(BaseInterfaceInputSpec):
@@ -44,6 +45,9 @@ class _RunReportInputSpec(BaseInterfaceInputSpec):
     mni_background = traits.Bool(True, usedefault=True, desc="draw maps over the MNI template (MNI spaces only)")
     grid = File(exists=True, desc="the run's mask and affine (.npz): mask outline on the mean BOLD")
     min_seconds = traits.Float(desc="minimum retained time (s) for a run to be used, named in the verdict")
+    tissue_maps = traits.Dict(
+        traits.Str, traits.Str, desc="GM/WM/CSF probseg NIfTIs on the run's grid: carpet rows ordered by tissue"
+    )
 
 
 class _RunReportOutputSpec(TraitedSpec):
@@ -68,10 +72,11 @@ class RunReport(SimpleInterface):
             f"<h2>{html_lib.escape(self.inputs.source_name)}</h2>",
             f"<p class='verdict{'' if used else ' skipped'}'>{html_lib.escape(line)}</p>",
         ]
+        series = images.load_series(Path(self.inputs.series))
         mean_img = None  # the run's mean BOLD: background of the mask outline and of native-space maps
         if isdefined(self.inputs.grid):
             mask, affine = images.load_grid(Path(self.inputs.grid))
-            mean = images.unmask(images.load_series(Path(self.inputs.series)).mean(axis=0), mask)
+            mean = images.unmask(series.mean(axis=0), mask)
             mean_img = images.make_image(mean.astype(np.float32), affine)
             parts.append(
                 html.image(
@@ -85,23 +90,16 @@ class RunReport(SimpleInterface):
                     "brain mask outline on the mean BOLD",
                 )
             )
-        parts.append("<h3>Motion and censoring</h3>")
-        parts.append(
-            html.image(
-                figures.motion_figure(fd, sample_mask, tr=self.inputs.tr, fd_thresh=self.inputs.fd_thresh),
-                "framewise displacement",
-            )
-        )
-        parts.append("<h3>Carpet plot before and after denoising</h3>")
-        parts.append(
-            html.image(
-                figures.carpet_figure(
-                    images.load_series(Path(self.inputs.series)),
-                    images.load_series(Path(self.inputs.cleaned)),
-                    sample_mask,
-                ),
-                "carpet plot",
-            )
+        parts += _quality_figures(
+            series,
+            images.load_series(Path(self.inputs.cleaned)),
+            sample_mask,
+            table,
+            fd,
+            tr=self.inputs.tr,
+            fd_thresh=self.inputs.fd_thresh,
+            grid=Path(self.inputs.grid) if isdefined(self.inputs.grid) else None,
+            tissue_maps=self.inputs.tissue_maps if isdefined(self.inputs.tissue_maps) else {},
         )
         parts.append("<h3>QC numbers</h3>")
         parts.append(html.table(qc))
@@ -157,6 +155,52 @@ class RunReport(SimpleInterface):
         out = derivatives.write_text(Path(runtime.cwd) / "fragment.html", "".join(parts))
         self._results["out_fragment"] = str(out)
         return runtime
+
+
+def _quality_figures(series, cleaned, sample_mask, table, fd, *, tr, fd_thresh, grid, tissue_maps) -> list[str]:
+    """The FD / standardised DVARS trace (fMRIPrep's ``std_dvars`` column, else computed from the series) and the
+    carpet plots ordered by tissue (when the GM/WM/CSF probsegs are on the run's grid)."""
+    if "std_dvars" in table and table["std_dvars"].notna().any():
+        std_dvars, source = table["std_dvars"].to_numpy(float), "the std_dvars column of the fMRIPrep confounds"
+    else:
+        std_dvars, source = standardized_dvars(series)[0], "computed from the preprocessed series (Nichols 2017)"
+    parts = [
+        "<h3>Motion and censoring</h3>",
+        html.image(
+            participant_figures.trace_figure(fd, std_dvars, sample_mask, tr=tr, fd_thresh=fd_thresh),
+            "framewise displacement and standardised DVARS",
+        ),
+        f"<p class='muted'>Standardised DVARS (about 1 without artefacts): {source}.</p>",
+    ]
+    labels, note = None, "tissue unknown (no GM/WM/CSF probsegs on the run's grid)"
+    if grid is not None and all(name in tissue_maps for name in participant_figures.TISSUES):
+        mask, affine = images.load_grid(grid)
+        columns = []
+        for name in participant_figures.TISSUES:
+            volume, tissue_affine = images.load_volume(Path(tissue_maps[name]))
+            if volume.shape[:3] != mask.shape or not np.allclose(tissue_affine, affine, atol=1e-3):
+                columns = []
+                note = f"tissue unknown ({Path(tissue_maps[name]).name} is not on the run's grid)"
+                break
+            columns.append(volume[mask])
+        if columns:
+            labels = participant_figures.tissue_labels(np.stack(columns, axis=1))
+            counts = np.bincount(labels, minlength=len(participant_figures.TISSUES) + 1)
+            names = (*participant_figures.TISSUES, "other")
+            note = (
+                "rows by most probable tissue (fMRIPrep probsegs): "
+                + ", ".join(f"{name} {count}" for name, count in zip(names, counts, strict=True) if count)
+                + " voxels in the mask"
+            )
+    parts.append("<h3>Carpet plot before and after denoising</h3>")
+    parts.append(
+        html.image(participant_figures.carpet_figure(series, cleaned, sample_mask, labels=labels), "carpet plot")
+    )
+    parts.append(
+        f"<p class='muted'>Up to {participant_figures.MAX_CARPET_ROWS} voxels, each detrended and z-scored "
+        f"(grey scale -2 to 2); {html_lib.escape(note)}.</p>"
+    )
+    return parts
 
 
 class _ParticipantReportInputSpec(BaseInterfaceInputSpec):

@@ -543,3 +543,24 @@ def user_network_maps(path: Path, mask: np.ndarray, affine: np.ndarray) -> tuple
         if "name" in table.columns and len(table) == len(data):
             names = tuple(_safe(str(n)) for n in table["name"])
     return names, data
+
+
+@cache
+def region_centres(atlas: str) -> dict[str, tuple[float, float, float]]:
+    """Centre (mm) of each region of a bundled atlas, keyed by the region names the connectomes carry (the centre of
+    mass of a label's voxels on the atlas grid, or a sphere's centre); empty for a user atlas, whose file the group
+    level does not know."""
+    if atlas not in ATLASES:
+        return {}
+    if ATLASES[atlas][0] == "spheres":
+        table = sphere_table(atlas)
+        return {
+            str(r): (float(x), float(y), float(z)) for r, x, y, z in table[["region", "x", "y", "z"]].itertuples(False)
+        }
+    from nibabel.affines import apply_affine
+    from scipy import ndimage
+
+    labels, affine, names = label_image(atlas)
+    values = sorted(set(names) & {int(v) for v in np.unique(labels)})
+    centres = apply_affine(affine, np.array(ndimage.center_of_mass(labels > 0, labels, values)))
+    return {_safe(names[v]): tuple(float(c) for c in centre) for v, centre in zip(values, centres, strict=True)}

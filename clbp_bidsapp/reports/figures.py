@@ -13,62 +13,14 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 BACKGROUND = 1e-6  # |value| below this is drawn transparent: the zeros written outside the brain mask
 
 
-def _png(fig) -> bytes:
+def _png(fig, *, dpi: int = 90) -> bytes:
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
     # no date or software metadata in the PNG: the same inputs give the same bytes
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
     return buffer.getvalue()
-
-
-def motion_figure(fd: np.ndarray | None, sample_mask: np.ndarray, *, tr: float, fd_thresh: float) -> bytes:
-    """Framewise displacement over time with censored volumes shaded."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(9, 2.2))
-    t = np.arange(sample_mask.size) * tr
-    for i in np.flatnonzero(~sample_mask):
-        ax.axvspan(t[i] - tr / 2, t[i] + tr / 2, color="tab:red", alpha=0.25, lw=0)
-    if fd is not None:
-        ax.plot(t, np.nan_to_num(fd), color="k", lw=0.8, label="FD")
-        if fd_thresh > 0:
-            ax.axhline(fd_thresh, color="tab:red", ls="--", lw=0.8, label=f"threshold {fd_thresh:g} mm")
-        ax.set_ylabel("FD (mm)")
-        ax.legend(loc="upper right", fontsize=7, frameon=False)
-    ax.set_xlabel("time (s); red: censored or dummy volumes")
-    ax.set_xlim(t[0] - tr, t[-1] + tr)
-    return _png(fig)
-
-
-def carpet_figure(raw: np.ndarray, cleaned: np.ndarray, sample_mask: np.ndarray, *, seed: int = 0) -> bytes:
-    """Carpet plots (Power 2017) of the same voxels before and after denoising, rows z-scored."""
-    import matplotlib.pyplot as plt
-
-    rng = np.random.default_rng(seed)
-    n_vox = raw.shape[1]
-    pick = np.sort(rng.choice(n_vox, size=min(n_vox, 1500), replace=False))
-
-    def rows(x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x[:, pick], dtype=np.float64)
-        sd = x.std(axis=0)
-        return ((x - x.mean(axis=0)) / np.where(sd > 0, sd, 1)).T
-
-    before = rows(raw)
-    after = np.full_like(before, np.nan)
-    after[:, sample_mask] = rows(cleaned)
-    fig, axes = plt.subplots(2, 1, figsize=(9, 4.5), sharex=True)
-    for ax, data, title in (
-        (axes[0], before, "preprocessed"),
-        (axes[1], after, "denoised (censored: blank)"),
-    ):
-        ax.imshow(data, aspect="auto", cmap="gray", vmin=-2, vmax=2, interpolation="nearest")
-        ax.set_ylabel("voxels")
-        ax.set_title(title, fontsize=9, loc="left")
-        ax.set_yticks([])
-    axes[1].set_xlabel("volume")
-    return _png(fig)
 
 
 def verdict(qc: dict, *, min_seconds: float | None = None) -> tuple[bool, str]:

@@ -37,7 +37,7 @@ from clbp_bidsapp.__about__ import __version__
 from clbp_bidsapp.config import GroupSettings
 from clbp_bidsapp.errors import InputError
 from clbp_bidsapp.io import derivatives, images
-from clbp_bidsapp.reports import html
+from clbp_bidsapp.reports import group_figures, html
 from clbp_bidsapp.reports.cbf import cbf_section
 
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -54,7 +54,6 @@ MAX_SIGNIFICANT_FIGURES = 60  # ~50 kB per map figure: 60 + 6 others stay under 
 MAX_CLUSTER_ROWS = 20
 MAX_EDGE_ROWS = 20
 MAX_NODES_CHARS = 240
-MAX_MATRIX_LABELS = 40
 MAX_DESIGN_PANELS = 5
 MAX_VIEWERS = 20  # interactive viewers (~0.6-2 MB each) for the first significant maps of the overview
 
@@ -339,7 +338,9 @@ def _overview(maps: Sequence[_MapResult], *, output_dir: Path) -> str:
             tiles.append(f"<div class='tile'>{_esc(label)}: {_esc(_sig_text(m))} (figure left out)</div>")
             continue
         n_drawn += 1
-        png = _glass_brain_figure(volume, m.affine)
+        family = m.file("stat-t_desc-familyfwe05_statmap.nii.gz")
+        family_t = images.load_volume(family)[0] if family.is_file() else None
+        png = group_figures.glass_brain_figure(volume, m.affine, family=family_t)
         link = ""
         if n_drawn <= MAX_VIEWERS:
             viewer = _write_viewer(
@@ -348,12 +349,14 @@ def _overview(maps: Sequence[_MapResult], *, output_dir: Path) -> str:
             link = f" <a href='{_esc(viewer.relative_to(output_dir).as_posix())}'>interactive viewer</a>"
         tiles.append(
             f"<div class='tile'>{html.image(png, f'{label}: FWE-significant t')}"
-            f"<b>{_esc(label)}</b>: {_esc(_sig_text(m))}{link}</div>"
+            f"<b>{_esc(label)}</b>: {_esc(_sig_text(m))}; "
+            f"{_esc(group_figures.family_text(m.sidecar, _family_voxels(m)))}{link}</div>"
         )
     none = "" if n_drawn else f"<p><b>No map or contrast has a voxel with FWE p &lt; {ALPHA}.</b></p>"
     return none + (
         "<figure id='overview' style='margin:0'><figcaption>Where the effects are: t of the voxels with FWE p &lt; "
         f"{ALPHA} (TFCE, max-t or cluster extent; red: positive, blue: negative) for every map and contrast; "
+        "black outline: voxels that also survive the FWE across the primary family (<code>--primary-maps</code>); "
         "grey: no FWE-significant voxel. Details in <a href='#voxelwise'>Voxelwise results</a>.</figcaption>"
         f"<div class='tiles'>{''.join(tiles)}</div></figure>"
     )
@@ -400,28 +403,6 @@ def _significant_t(m: _MapResult) -> np.ndarray | None:
     return np.where(keep, np.nan_to_num(t_map), 0.0)
 
 
-def _glass_brain_figure(volume: np.ndarray, affine: np.ndarray) -> bytes:
-    import matplotlib.pyplot as plt
-    from nilearn import plotting
-
-    img = images.make_image(volume.astype(np.float32), affine)
-    vmax = float(np.abs(volume).max())
-    fig = plt.figure(figsize=(4.2, 1.5))
-    plotting.plot_glass_brain(
-        img,
-        display_mode="ortho",
-        figure=fig,
-        plot_abs=False,
-        cmap="RdBu_r",
-        vmin=-vmax,
-        vmax=vmax,
-        threshold=1e-6,
-        colorbar=False,
-        annotate=False,
-    )
-    return _png(fig)
-
-
 def _voxelwise_section(maps: Sequence[_MapResult], *, max_other_figures: int, contrast: str) -> str:
     if not maps:
         return ""
@@ -444,7 +425,7 @@ def _voxelwise_section(maps: Sequence[_MapResult], *, max_other_figures: int, co
         key=lambda m: (-m.max_abs_t, _map_sort_key(m.name, m.contrast, contrast)),
     )
     shown_others = {id(m) for m in others[: max(0, max_other_figures)]}
-    n_figures = 0
+    n_figures = n_views = 0
     for m in maps:
         if not (m.significant or id(m) in shown_others):
             continue
@@ -455,6 +436,12 @@ def _voxelwise_section(maps: Sequence[_MapResult], *, max_other_figures: int, co
         if not m.significant or n_figures < MAX_SIGNIFICANT_FIGURES:
             parts.append(_map_figure(m, title))
             n_figures += m.significant
+            if m.significant and m.clusters is not None:
+                budget = min(group_figures.MAX_CLUSTER_VIEWS, group_figures.MAX_CLUSTER_VIEWS_TOTAL - n_views)
+                views = group_figures.cluster_views(_significant_t(m), m.affine, _sorted_clusters(m.clusters),
+                                                    title=title, max_views=budget)  # fmt: skip
+                n_views += views.count("<div class='cluster'>")
+                parts.append(views)
         else:
             parts.append(f"<p class='muted'>Figure left out: more than {MAX_SIGNIFICANT_FIGURES} significant maps.</p>")
         if m.clusters is not None:
@@ -704,11 +691,8 @@ def _connectome_section(group_dir: Path, *, group_contrast: str) -> str:
         parts.append(f"<h3>{_esc(title)}</h3>")
         matrix = _read_tsv(path, index_col=0)
         if matrix is not None and matrix.shape[0]:
-            values = matrix.apply(pd.to_numeric, errors="coerce").to_numpy(float)
-            parts.append(
-                _image(_matrix_figure(values, list(map(str, matrix.index)), title=title), f"{title}: edge t", None)
-            )
-            parts.append(f"<p class='muted'>{values.shape[0]} regions; colour: t (symmetric scale).</p>")
+            edge_table = _read_tsv(Path(f"{prefix}desc-edges_stats.tsv"))
+            parts.append(group_figures.connectome_figures(matrix, edge_table, atlas=atlas, title=title))
         nbs = _read_tsv(Path(f"{prefix}desc-nbs_components.tsv"))
         if nbs is not None:
             parts.append("<h4>NBS components</h4>")
@@ -747,26 +731,6 @@ def _connectome_section(group_dir: Path, *, group_contrast: str) -> str:
             if len(hits):
                 parts.append(_table(hits.head(MAX_EDGE_ROWS)))
     return "".join(parts)
-
-
-def _matrix_figure(values: np.ndarray, labels: Sequence[str], *, title: str) -> bytes:
-    import matplotlib.pyplot as plt
-
-    finite = np.abs(values[np.isfinite(values)])
-    vmax = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
-    n = values.shape[0]
-    size = 6.0 if n <= MAX_MATRIX_LABELS else 5.0
-    fig, ax = plt.subplots(figsize=(size + 1.2, size))
-    shown = ax.imshow(np.ma.masked_invalid(values), cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
-    if n <= MAX_MATRIX_LABELS:
-        ax.set_xticks(range(n), labels, rotation=90, fontsize=5)
-        ax.set_yticks(range(n), labels, fontsize=5)
-    else:
-        ax.set_xlabel("region index")
-        ax.set_ylabel("region index")
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04, label="t")
-    return _png(fig)
 
 
 # ----------------------------------------------------------------------------------------------------- methods
@@ -816,6 +780,7 @@ def _ml_section(group_dir: Path) -> str:
         top = features[(features["model"] == primary) & (features["rank"] <= 10)]
         cols = ["feature_set", "rank", "feature", "mean_weight", "selection_frequency", "sign_consistency"]
         parts.append("<h3>Most informative features (primary model)</h3>" + _table(top[cols]))
+    parts.append(group_figures.ml_weight_maps(group_dir))
     return "".join(parts)
 
 

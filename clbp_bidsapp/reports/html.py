@@ -19,6 +19,7 @@ border:1px solid #ccc;padding:2px;font-size:.8em}.tile img{margin:0}.tile.empty{
 background:#eee;color:#777;border-color:#ddd;font-size:.72em;padding:1px 4px}
 .verdict{font-size:1.1em;padding:.4em .7em;border-left:6px solid #2a7d2a;background:#eef7ee}
 .verdict.skipped{border-color:#a40000;background:#fbeaea}
+.cluster{display:flex;flex-wrap:wrap;gap:8px;align-items:flex-start;margin:.3em 0}.cluster img{margin:0}
 """
 
 # Click a header of a ``table.sortable`` to sort its rows by that column (numbers numerically), again to reverse.

@@ -245,6 +245,7 @@ def init_run_wf(
             name="run_report",
         )
         run_report.inputs.map_titles = [title for _, _, title in report_maps]
+        run_report.inputs.tissue_maps = {label: str(path) for label, path in run.probsegs.items()}
         workflow.connect([
             (load, run_report, [("series", "series"), ("grid", "grid")]),
             (inputnode, run_report, [("confounds", "confounds")]),

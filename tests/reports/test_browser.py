@@ -18,9 +18,11 @@ from pathlib import Path
 
 import nibabel as nb
 import numpy as np
+import pandas as pd
 import pytest
 from nilearn.datasets import load_mni152_brain_mask
 
+from clbp_bidsapp.io import atlases
 from clbp_bidsapp.reports.group import write_group_report
 from tests.reports.test_figures import make_participant_report
 from tests.reports.test_group_report import _sphere, _voxelwise
@@ -156,7 +158,44 @@ def make_study(out: Path) -> Path:
                 }
             ]
             _voxelwise(group, mask_img, name, contrast, t_map=t_map, clusters=clusters, significant=bool(height))
+    _primary_family(group / "alff_contrast-CLBPvsHC_", mask_img)
+    _connectome_and_ml(group, mask_img, rng)
     return out
+
+
+def _primary_family(prefix: Path, mask_img) -> None:
+    """alff CLBPvsHC is the primary family's map; its voxels with t > 7.5 also survive the family-wise FWE."""
+    sidecar = Path(f"{prefix}stat-t_statmap.json")
+    sidecar.write_text(json.dumps(json.loads(sidecar.read_text()) | {"Family": {"Name": "primary", "Maps": ["alff"]}}))
+    t_map = np.asarray(nb.load(f"{prefix}stat-t_statmap.nii.gz").dataobj)
+    family = np.where(t_map > 7.5, t_map, 0).astype(np.float32)
+    nb.save(nb.Nifti1Image(family, mask_img.affine), f"{prefix}stat-t_desc-familyfwe05_statmap.nii.gz")
+
+
+def _connectome_and_ml(group: Path, mask_img, rng) -> None:
+    """A connectome on 24 Dosenbach regions (bundled centres) with two FWE-significant edges, and an ML weights
+    map (two metrics): the figures of issue 21's second part, checked in the browser like the rest."""
+    regions = list(atlases.region_centres("dosenbach160"))[:24]
+    t = rng.normal(0, 1.5, (24, 24))
+    t = (t + t.T) / 2
+    t[0, 5] = t[5, 0] = 6.2
+    t[3, 17] = t[17, 3] = -5.8
+    np.fill_diagonal(t, np.nan)
+    prefix = group / "atlas-dosenbach160_contrast-CLBPvsHC_"
+    pd.DataFrame(t, index=pd.Index(regions, name="region"), columns=regions).to_csv(
+        f"{prefix}stat-t_relmat.tsv", sep="\t", na_rep="n/a"
+    )
+    rows, cols = np.triu_indices(24, 1)
+    edges = pd.DataFrame({"region_a": np.asarray(regions)[rows], "region_b": np.asarray(regions)[cols],
+                          "t": t[rows, cols], "p_fwe": np.where(np.abs(t[rows, cols]) > 5, 0.01, 0.8)})  # fmt: skip
+    edges.to_csv(f"{prefix}desc-edges_stats.tsv", sep="\t", index=False)
+    weights = np.stack([0.4 * _sphere(mask_img, (-38, 14, 0), 12), -0.3 * _sphere(mask_img, (6, -62, 40), 12)], -1)
+    stem = group / "features-roi_model-linearsvm_desc-mlweights_boldmap"
+    nb.save(nb.Nifti1Image(weights.astype(np.float32), mask_img.affine), f"{stem}.nii.gz")
+    Path(f"{stem}.json").write_text(json.dumps({"Volumes": ["alff", "reho"]}))
+    pd.DataFrame({"task": ["classification"], "feature_set": ["roi"], "model": ["linear_svm"], "scheme": ["kfold"],
+                  "balanced_accuracy": [0.71], "roc_auc": [0.77], "p_value": [0.02]}).to_csv(
+        group / "desc-ml_summary.tsv", sep="\t", index=False)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -176,6 +215,15 @@ def test_group_report_in_browser(study, tmp_path, width):
         for path in (study / "group").glob("*_stat-t_statmap.nii.gz")
     )
     assert result["sortedByMaxT"] == list(largest[1:])
+
+
+def test_new_figures_are_in_the_checked_report(study):
+    """The report checked in the browser holds the cluster views, the connectome on the brain and the weights."""
+    text = (study / "group.html").read_text()
+    assert text.count("<div class='cluster'>") == 2  # one significant cluster in each of the two significant maps
+    assert "dosenbach160, contrast CLBPvsHC: significant edges on the brain" in text
+    assert text.count("mean weight of the") >= 2
+    assert "vox survive the family-wise FWE (black outline)" in text and "exploratory: FWE within this map" in text
 
 
 def test_first_screen_shows_where_the_effects_are(study):

@@ -312,13 +312,14 @@ def test_summary_says_which_maps_are_primary_and_counts_their_family_fwe_voxels(
 
 def test_figure_budget(report):
     # first figure: 1 glass brain (the significant map); the design; one significant map + at most 2 others;
-    # 1 connectome heatmap; 1 scatter plot (alff-painvas, insulaAntL)
+    # 1 orthogonal view of the significant map's cluster; 1 connectome heatmap; 1 scatter plot (alff-painvas,
+    # insulaAntL)
     headings = re.findall(r"<h3>(?!atlas )([^<]*), contrast ([^<]*?)(?: \(no significant result\))?</h3>", report)
     assert len(headings) == 3
     assert "further map(s) without significant result" in report
     assert report.count("against pain_vas") == 1
     assert "scatter plots need the per-participant ROI values".lower() in report.lower()
-    assert report.count("<img") == 1 + 1 + 3 + 1 + 1
+    assert report.count("<img") == 1 + 1 + 3 + 1 + 1 + 1
 
 
 def test_deterministic_and_small(output_dir, tmp_path):
