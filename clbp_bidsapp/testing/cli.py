@@ -24,6 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-dummy", type=int, default=0, help="non-steady-state volumes at the start of each run")
     p.add_argument("--null", action="store_true", help="no planted CLBP effects")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--aslprep", action="store_true", help="also write ASLPrep-style CBF maps in OUTPUT/derivatives/aslprep"
+    )
     return p
 
 
@@ -45,7 +48,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         n_sites=args.n_sites,
         seed=args.seed,
         n_dummy=args.n_dummy,
+        aslprep=args.aslprep,
     )
     print(f"raw BIDS dataset:      {info.root}")
     print(f"fMRIPrep derivatives:  {info.fmriprep_dir}")
+    if args.aslprep:
+        print(f"ASLPrep derivatives:   {info.root / 'derivatives' / 'aslprep'}")
     print(f"participants:          {len(info.participants)} ({args.n_patients} CLBP, {args.n_controls} HC)")
