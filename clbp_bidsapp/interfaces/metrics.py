@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +13,8 @@ from nipype.interfaces.base import BaseInterfaceInputSpec, File, SimpleInterface
 from clbp_bidsapp.core import alff as alff_kernels
 from clbp_bidsapp.core import centrality, reho, standardize, vmhc
 from clbp_bidsapp.errors import InputError
-from clbp_bidsapp.io import images
-
-GM_THRESHOLD = 0.2  # grey-matter probability above which a voxel enters degree centrality (DPABI's default)
+from clbp_bidsapp.io import grey_matter, images
+from clbp_bidsapp.messages import LOGGER_NAME
 
 
 def _voxel_size(affine: np.ndarray) -> tuple[float, float, float]:
@@ -147,6 +147,8 @@ class _DCInputSpec(_SeriesInputSpec):
     threshold_p = traits.Float(0.0, usedefault=True, desc="one-sided p turned into r with the run's DOF (0: off)")
     qc = File(exists=True, desc="the run's one-row QC table (dof_bandpass), needed with threshold_p")
     resolution = traits.Float(0.0, usedefault=True, desc="coarser voxel size in mm (0: data grid)")
+    space = traits.Str("", usedefault=True, desc="--space of the run (picks the grey-matter fallback)")
+    max_nodes = traits.Int(centrality.MAX_NODES, usedefault=True, desc="bound on the correlation nodes")
 
 
 class _DCOutputSpec(TraitedSpec):
@@ -165,40 +167,26 @@ class DegreeCentrality(SimpleInterface):
     def _run_interface(self, runtime):
         mask, affine = images.load_grid(Path(self.inputs.grid))
         series = images.load_series(Path(self.inputs.series))
-        gm_source = "brain mask (no grey-matter probability map found)"
-        dc_mask = mask
-        if self.inputs.gm_probseg:
-            gm, gm_affine = images.load_volume(Path(self.inputs.gm_probseg))
-            if gm.shape != mask.shape or not np.allclose(gm_affine, affine, atol=1e-3):
-                raise InputError(
-                    f"{self.inputs.gm_probseg}: grid differs from the BOLD grid; use the probseg in the same space/res"
-                )
-            dc_mask = mask & (gm > GM_THRESHOLD)
-            gm_source = f"grey-matter probability > {GM_THRESHOLD} within the brain mask"
+        domain = grey_matter.dc_domain(
+            mask,
+            affine,
+            space=self.inputs.space,
+            gm_probseg=Path(self.inputs.gm_probseg) if self.inputs.gm_probseg else None,
+            resolution_mm=self.inputs.resolution,
+            max_nodes=self.inputs.max_nodes,
+        )
+        logging.getLogger(LOGGER_NAME).info("%s", domain.summary())
         threshold, threshold_meta = self._threshold()
-        in_gm = dc_mask[mask]
-        gm_series = np.asarray(series[:, in_gm])
-        factor = 1
-        if self.inputs.resolution > 0:
-            factor = max(round(self.inputs.resolution / min(_voxel_size(affine))), 1)
-        if factor > 1:
-            labels, n_blocks = standardize.coarse_labels(dc_mask, factor=factor)
-            coarse = standardize.block_average(gm_series, labels, n_blocks)
-            binarized, weighted = centrality.degree_centrality(coarse, threshold=threshold)
-            binarized, weighted = binarized[labels], weighted[labels]
-        else:
-            binarized, weighted = centrality.degree_centrality(gm_series, threshold=threshold)
+        gm_series = np.asarray(series[:, domain.mask[mask]])
+        binarized, weighted = centrality.coarse_degree_centrality(
+            gm_series, mask=domain.mask, factor=domain.factor, threshold=threshold
+        )
         cwd = Path(runtime.cwd)
-        dc_grid = (dc_mask, affine)
+        dc_grid = (domain.mask, affine)
         self._results["binarized"] = str(images.save_map(cwd / "dc_binarized.nii.gz", binarized, dc_grid))
         self._results["weighted"] = str(images.save_map(cwd / "dc_weighted.nii.gz", weighted, dc_grid))
-        self._results["grid"] = str(images.save_grid(cwd / "dc_grid.npz", dc_mask, affine))
-        metadata = {
-            "Mask": gm_source,
-            "ComputedOnGrid": f"blocks of {factor}^3 voxels (mean series)" if factor > 1 else "data grid",
-            **threshold_meta,
-        }
-        (cwd / "metadata.json").write_text(json.dumps(metadata))
+        self._results["grid"] = str(images.save_grid(cwd / "dc_grid.npz", domain.mask, affine))
+        (cwd / "metadata.json").write_text(json.dumps({**domain.metadata(), **threshold_meta}))
         self._results["metadata"] = str(cwd / "metadata.json")
         return runtime
 
