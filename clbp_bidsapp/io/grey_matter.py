@@ -123,6 +123,12 @@ def participant_grey_matter(path: Path, shape: tuple[int, int, int], affine: np.
     return gm
 
 
+def _above_threshold(gm: np.ndarray) -> np.ndarray:
+    """GM probability > 0.2, compared in float32 (the precision of probseg maps and of the template, whose
+    voxels can hold float32(0.2) exactly)."""
+    return np.asarray(gm, dtype=np.float32) > np.float32(GM_THRESHOLD)
+
+
 def dc_domain(
     brain_mask: np.ndarray,
     affine: np.ndarray,
@@ -135,9 +141,9 @@ def dc_domain(
     """Choose the mask and grid of degree centrality for one run (module docstring)."""
     source = mask_source(has_probseg=gm_probseg is not None, space=space)
     if source == "participant":
-        mask = brain_mask & (participant_grey_matter(gm_probseg, brain_mask.shape, affine) > GM_THRESHOLD)
+        mask = brain_mask & _above_threshold(participant_grey_matter(gm_probseg, brain_mask.shape, affine))
     elif source == "template":
-        mask = brain_mask & (template_grey_matter(brain_mask.shape, affine) > GM_THRESHOLD)
+        mask = brain_mask & _above_threshold(template_grey_matter(brain_mask.shape, affine))
         if not mask.any():  # the grid does not overlap the template's grey matter at all
             source, mask = "brain-mask", brain_mask
     else:
