@@ -86,7 +86,18 @@ def participant_methods(settings: Settings) -> str:
             if m.dc_threshold_p
             else f"r > {m.dc_threshold:g}"
         )
-        maps.append(f"binarised and weighted degree centrality ({threshold}) [@buckner2009; @zuo2012]")
+        mask = (
+            "nilearn's bundled MNI152 grey-matter template resampled to the run's grid where a participant had none"
+            if space.mni_aligned
+            else f"the brain mask where a participant had none ({space.name} space has no template coordinates)"
+        )
+        maps.append(
+            f"binarised and weighted degree centrality ({threshold}) [@buckner2009; @zuo2012] within grey matter "
+            f"(fMRIPrep grey-matter probability > 0.2, or {mask}), computed on the mean series of blocks of "
+            f"k^3 voxels, k the smallest integer keeping at most {m.dc_max_nodes} nodes"
+            + (f" and blocks of at least {m.dc_resolution:g} mm" if m.dc_resolution else "")
+            + " (k = 1 is the data grid; each run's mask and k are recorded in its sidecar)"
+        )
     if maps:
         only_vmhc = "vmhc" not in skip and len(maps) == 1
         smoothed = "" if only_vmhc else f" and{'' if 'vmhc' in skip else ', except VMHC,'} smoothed with a "

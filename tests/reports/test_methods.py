@@ -117,3 +117,14 @@ def test_empty_lists_leave_their_sentence_out():
     # lists a --config-file can leave empty (the command line needs at least one)
     text = participant_methods(_settings(connectivity={"seeds": (), "atlases": ()}))
     assert "Seed-based" not in text and "Region time series" not in text and "Graph measures" not in text
+
+
+def test_dc_methods_say_which_grey_matter_mask_and_node_bound_were_used():
+    mni = participant_methods(Settings())
+    assert "nilearn's bundled MNI152 grey-matter template resampled to the run's grid" in mni
+    assert "at most 60000 nodes (k = 1 is the data grid" in mni
+    native = participant_methods(_settings(inputs={"space": "native"}, metrics={"dc_max_nodes": 5000}))
+    assert "or the brain mask where a participant had none (native space has no template coordinates)" in native
+    assert "at most 5000 nodes" in native and "MNI152 grey-matter" not in native
+    coarse = participant_methods(_settings(metrics={"dc_resolution": 6.0}))
+    assert "and blocks of at least 6 mm" in coarse
