@@ -319,11 +319,15 @@ def regions_from_spheres(
     mask: np.ndarray, affine: np.ndarray,
 ) -> RegionSet:  # fmt: skip
     """Spheres (voxel centres within the radius of each centre; overlapping spheres share voxels)."""
+    from scipy.spatial import cKDTree
+
     world = _grid_coordinates(mask.shape, affine)
-    voxels = [
-        np.flatnonzero(((world - centre) ** 2).sum(axis=1) <= float(radius) ** 2 + 1e-9)
-        for centre, radius in zip(np.asarray(centres_mm, float), radii_mm, strict=True)
-    ]
+    tree = cKDTree(world)  # each sphere visits only the voxels near its centre
+    voxels = []
+    for centre, radius in zip(np.asarray(centres_mm, float), radii_mm, strict=True):
+        candidates = np.sort(np.asarray(tree.query_ball_point(centre, float(radius) + 1.0), dtype=np.intp))
+        inside = ((world[candidates] - centre) ** 2).sum(axis=1) <= float(radius) ** 2 + 1e-9  # the exact rule
+        voxels.append(candidates[inside])
     return _region_set(name, labels, networks, voxels, mask, centres=np.asarray(centres_mm, dtype=float))
 
 
