@@ -1,15 +1,15 @@
 """The whole participant level on one 2 mm, 240-volume run (nilearn's MNI grid, with its x = 0 column), as a ratio
 to one bare nibabel load of its BOLD, with each node's share of the time, measured in one run.
 
-    .venv/bin/python benchmarks/bench_participant.py [--before SRC] [--repeats N]
+    .venv/bin/python benchmarks/bench_participant.py [--before SRC] [--only CONFIGURATION] [--repeats N]
 
 Two configurations: without degree centrality and the report (as issue #17 measured it), and the whole
-participant level with its defaults except the HTML report (degree centrality included: the synthetic run has a GM
-probseg; ``--no-probseg`` hides it so the template fallback runs). ``--before SRC`` also runs the code in the
-source folder SRC (e.g. ``git archive <commit> | tar -x -C SRC``) in the same session, alternating, so
-before/after ratios come from one run. Each configuration runs the real command line with the Linear plugin
-(one process, so the peak resident memory is the largest node's) in a fresh working folder; node times are
-read from nipype's result files.
+participant level with its defaults except the HTML report (degree centrality included; the synthetic run has a
+GM probseg, and nilearn's template fallback gives the same mask, as ``print_dc_domains`` shows). ``--before SRC``
+also runs the code in the source folder SRC (e.g. ``git archive <commit> clbp_bidsapp | tar -x -C SRC``) in the
+same session, alternating, so before/after ratios come from one run. Each configuration runs the real command
+line with the Linear plugin (one process, so the peak resident memory is the largest node's) in a fresh working
+folder; node times are read from nipype's result files.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def run_participant(bids: Path, extra: tuple[str, ...], source: Path | None) -> 
              "except SystemExit as exc:\n    code = exc.code or 0\n"
              "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\nsys.exit(code)",
              str(bids), str(out / "out"), "participant", "--plugin", "Linear", "-w", str(out / "work"), *extra],
-            capture_output=True, text=True, env=env,
+            capture_output=True, text=True, env=env, cwd=out,  # not the checkout: -c puts the cwd first
         )  # fmt: skip
         elapsed = time.perf_counter() - start
         if done.returncode != 0:
@@ -107,37 +107,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", type=Path, help="source folder of the code to compare with")
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--no-probseg", action="store_true", help="hide the GM probseg (template fallback)")
     parser.add_argument("--only", choices=list(CONFIGURATIONS), help="run one configuration")
     args = parser.parse_args()
     print_dc_domains()
     bold, mask, _ = one_run()
     bids = bold.parents[4]
-    if args.no_probseg:
-        for probseg in (bids / "derivatives" / "fmriprep").rglob("*_probseg.nii.gz"):
-            probseg.rename(probseg.with_name(probseg.name.replace("_probseg", "_hiddenprobseg")))
-    try:
-        shape = nb.load(str(bold)).shape
-        n_voxels = int((np.asanyarray(nb.load(str(mask)).dataobj) > 0).sum())
-        print(f"run: {shape} ({n_voxels} brain voxels), {bold.stat().st_size / 1e6:.0f} MB gzipped")
-        versions = {"after": None} if args.before is None else {"before": args.before, "after": None}
-        for label, extra in CONFIGURATIONS.items():
-            if args.only and label != args.only:
-                continue
-            for version, source in versions.items():
-                for _ in range(args.repeats):
-                    bare = best_of(lambda: np.asanyarray(nb.load(str(bold)).dataobj), repeats=2)
-                    elapsed, peak, nodes = run_participant(bids, extra, source)
-                    print(
-                        f"{label:18s} {version:6s}: {elapsed:6.1f} s = {elapsed / bare:5.2f} x one bare load "
-                        f"({bare:.2f} s); peak RSS {peak / 1e9:.2f} GB = "
-                        f"{peak / (int(np.prod(shape)) * 4):.2f} x the run's float32 4-D size"
-                    )
-                    print(f"    node shares: {shares(nodes, elapsed)}")
-    finally:
-        if args.no_probseg:
-            for probseg in (bids / "derivatives" / "fmriprep").rglob("*_hiddenprobseg.nii.gz"):
-                probseg.rename(probseg.with_name(probseg.name.replace("_hiddenprobseg", "_probseg")))
+    shape = nb.load(str(bold)).shape
+    n_voxels = int((np.asanyarray(nb.load(str(mask)).dataobj) > 0).sum())
+    print(f"run: {shape} ({n_voxels} brain voxels), {bold.stat().st_size / 1e6:.0f} MB gzipped")
+    versions = {"after": None} if args.before is None else {"before": args.before, "after": None}
+    for label, extra in CONFIGURATIONS.items():
+        if args.only and label != args.only:
+            continue
+        for version, source in versions.items():
+            for _ in range(args.repeats):
+                bare = best_of(lambda: np.asanyarray(nb.load(str(bold)).dataobj), repeats=2)
+                elapsed, peak, nodes = run_participant(bids, extra, source)
+                print(
+                    f"{label:18s} {version:6s}: {elapsed:6.1f} s = {elapsed / bare:5.2f} x one bare load "
+                    f"({bare:.2f} s); peak RSS {peak / 1e9:.2f} GB = "
+                    f"{peak / (int(np.prod(shape)) * 4):.2f} x the run's float32 4-D size"
+                )
+                print(f"    node shares: {shares(nodes, elapsed)}")
 
 
 if __name__ == "__main__":
