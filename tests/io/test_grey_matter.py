@@ -93,6 +93,10 @@ def test_the_participant_map_wins_and_must_be_on_the_bold_grid(grid, tmp_path):
     with pytest.raises(InputError, match=r"gm\.nii\.gz: grid differs from the BOLD grid"):
         grey_matter.dc_domain(mask, affine, space=MNI, gm_probseg=path)
 
+    nb.save(nb.Nifti1Image(np.zeros_like(gm), affine), path)  # a probseg with no grey matter in the brain
+    with pytest.raises(InputError, match=r"gm\.nii\.gz: no grey-matter voxel \(probability > 0\.2\) in the brain"):
+        grey_matter.dc_domain(mask, affine, space=MNI, gm_probseg=path)
+
 
 def test_without_template_coordinates_the_brain_mask_is_used_and_the_node_bound_coarsens_it(grid):
     mask, affine = grid
