@@ -267,6 +267,7 @@ class MetricSettings:
     # one-sided p turned into each run's r with its effective DOF
     dc_threshold_p: float | None = setting(None, _float(0, low_open=True, high=1, high_open=True, optional=True))
     dc_resolution: float | None = setting(None, _float(0, low_open=True, optional=True))  # mm; None = data grid
+    dc_max_nodes: int = setting(60_000, _int(100))  # DC on coarser blocks above this many voxels (core.centrality)
     smoothing_fwhm: float = setting(6.0, _float(0))  # mm; 0 = no smoothing
 
 

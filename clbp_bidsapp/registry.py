@@ -55,7 +55,7 @@ class LocalMetric:
     kernel: str  # "module:function" of its core kernel
     interface: str  # "module:Class" of its nipype interface
     citations: tuple[str, ...]  # keys of data/citations.yaml
-    methods: Callable[[MetricSettings], str]  # its phrase in the methods text, citations included
+    methods: Callable[..., str]  # (metric settings, space=the run space) -> its methods phrase, citations included
     group_desc: str = "z"  # desc- entity of the standardised map the group level compares
     variants: tuple[str, ...] = ()  # desc- entities of its raw maps when it has several (degree centrality)
     within: str = "the brain"  # where the map is standardised
@@ -102,14 +102,26 @@ class Model:
     label: str  # plain words, for the report and the methods text
 
 
-def _dc_methods(m: MetricSettings) -> str:
+def _dc_methods(m: MetricSettings, *, space=None, **_) -> str:
+    """DC's phrase: the threshold, the grey-matter mask (``io/grey_matter``) for the run space, the node bound."""
     threshold = (
         f"r above the value whose one-sided p is {m.dc_threshold_p:g} given each run's effective degrees of "
         "freedom, recorded in each map's sidecar"
         if m.dc_threshold_p
         else f"r > {m.dc_threshold:g}"
     )
-    return f"binarised and weighted degree centrality ({threshold}) {_cite(('buckner2009', 'zuo2012'))}"
+    mask = (
+        f"the brain mask where a participant had none ({space.name} space has no template coordinates)"
+        if space is not None and not space.mni_aligned
+        else "nilearn's bundled MNI152 grey-matter template resampled to the run's grid where a participant had none"
+    )
+    return (
+        f"binarised and weighted degree centrality ({threshold}) {_cite(('buckner2009', 'zuo2012'))} within grey "
+        f"matter (fMRIPrep grey-matter probability > 0.2, or {mask}), computed on the mean series of blocks of "
+        f"k^3 voxels, k the smallest integer keeping at most {m.dc_max_nodes} nodes"
+        + (f" and blocks of at least {m.dc_resolution:g} mm" if m.dc_resolution else "")
+        + " (k = 1 is the data grid; each run's mask and k are recorded in its sidecar)"
+    )
 
 
 LOCAL_METRICS: tuple[LocalMetric, ...] = (
@@ -124,7 +136,7 @@ LOCAL_METRICS: tuple[LocalMetric, ...] = (
         kernel="clbp_bidsapp.core.alff:alff_falff",
         interface="clbp_bidsapp.interfaces.metrics:ALFF",
         citations=("zang2007",),
-        methods=lambda m: f"ALFF {_cite(('zang2007',))} from the unfiltered denoised series",
+        methods=lambda m, **_: f"ALFF {_cite(('zang2007',))} from the unfiltered denoised series",
     ),
     LocalMetric(
         name="falff",
@@ -136,7 +148,7 @@ LOCAL_METRICS: tuple[LocalMetric, ...] = (
         kernel="clbp_bidsapp.core.alff:alff_falff",
         interface="clbp_bidsapp.interfaces.metrics:ALFF",
         citations=("zou2008",),
-        methods=lambda m: f"fALFF {_cite(('zou2008',))} from the same series",
+        methods=lambda m, **_: f"fALFF {_cite(('zou2008',))} from the same series",
     ),
     LocalMetric(
         name="reho",
@@ -149,7 +161,7 @@ LOCAL_METRICS: tuple[LocalMetric, ...] = (
         kernel="clbp_bidsapp.core.reho:reho",
         interface="clbp_bidsapp.interfaces.metrics:ReHo",
         citations=("zang2004",),
-        methods=lambda m: (
+        methods=lambda m, **_: (
             f"regional homogeneity (Kendall's W over {m.reho_neighbourhood} voxels) {_cite(('zang2004',))}"
         ),
     ),
@@ -165,7 +177,7 @@ LOCAL_METRICS: tuple[LocalMetric, ...] = (
         kernel="clbp_bidsapp.core.vmhc:vmhc",
         interface="clbp_bidsapp.interfaces.metrics:VMHC",
         citations=("zuo2010",),
-        methods=lambda m: f"voxel-mirrored homotopic connectivity (VMHC) {_cite(('zuo2010',))}",
+        methods=lambda m, **_: f"voxel-mirrored homotopic connectivity (VMHC) {_cite(('zuo2010',))}",
         smoothed=False,
         needs_mni="its mirror plane is x = 0 in MNI coordinates",
         ml_roi=False,

@@ -316,6 +316,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="compute degree centrality on a coarser grid of this voxel size in mm (default: data grid)",
     )
     met.add_argument(
+        "--dc-max-nodes",
+        dest="metrics.dc_max_nodes",
+        metavar="N",
+        default=SUPPRESS,
+        help=_help(
+            "bound on degree centrality's correlation nodes: a larger grey-matter mask is computed on the mean "
+            "series of blocks of k^3 voxels, k the smallest that fits (cost grows as N^2)",
+            "metrics",
+            "dc_max_nodes",
+        ),
+    )
+    met.add_argument(
         "--smoothing-fwhm",
         dest="metrics.smoothing_fwhm",
         metavar="MM",

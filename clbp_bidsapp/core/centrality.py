@@ -3,7 +3,11 @@
 For each voxel, the number of voxels whose Pearson correlation with it exceeds a threshold (binarized degree)
 and the sum of those correlations (weighted degree), self-connection excluded. Computed in blocks of rows of
 the correlation matrix with float32 matrix products of the unit-norm centred series, so memory stays at
-``block x voxels`` and never holds the voxels x voxels matrix.
+``block x voxels`` (at most ``max_block_bytes``) and never holds the voxels x voxels matrix.
+
+The cost is O(nodes^2 x time), so :func:`coarsening_factor` bounds the number of nodes whatever the input: when
+the mask has more than ``max_nodes`` voxels, DC is computed on the mean series of blocks of factor^3 voxels
+(:func:`coarse_degree_centrality`), the smallest integer factor that brings the count under the bound.
 """
 
 from __future__ import annotations
@@ -11,7 +15,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from clbp_bidsapp.core import standardize
+from clbp_bidsapp.core.standardize import block_average, coarse_labels
+
+MAX_NODES = 60_000  # default bound on DC nodes: ~60 000^2 x 240 products, ~30 s on 2 cores (docs/local-metrics.md)
+MAX_BLOCK_BYTES = 256 * 2**20  # float32 correlation rows held at once
 
 
 def r_threshold_for_p(p: float, *, dof: float) -> float:
@@ -42,10 +49,22 @@ def unit_columns(series: np.ndarray) -> np.ndarray:
     return x
 
 
+def rows_per_block(n_voxels: int, *, max_block_bytes: int = MAX_BLOCK_BYTES) -> int:
+    """Rows of the correlation matrix computed at once so that a float32 block stays within ``max_block_bytes``."""
+    return int(max(1, min(n_voxels, max_block_bytes // (4 * max(n_voxels, 1)))))
+
+
 def degree_centrality(
-    series: np.ndarray, *, threshold: float = 0.25, block_size: int = 2048
+    series: np.ndarray,
+    *,
+    threshold: float = 0.25,
+    block_size: int | None = None,
+    max_block_bytes: int = MAX_BLOCK_BYTES,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Binarized and weighted degree of each column of a (time, voxels) array.
+
+    ``block_size`` rows of the correlation matrix are computed at once (default: as many as fit in
+    ``max_block_bytes``); the result does not depend on it.
 
     Returns
     -------
@@ -53,6 +72,7 @@ def degree_centrality(
     """
     z = unit_columns(series)
     v = z.shape[1]
+    block_size = block_size or rows_per_block(v, max_block_bytes=max_block_bytes)
     binarized = np.zeros(v, dtype=np.float64)
     weighted = np.zeros(v, dtype=np.float64)
     self_r = np.einsum("tv,tv->v", z, z)  # 1 for every non-constant voxel, 0 for constant ones
@@ -73,34 +93,34 @@ def degree_centrality(
     return binarized.astype(np.float32), weighted.astype(np.float32)
 
 
-GM_THRESHOLD = 0.2  # grey-matter probability above which a voxel enters degree centrality (DPABI's default)
-
-
-def analysis_mask(mask: np.ndarray, gm_probability: np.ndarray | None = None) -> np.ndarray:
-    """The voxels DC is computed in: the brain mask, within grey matter (probability > 0.2) when a map is given."""
+def coarsening_factor(mask: np.ndarray, *, max_nodes: int = MAX_NODES, min_factor: int = 1) -> int:
+    """The smallest integer factor >= ``min_factor`` whose blocks of factor^3 voxels of ``mask`` number at most
+    ``max_nodes`` (1: the data grid)."""
+    if max_nodes < 1:
+        raise ValueError(f"max_nodes must be >= 1, got {max_nodes}")
     mask = np.asarray(mask, dtype=bool)
-    if gm_probability is None:
-        return mask.copy()
-    return mask & (np.asarray(gm_probability) > GM_THRESHOLD)
+    factor = max(int(min_factor), 1)
+    while coarse_labels(mask, factor=factor)[1] > max_nodes:
+        factor += 1
+    return factor
 
 
-def coarse_factor(resolution_mm: float, voxel_size_mm) -> int:
-    """Edge, in voxels, of the blocks DC is computed on for a requested resolution (1: the data grid)."""
-    if resolution_mm <= 0:
-        return 1
-    return max(round(resolution_mm / min(voxel_size_mm)), 1)
-
-
-def degree_centrality_on_grid(
-    series: np.ndarray, *, mask: np.ndarray, factor: int = 1, threshold: float = 0.25
+def coarse_degree_centrality(
+    series: np.ndarray,
+    *,
+    mask: np.ndarray,
+    factor: int,
+    threshold: float = 0.25,
+    max_block_bytes: int = MAX_BLOCK_BYTES,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Binarized and weighted DC of the (time, in-mask voxels) ``series`` of ``mask``.
+    """Degree centrality of the mean series of blocks of ``factor``^3 voxels; each voxel gets its block's values.
 
-    With ``factor`` > 1 the degrees are those of the mean series of ``factor``^3-voxel blocks (C-order block
-    labels of ``mask``), and every voxel takes its block's values; ``factor`` 1 is :func:`degree_centrality`.
+    ``series`` is (time, voxels) with voxels in the C order of the 3-D boolean ``mask``; ``factor`` 1 is the
+    voxelwise :func:`degree_centrality`.
     """
     if factor <= 1:
-        return degree_centrality(series, threshold=threshold)
-    labels, n_blocks = standardize.coarse_labels(mask, factor=factor)
-    binarized, weighted = degree_centrality(standardize.block_average(series, labels, n_blocks), threshold=threshold)
+        return degree_centrality(series, threshold=threshold, max_block_bytes=max_block_bytes)
+    labels, n_blocks = coarse_labels(mask, factor=factor)
+    blocks = block_average(series, labels, n_blocks)
+    binarized, weighted = degree_centrality(blocks, threshold=threshold, max_block_bytes=max_block_bytes)
     return binarized[labels], weighted[labels]

@@ -117,15 +117,30 @@ def dual_regression(
     when ``normalise`` (FSL ``dual_regression``'s recommended ``des_norm=1``), scaled to unit variance, giving
     subject-specific maps (components, voxels) that reflect both the shape and the amplitude of each network.
     """
-    y = np.asarray(series, dtype=np.float64)
+    timecourses, normalised, unnormalised = dual_regression_maps(series, spatial_maps)
+    return timecourses, normalised if normalise else unnormalised
+
+
+def dual_regression_maps(series: np.ndarray, spatial_maps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stage-1 series and the stage-2 maps with and without variance normalisation, in one pass (see
+    :func:`dual_regression`).
+
+    Both stages are least squares with few regressors, computed as ``pinv(design) @ data``. The demeaning of the
+    data is applied to the (small) products instead of to a copy of the data: ``pinv(X) (Y - m 1^T)`` =
+    ``pinv(X) Y - (pinv(X) 1) m^T``. Scaling a stage-2 regressor by 1/s scales its map by s, so the
+    unnormalised maps are the normalised ones divided by the series' SDs (no second regression).
+    """
+    y = np.asarray(series)
     maps = np.asarray(spatial_maps, dtype=np.float64)
     design1 = (maps - maps.mean(axis=1, keepdims=True)).T  # (voxels, components)
-    data1 = (y - y.mean(axis=1, keepdims=True)).T  # (voxels, time)
-    timecourses = np.linalg.lstsq(design1, data1, rcond=None)[0].T  # (time, components)
+    pinv1 = np.linalg.pinv(design1)  # (components, voxels)
+    volume_means = y.mean(axis=1, dtype=np.float64)  # (time,)
+    timecourses = y @ pinv1.T - np.outer(volume_means, pinv1.sum(axis=1))  # (time, components)
     design2 = timecourses - timecourses.mean(axis=0)
-    if normalise:
-        scale = design2.std(axis=0, ddof=1)
-        design2 = design2 / np.where(scale > 0, scale, 1.0)
-    data2 = y - y.mean(axis=0)
-    component_maps = np.linalg.lstsq(design2, data2, rcond=None)[0]  # (components, voxels)
-    return timecourses, component_maps.astype(np.float32)
+    scale = design2.std(axis=0, ddof=1)
+    scale = np.where(scale > 0, scale, 1.0)
+    pinv2 = np.linalg.pinv(design2 / scale)  # (components, time)
+    voxel_means = y.mean(axis=0, dtype=np.float64)  # (voxels,)
+    normalised = pinv2 @ y - np.outer(pinv2.sum(axis=1), voxel_means)  # (components, voxels)
+    unnormalised = normalised / scale[:, None]
+    return timecourses, normalised.astype(np.float32), unnormalised.astype(np.float32)

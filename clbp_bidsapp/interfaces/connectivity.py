@@ -193,8 +193,7 @@ class DualRegression(SimpleInterface):
             names, maps = atlases.user_network_maps(Path(self.inputs.networks), mask, affine)
             source = str(self.inputs.networks)
         cwd = Path(runtime.cwd)
-        timecourses, normalised = connectivity.dual_regression(series, maps, normalise=True)
-        _, unnormalised = connectivity.dual_regression(series, maps, normalise=False)
+        timecourses, normalised, unnormalised = connectivity.dual_regression_maps(series, maps)
         self._results["components"] = str(images.save_volumes(cwd / "components.nii.gz", normalised, (mask, affine)))
         self._results["components_unnormalised"] = str(
             images.save_volumes(cwd / "components_unnormalised.nii.gz", unnormalised, (mask, affine))

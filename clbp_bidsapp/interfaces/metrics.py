@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,8 @@ from nipype.interfaces.base import BaseInterfaceInputSpec, File, SimpleInterface
 from clbp_bidsapp.core import alff as alff_kernels
 from clbp_bidsapp.core import centrality, reho, standardize, vmhc
 from clbp_bidsapp.errors import InputError
-from clbp_bidsapp.io import derivatives, images
+from clbp_bidsapp.io import derivatives, grey_matter, images
+from clbp_bidsapp.messages import LOGGER_NAME
 
 
 class _SeriesInputSpec(BaseInterfaceInputSpec):
@@ -140,6 +142,8 @@ class _DCInputSpec(_SeriesInputSpec):
     threshold_p = traits.Float(0.0, usedefault=True, desc="one-sided p turned into r with the run's DOF (0: off)")
     qc = File(exists=True, desc="the run's one-row QC table (dof_bandpass), needed with threshold_p")
     resolution = traits.Float(0.0, usedefault=True, desc="coarser voxel size in mm (0: data grid)")
+    space = traits.Str("", usedefault=True, desc="--space of the run (picks the grey-matter fallback)")
+    max_nodes = traits.Int(centrality.MAX_NODES, usedefault=True, desc="bound on the correlation nodes")
 
 
 class _DCOutputSpec(TraitedSpec):
@@ -158,32 +162,26 @@ class DegreeCentrality(SimpleInterface):
     def _run_interface(self, runtime):
         mask, affine = images.load_grid(Path(self.inputs.grid))
         series = images.load_series(Path(self.inputs.series))
-        gm_source = "brain mask (no grey-matter probability map found)"
-        gm = None
-        if self.inputs.gm_probseg:
-            gm, gm_affine = images.load_volume(Path(self.inputs.gm_probseg))
-            if gm.shape != mask.shape or not np.allclose(gm_affine, affine, atol=1e-3):
-                raise InputError(
-                    f"{self.inputs.gm_probseg}: grid differs from the BOLD grid; use the probseg in the same space/res"
-                )
-            gm_source = f"grey-matter probability > {centrality.GM_THRESHOLD} within the brain mask"
-        dc_mask = centrality.analysis_mask(mask, gm)
+        domain = grey_matter.dc_domain(
+            mask,
+            affine,
+            space=self.inputs.space,
+            gm_probseg=Path(self.inputs.gm_probseg) if self.inputs.gm_probseg else None,
+            resolution_mm=self.inputs.resolution,
+            max_nodes=self.inputs.max_nodes,
+        )
+        logging.getLogger(LOGGER_NAME).info("%s", domain.summary())
         threshold, threshold_meta = self._threshold()
-        factor = centrality.coarse_factor(self.inputs.resolution, images.voxel_size(affine))
-        binarized, weighted = centrality.degree_centrality_on_grid(
-            np.asarray(series[:, dc_mask[mask]]), mask=dc_mask, factor=factor, threshold=threshold
+        gm_series = np.asarray(series[:, domain.mask[mask]])
+        binarized, weighted = centrality.coarse_degree_centrality(
+            gm_series, mask=domain.mask, factor=domain.factor, threshold=threshold
         )
         cwd = Path(runtime.cwd)
-        dc_grid = (dc_mask, affine)
+        dc_grid = (domain.mask, affine)
         self._results["binarized"] = str(images.save_map(cwd / "dc_binarized.nii.gz", binarized, dc_grid))
         self._results["weighted"] = str(images.save_map(cwd / "dc_weighted.nii.gz", weighted, dc_grid))
-        self._results["grid"] = str(images.save_grid(cwd / "dc_grid.npz", dc_mask, affine))
-        metadata = {
-            "Mask": gm_source,
-            "ComputedOnGrid": f"blocks of {factor}^3 voxels (mean series)" if factor > 1 else "data grid",
-            **threshold_meta,
-        }
-        derivatives.write_json(cwd / "metadata.json", metadata)
+        self._results["grid"] = str(images.save_grid(cwd / "dc_grid.npz", domain.mask, affine))
+        derivatives.write_json(cwd / "metadata.json", {**domain.metadata(), **threshold_meta})
         self._results["metadata"] = str(cwd / "metadata.json")
         return runtime
 

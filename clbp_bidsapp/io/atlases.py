@@ -319,11 +319,15 @@ def regions_from_spheres(
     mask: np.ndarray, affine: np.ndarray,
 ) -> RegionSet:  # fmt: skip
     """Spheres (voxel centres within the radius of each centre; overlapping spheres share voxels)."""
+    from scipy.spatial import cKDTree
+
     world = _grid_coordinates(mask.shape, affine)
-    voxels = [
-        np.flatnonzero(((world - centre) ** 2).sum(axis=1) <= float(radius) ** 2 + 1e-9)
-        for centre, radius in zip(np.asarray(centres_mm, float), radii_mm, strict=True)
-    ]
+    tree = cKDTree(world)  # each sphere visits only the voxels near its centre
+    voxels = []
+    for centre, radius in zip(np.asarray(centres_mm, float), radii_mm, strict=True):
+        candidates = np.sort(np.asarray(tree.query_ball_point(centre, float(radius) + 1.0), dtype=np.intp))
+        inside = ((world[candidates] - centre) ** 2).sum(axis=1) <= float(radius) ** 2 + 1e-9  # the exact rule
+        voxels.append(candidates[inside])
     return _region_set(name, labels, networks, voxels, mask, centres=np.asarray(centres_mm, dtype=float))
 
 
@@ -505,17 +509,22 @@ def network_templates(
     Each ROI contributes ``exp(-d² / 2σ²)`` (σ = 6 mm, cut at 3σ) around its centre; a network's map is the
     voxelwise maximum over its ROIs, so that overlapping ROIs do not add up.
     """
+    from scipy.spatial import cKDTree
+
     table = sphere_table("seitzman300")
     world = _grid_coordinates(mask.shape, affine)[mask.reshape(-1)]
+    tree = cKDTree(world)  # only the voxels within 3 sigma of a centre are visited
     maps = np.zeros((len(networks), len(world)), dtype=np.float32)
     for row, network in enumerate(networks):
         centres = table.loc[table["network"] == network, ["x", "y", "z"]].to_numpy()
         if len(centres) == 0:
             raise InputError(f"reference network {network!r} is not a Seitzman 2018 network")
-        for centre in centres:
-            d2 = ((world - centre) ** 2).sum(axis=1)
-            near = d2 <= (3 * NETWORK_SIGMA_MM) ** 2
-            maps[row, near] = np.maximum(maps[row, near], np.exp(-d2[near] / (2 * NETWORK_SIGMA_MM**2)))
+        for centre, candidates in zip(centres, tree.query_ball_point(centres, 3 * NETWORK_SIGMA_MM + 1), strict=True):
+            candidates = np.asarray(candidates, dtype=np.intp)
+            d2 = ((world[candidates] - centre) ** 2).sum(axis=1)
+            keep = d2 <= (3 * NETWORK_SIGMA_MM) ** 2  # the same cut-off as the full distance computation
+            near, d2 = candidates[keep], d2[keep]
+            maps[row, near] = np.maximum(maps[row, near], np.exp(-d2 / (2 * NETWORK_SIGMA_MM**2)))
     return tuple(networks), maps
 
 

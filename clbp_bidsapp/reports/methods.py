@@ -79,8 +79,9 @@ def participant_methods(settings: Settings) -> str:
         if len(unsmoothed) < len(local):
             except_ = f", except {_join(unsmoothed)}," if unsmoothed else ""
             smoothed = f" and{except_} smoothed with a {m.smoothing_fwhm:g} mm FWHM Gaussian kernel"
+        phrases = [metric.methods(m, space=space) for metric in local]
         text.append(
-            f"Local measures were {_join([metric.methods(m) for metric in local])}; each map was standardised "
+            f"Local measures were {_join(phrases)}; each map was standardised "
             f"(z-scored and divided by its mean within the brain mask){smoothed}."
         )
     if "vmhc" not in skip:

@@ -9,7 +9,7 @@ from pathlib import Path
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from clbp_bidsapp import registry
+from clbp_bidsapp import messages, registry
 from clbp_bidsapp.__about__ import __version__
 from clbp_bidsapp.config import ConnectivitySettings, DenoiseSettings, MetricSettings, Settings
 from clbp_bidsapp.core.denoise import DEFAULT_BAND
@@ -18,7 +18,7 @@ from clbp_bidsapp.interfaces.io import DerivativeSink, LoadRun, SeriesToNifti
 from clbp_bidsapp.interfaces.metrics import ALFF, VMHC, DegreeCentrality, ReHo, Standardize
 from clbp_bidsapp.interfaces.qc import TemporalSNR
 from clbp_bidsapp.interfaces.report import ParticipantReport, RunReport
-from clbp_bidsapp.io import spaces
+from clbp_bidsapp.io import grey_matter, spaces
 from clbp_bidsapp.io.bids import RunInputs
 from clbp_bidsapp.workflows.connectivity import add_connectivity
 from clbp_bidsapp.workflows.utils import listify
@@ -352,11 +352,18 @@ def _add_local_metrics(workflow, *, run, load, denoise_node, sink, denoise, metr
                 threshold=metrics.dc_threshold,
                 threshold_p=metrics.dc_threshold_p or 0.0,
                 resolution=metrics.dc_resolution or 0.0,
+                space=run.space,
+                max_nodes=metrics.dc_max_nodes,
             ),
             name="dc",
         )
         if "GM" in run.probsegs:
             dc.inputs.gm_probseg = str(run.probsegs["GM"])
+        fallback = grey_matter.fallback_message(
+            has_probseg="GM" in run.probsegs, space=run.space, where=run.source_name
+        )
+        if fallback:
+            messages.say(fallback)
         workflow.connect([(denoise_node, dc, [("filtered", "series"), ("qc", "qc")]), (load, dc, [("grid", "grid")])])
         for kind in registry.local_metric("dc").variants:
             std = publish(

@@ -3,7 +3,12 @@
 import numpy as np
 import pytest
 
-from clbp_bidsapp.core.centrality import degree_centrality
+from clbp_bidsapp.core.centrality import (
+    coarse_degree_centrality,
+    coarsening_factor,
+    degree_centrality,
+    rows_per_block,
+)
 
 
 def test_matches_full_correlation_matrix():
@@ -64,3 +69,63 @@ def test_dof_matched_threshold_passes_the_same_fraction_of_noise_pairs_whatever_
     assert fixed["none"] < fixed["24P"] < fixed["36P"] and fixed["36P"] > 2 * fixed["none"]
     for name, fraction in matched.items():
         assert fraction == pytest.approx(p, abs=0.015), (name, matched, fixed)
+
+
+# -- bounded memory and cost ---------------------------------------------------------------------------------
+
+
+def _correlated(n_time: int, n_voxels: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    shared = rng.standard_normal((n_time, 4))
+    return (shared @ rng.standard_normal((4, n_voxels)) + rng.standard_normal((n_time, n_voxels))).astype(np.float32)
+
+
+def test_blocked_degree_centrality_is_identical_to_unblocked():
+    """Same counts; weighted sums equal up to float32 rounding (BLAS may order a block's sums differently)."""
+    series = _correlated(50, 257)
+    want_b, want_w = degree_centrality(series, threshold=0.25, block_size=257)
+    for got_b, got_w in (
+        degree_centrality(series, threshold=0.25, block_size=1),
+        degree_centrality(series, threshold=0.25, block_size=10),
+        degree_centrality(series, threshold=0.25, max_block_bytes=4 * 257 * 33),  # 33 rows per block
+    ):
+        np.testing.assert_array_equal(got_b, want_b)
+        np.testing.assert_allclose(got_w, want_w, rtol=1e-6)
+
+
+def test_rows_per_block_keeps_each_block_within_the_byte_budget():
+    assert rows_per_block(235_375, max_block_bytes=256 * 2**20) == 285  # 2 mm brain mask: 268 MB, not 1.9 GB
+    assert rows_per_block(100, max_block_bytes=10**9) == 100
+    assert rows_per_block(10**9, max_block_bytes=16) == 1
+
+
+def test_coarsening_factor_is_the_smallest_that_fits_the_node_bound():
+    mask = np.zeros((9, 10, 8), dtype=bool)
+    mask[1:8, 2:10, 0:6] = True  # 7 x 8 x 6 = 336 voxels
+    assert coarsening_factor(mask, max_nodes=336) == 1
+    # factor 2: blocks [0-1],[2-3],..: x 1..7 -> 4 blocks, y 2..9 -> 4, z 0..5 -> 3 = 48 blocks
+    assert coarsening_factor(mask, max_nodes=335) == 2
+    assert coarsening_factor(mask, max_nodes=48) == 2
+    assert coarsening_factor(mask, max_nodes=47) == 3
+    assert coarsening_factor(mask, max_nodes=10_000, min_factor=3) == 3  # a requested coarser grid is kept
+
+
+def test_coarse_degree_centrality_is_the_degree_of_the_block_means():
+    mask = np.zeros((6, 5, 4), dtype=bool)
+    mask[:, :, :] = True
+    mask[0, 0, 0] = mask[5, 4, 3] = False
+    series = _correlated(40, int(mask.sum()), seed=3)
+    binarized, weighted = coarse_degree_centrality(series, mask=mask, factor=2, threshold=0.3)
+    # straightforward: group voxels by their 2x2x2 block, average, full correlation matrix, threshold
+    ijk = np.argwhere(mask) // 2
+    keys = [tuple(k) for k in ijk]
+    blocks = sorted(set(keys))
+    means = np.stack([series[:, [i for i, k in enumerate(keys) if k == b]].mean(axis=1) for b in blocks], axis=1)
+    r = np.corrcoef(means.T.astype(np.float64))
+    np.fill_diagonal(r, 0)
+    above = r > 0.3
+    want_b, want_w = above.sum(1), (r * above).sum(1)
+    index = np.array([blocks.index(k) for k in keys])
+    np.testing.assert_array_equal(binarized, want_b[index])
+    np.testing.assert_allclose(weighted, want_w[index], atol=1e-4)
+    assert len(blocks) == 3 * 3 * 2

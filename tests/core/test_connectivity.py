@@ -120,3 +120,20 @@ def test_has_signal_refuses_constant_and_nan_series(rng):
     series[5, 2] = np.nan
     series[:, 3] = np.inf
     np.testing.assert_array_equal(connectivity.has_signal(series), [True, False, False, False])
+
+
+def test_one_pass_dual_regression_equals_the_two_least_squares_fits(rng):
+    """Both stage-2 maps come from one pass; each equals its own lstsq fit of the demeaned data (float32 input)."""
+    data = (rng.normal(size=(50, 400)) + 3.0).astype(np.float32)
+    maps = rng.normal(size=(4, 400))
+    series, normalised, unnormalised = connectivity.dual_regression_maps(data, maps)
+    y = data.astype(np.float64)
+    x1 = (maps - maps.mean(axis=1, keepdims=True)).T
+    want_series = np.linalg.lstsq(x1, (y - y.mean(axis=1, keepdims=True)).T, rcond=None)[0].T
+    np.testing.assert_allclose(series, want_series, atol=1e-10)
+    x2 = want_series - want_series.mean(axis=0)
+    y2 = y - y.mean(axis=0)
+    np.testing.assert_allclose(unnormalised, np.linalg.lstsq(x2, y2, rcond=None)[0], rtol=1e-5, atol=1e-6)
+    x2n = x2 / x2.std(axis=0, ddof=1)
+    np.testing.assert_allclose(normalised, np.linalg.lstsq(x2n, y2, rcond=None)[0], rtol=1e-5, atol=1e-6)
+    assert connectivity.dual_regression(data, maps, normalise=False)[1].tobytes() == unnormalised.tobytes()

@@ -125,3 +125,14 @@ def test_group_text_names_the_sequential_uncorrected_p_and_the_tfce_maps():
     assert "@besag1991" in text and "(for the group comparison of the primary maps)" in text
     plain = group_methods(_settings(group={"sequential_h": 0, "tfce_maps": "all"}))
     assert "@besag1991" not in plain and "primary maps)" not in plain
+
+
+def test_dc_methods_say_which_grey_matter_mask_and_node_bound_were_used():
+    mni = participant_methods(Settings())
+    assert "nilearn's bundled MNI152 grey-matter template resampled to the run's grid" in mni
+    assert "at most 60000 nodes (k = 1 is the data grid" in mni
+    native = participant_methods(_settings(inputs={"space": "native"}, metrics={"dc_max_nodes": 5000}))
+    assert "or the brain mask where a participant had none (native space has no template coordinates)" in native
+    assert "at most 5000 nodes" in native and "MNI152 grey-matter" not in native
+    coarse = participant_methods(_settings(metrics={"dc_resolution": 6.0}))
+    assert "and blocks of at least 6 mm" in coarse

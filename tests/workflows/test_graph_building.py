@@ -26,6 +26,8 @@ def _interface(target: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
+# the stages of the BOLD graph (cbf's nodes come with --aslprep-dir: tests/integration/test_cbf_cli.py)
+BOLD_STAGES = tuple(stage for stage in PARTICIPANT_STAGES if stage != "cbf")
 # the interface of each stage's compute node (local-metric stages come from the registry)
 STAGE_INTERFACES = {
     "tsnr": {TemporalSNR},
@@ -74,14 +76,14 @@ def _standardize_name(metric: registry.LocalMetric, variant: str | None) -> str:
 
 
 def test_every_participant_stage_has_a_compute_node():
-    assert set(STAGE_INTERFACES) == set(PARTICIPANT_STAGES)
+    assert set(STAGE_INTERFACES) == set(BOLD_STAGES)
 
 
-@pytest.mark.parametrize("stage", list(PARTICIPANT_STAGES))
+@pytest.mark.parametrize("stage", list(BOLD_STAGES))
 def test_skipping_one_stage_removes_its_nodes_and_only_those(dataset, tmp_path, stage):
     nodes, edges = _graph(dataset, tmp_path, (stage,))
     removed = {stage, "graph"} if stage == "connectome" else {stage}  # graph measures need the connectome
-    assert _present(nodes) == set(PARTICIPANT_STAGES) - removed
+    assert _present(nodes) == set(BOLD_STAGES) - removed
     denoise = next(name for name, node in nodes.items() if isinstance(node.interface, Denoise))
     for metric in registry.LOCAL_METRICS:
         names = [_standardize_name(metric, v) for v in (metric.variants or (None,))]
@@ -118,12 +120,12 @@ def test_the_report_gathers_every_run_fragment_and_the_metric_maps(dataset, tmp_
     [
         ("alff", "reho", "vmhc", "dc"),  # connectivity only
         ("seedfc", "connectome", "graph", "dualreg", "report"),  # local metrics only
-        tuple(PARTICIPANT_STAGES),  # denoising and its QC only
+        BOLD_STAGES,  # denoising and its QC only
     ],
 )
 def test_combinations_keep_the_denoising_and_its_qc(dataset, tmp_path, skip):
     nodes, edges = _graph(dataset, tmp_path, skip)
-    assert _present(nodes) == set(PARTICIPANT_STAGES) - set(skip)
+    assert _present(nodes) == set(BOLD_STAGES) - set(skip)
     denoise = next(name for name, node in nodes.items() if isinstance(node.interface, Denoise))
     sinks = {name: node for name, node in nodes.items() if isinstance(node.interface, DerivativeSink)}
     qc_sinks = [name for name, node in sinks.items() if node.interface.inputs.suffix == "qc"]
