@@ -59,7 +59,7 @@ def init_cbf_wf(
 
     Outputs
     -------
-    ``perf/<source>_<space>_stat-{cbf,rcbf}[_desc-smoothed]_cbfmap.nii.gz``, ``..._desc-z_stat-cbf_cbfmap.nii.gz``
+    ``perf/<source>_<space>_stat-{cbf,rcbf}[_desc-smoothed]_cbfmap.nii.gz``, ``..._stat-cbf_desc-z_cbfmap.nii.gz``
     and ``perf/<source>_desc-cbf_qc.tsv`` under ``output_dir`` (see docs/cbf.md); with ``region_sets`` (bundled atlas
     names or user atlas paths) and ``seeds`` (seed library names), the mean CBF of every region:
     ``perf/<source>_<space>_atlas-<atlas or seeds>_stat-cbf_regions.tsv``.

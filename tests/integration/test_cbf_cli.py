@@ -93,7 +93,7 @@ def test_participant_maps_are_absolute_and_gm_normalised_cbf_with_sidecars(run):
     assert np.allclose(absolute[inside], source[inside], rtol=1e-6)
     assert relative[gm & inside].mean() == pytest.approx(1.0, abs=1e-4)
     assert np.allclose(relative[inside] * source[gm & inside].mean(), source[inside], rtol=1e-4)
-    sidecar = json.loads(_perf(out, "01", f"{PERF}_desc-smoothed_stat-rcbf_cbfmap.json").read_text())
+    sidecar = json.loads(_perf(out, "01", f"{PERF}_stat-rcbf_desc-smoothed_cbfmap.json").read_text())
     assert sidecar["ASLPrepVersion"] == ASLPREP_VERSION
     assert sidecar["Normalisation"].startswith("divided by the participant's mean grey-matter CBF")
     assert sidecar["SmoothingFWHM"] == 6.0 and sidecar["CBFVariant"] == "mean"
@@ -108,7 +108,7 @@ def test_cbf_in_atlas_regions_is_the_mean_over_their_voxels(run):
     img = nb.load(_perf(out, "01", f"{PERF}_stat-cbf_cbfmap.nii.gz"))
     absolute = np.asanyarray(img.dataobj, dtype=np.float64)
     relative = np.asanyarray(nb.load(_perf(out, "01", f"{PERF}_stat-rcbf_cbfmap.nii.gz")).dataobj, dtype=np.float64)
-    table = pd.read_csv(_perf(out, "01", f"{PERF}_atlas-harvardoxford_stat-cbf_regions.tsv"), sep="\t")
+    table = pd.read_csv(_perf(out, "01", f"space-{SPACE}_atlas-harvardoxford_res-4_stat-cbf_regions.tsv"), sep="\t")
     regions = atlases.atlas_regions("harvardoxford", absolute != 0, img.affine)
     members = regions.membership.toarray() > 0
     expected = [absolute[absolute != 0][row].mean() if row.any() else np.nan for row in members]
@@ -116,7 +116,7 @@ def test_cbf_in_atlas_regions_is_the_mean_over_their_voxels(run):
     assert np.allclose(table["cbf"], expected, rtol=1e-5, equal_nan=True)
     ratio = [relative[absolute != 0][row].mean() if row.any() else np.nan for row in members]
     assert np.allclose(table["rcbf"], ratio, rtol=1e-5, equal_nan=True)
-    assert _perf(out, "01", f"{PERF}_atlas-seitzman300_stat-cbf_regions.tsv").is_file()
+    assert _perf(out, "01", f"space-{SPACE}_atlas-seitzman300_res-4_stat-cbf_regions.tsv").is_file()
 
 
 def test_each_participant_is_analysed_for_what_they_have(run):
