@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nb
@@ -17,18 +16,14 @@ import numpy as np
 import pytest
 
 from clbp_bidsapp.testing.synthetic import make_dataset
-from tests.integration.common import with_min_dof
+from tests.integration.common import run_app, with_min_dof
 
 ONLY_DC = ("--skip", "tsnr", "alff", "reho", "vmhc", "seedfc", "connectome", "graph", "dualreg", "report")
 
 
 def cli(*args: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "clbp_bidsapp.cli", *map(str, with_min_dof(args))],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    """Every command line of this file goes through here."""
+    return run_app(*with_min_dof(args))
 
 
 @pytest.fixture(scope="module")
@@ -46,13 +41,13 @@ def test_without_a_grey_matter_map_dc_uses_the_template_and_says_so(no_gm_run):
     result, out = no_gm_run
     assert result.returncode == 0, result.stderr
     assert "degree centrality uses nilearn's MNI152 grey-matter template" in result.stderr
-    sidecars = sorted(out.rglob("*desc-weighted*_stat-dc_boldmap.json"))
+    sidecars = sorted(out.rglob("*_stat-dc_desc-weighted*_boldmap.json"))
     assert len(sidecars) == 3  # raw, z and m
     for sidecar in sidecars:
         meta = json.loads(sidecar.read_text())
         assert meta["MaskSource"] == "template" and "nilearn's MNI152 grey-matter template" in meta["Mask"]
         assert meta["ComputedOnGrid"] == "data grid" and meta["CoarseningFactor"] == 1
-    raw = next(p for p in out.rglob("*desc-weighted_stat-dc_boldmap.nii.gz"))
+    raw = next(p for p in out.rglob("*_stat-dc_desc-weighted_boldmap.nii.gz"))
     dc_map = np.asanyarray(nb.load(raw).dataobj)
     brain = np.asanyarray(nb.load(next((out.parent / "bids").rglob("*func/*desc-brain_mask.nii.gz"))).dataobj) > 0
     # grey matter only: the DC map covers part of the brain mask, not all of it
