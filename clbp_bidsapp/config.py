@@ -295,6 +295,9 @@ class GroupSettings:
     n_permutations: int = setting(5000, _int(1))
     # FWE p below 0.1 from a generalised Pareto fit to the null's tail where it fits (Winkler 2016) or empirical
     permutation_tail: str = setting("gpd", Check("str", choices=("none", "gpd")))
+    # exchangeability blocks (FSL randomise -e): a participants.tsv column whose levels are permuted within; "none":
+    # free. "site" applies only when the table has a site column with several levels (multi-site designs).
+    permute_within: str = setting("site", TEXT)
     # maps whose group contrast forms the primary family (FWE across them, as PALM -corrmod); the rest exploratory
     primary_maps: tuple[str, ...] = setting(("alff", "reho", "fcz-insulaAntL", "fcz-insulaAntR", "fcz-mpfc"), TEXTS)
     cluster_forming_p: float = setting(0.001, _float(0, high=1, low_open=True, high_open=True))

@@ -436,6 +436,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "permutation_tail"),
     )  # fmt: skip
     grp.add_argument(
+        "--permute-within",
+        dest="group.permute_within",
+        metavar="COLUMN",
+        default=SUPPRESS,
+        help=_help("participants.tsv column whose levels are exchangeability blocks: every permutation test of the "
+                   "group level (maps, ROIs, connectomes, graph measures, ML labels) shuffles participants only "
+                   "within a level (FSL randomise -e); 'site' applies when site has several levels; 'none': free",
+                   "group", "permute_within"),
+    )  # fmt: skip
+    grp.add_argument(
         "--primary-maps",
         dest="group.primary_maps",
         nargs="+",

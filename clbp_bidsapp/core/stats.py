@@ -20,13 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from math import lgamma
 
 import numpy as np
 import pandas as pd
 from scipy import ndimage
 
 from clbp_bidsapp.core import tail as gpd_tail
+from clbp_bidsapp.core.exchangeability import log_rearrangements, permute_within
 from clbp_bidsapp.core.tfce import TfceGraph
 
 
@@ -170,13 +170,17 @@ class FreedmanLaneT:
         return np.nan_to_num(t)
 
 
-def permutation_stream(n: int, n_permutations: int, *, seed: int, block: int):
-    """Blocks of row orderings, identity first (the observed data), from ``default_rng(seed)``."""
+def permutation_stream(n: int, n_permutations: int, *, seed: int, block: int, blocks: np.ndarray | None = None):
+    """Blocks of row orderings, identity first (the observed data), from ``default_rng(seed)``.
+
+    ``blocks`` (one exchangeability-block label per row) keeps every row within its block
+    (:func:`core.exchangeability.permute_within`); ``None`` permutes freely.
+    """
     rng = np.random.default_rng(seed)
     done = 0
     while done < n_permutations:
         count = min(block, n_permutations - done)
-        perms = np.array([rng.permutation(n) for _ in range(count)])
+        perms = np.array([permute_within(rng, n, blocks) for _ in range(count)])
         if done == 0:
             perms[0] = np.arange(n)
         yield perms
@@ -199,6 +203,7 @@ def permutation_test(
     tfce_block: int = 16,
     on_progress: Callable[[int], None] | None = None,
     tail: str = "none",
+    blocks: np.ndarray | None = None,
 ) -> PermutationResult:
     """Freedman-Lane permutation test of ``design.tested`` for every column of ``data``.
 
@@ -211,6 +216,8 @@ def permutation_test(
     ``tail="gpd"`` replaces the FWE p-values (max-t, cluster extent, TFCE) below 0.1 by the generalised Pareto
     tail of their max-statistic null where it passes the goodness-of-fit check (``core/tail.py``; Winkler et al.
     2016), floored at 1 / the number of distinct rearrangements of the tested column.
+    ``blocks`` (one label per participant, e.g. the site) restricts the permutations to within each block
+    (exchangeability blocks, FSL randomise ``-e``); ``None`` permutes all participants freely.
     """
     if tail not in ("none", "gpd"):
         raise ValueError(f"tail must be 'none' or 'gpd', not {tail!r}")
@@ -230,7 +237,7 @@ def permutation_test(
     tfce_obs = None
     max_tfce_null = np.zeros(n_permutations)
     done = 0
-    for perms in permutation_stream(n, n_permutations, seed=seed, block=block):
+    for perms in permutation_stream(n, n_permutations, seed=seed, block=block, blocks=blocks):
         count = len(perms)
         t_block = t_stats(perms)
         stat_block = np.abs(t_block) if two_sided else t_block
@@ -262,7 +269,7 @@ def permutation_test(
     floor = 1.0 / n_permutations
     fits = None
     if tail == "gpd":
-        floor = min_permutation_p(design.matrix[:, design.tested])
+        floor = min_permutation_p(design.matrix[:, design.tested], blocks)
         fits = {}
         p_fwe, fits["maxt"] = gpd_tail.tail_p(stat_obs, max_null, p_floor=floor, seed=seed)
         if cluster_p is not None:
@@ -287,15 +294,14 @@ def permutation_test(
     )
 
 
-def min_permutation_p(tested: np.ndarray) -> float:
-    """1 / the number of distinct rearrangements of the tested column (n! / product of tie counts!).
+def min_permutation_p(tested: np.ndarray, blocks: np.ndarray | None = None) -> float:
+    """1 / the number of distinct rearrangements of the tested column (n! / product of tie counts!; with
+    exchangeability ``blocks``, the product of that count over the blocks).
 
     No permutation test of this column can give a smaller p: the observed data is one of them. Floored at the
     smallest normal double for large samples.
     """
-    _, counts = np.unique(np.asarray(tested), return_counts=True)
-    log_count = lgamma(counts.sum() + 1) - sum(lgamma(c + 1) for c in counts)
-    return float(max(np.exp(-log_count), np.finfo(float).tiny))
+    return float(max(np.exp(-log_rearrangements(tested, blocks)), np.finfo(float).tiny))
 
 
 def _clusters(t: np.ndarray, mask: np.ndarray, threshold: float, *, two_sided: bool) -> tuple[np.ndarray, np.ndarray]:

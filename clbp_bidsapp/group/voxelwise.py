@@ -30,10 +30,11 @@ import pandas as pd
 from scipy import stats as sstats
 
 from clbp_bidsapp.config import GroupSettings
-from clbp_bidsapp.core import connectivity, multiplicity
+from clbp_bidsapp.core import connectivity, exchangeability, multiplicity
 from clbp_bidsapp.core import tail as gpd_tail
 from clbp_bidsapp.core.stats import Design, DesignError, design_matrix, permutation_test, regression_design
 from clbp_bidsapp.errors import ExitCode, InputError
+from clbp_bidsapp.group.design import permutation_blocks
 from clbp_bidsapp.group.inclusion import Outcome
 from clbp_bidsapp.group.maps import GroupMaps, find_maps, load_group_maps
 from clbp_bidsapp.io import atlases, derivatives, images
@@ -417,7 +418,8 @@ def _clinical(map_set, group_maps: GroupMaps, table, columns, folder, *, setting
         )
         result = _infer(map_set, sub_maps, sub_table, design, _safe(column), tested, folder,
                         settings=settings, seed=seed, notes=notes)  # fmt: skip
-        roi = roi_statistics(sub_maps, design, settings=settings, seed=seed)
+        roi = roi_statistics(sub_maps, design, settings=settings, seed=seed,
+                             blocks=permutation_blocks(sub_table, settings)[1])  # fmt: skip
         prefix = f"{map_set.label}_contrast-{_safe(column)}"
         result.files["roi"] = derivatives.write_tsv(folder / f"{prefix}_desc-roi_stats.tsv", roi)
         names, values = roi_values(sub_maps)
@@ -440,13 +442,16 @@ def roi_values(group_maps: GroupMaps) -> tuple[list[str], np.ndarray]:
     return list(np.array(regions.labels)[usable]), values[:, usable]
 
 
-def roi_statistics(group_maps: GroupMaps, design: Design, *, settings: GroupSettings, seed: int) -> pd.DataFrame:
+def roi_statistics(
+    group_maps: GroupMaps, design: Design, *, settings: GroupSettings, seed: int, blocks: np.ndarray | None = None
+) -> pd.DataFrame:
     """The tested column against each seed region's mean map value: t, partial r, permutation p, FWE, FDR.
 
-    Regions are the library's default seeds on the group grid; FWE is the max-t over regions.
+    Regions are the library's default seeds on the group grid; FWE is the max-t over regions; ``blocks``: the
+    exchangeability blocks of the rows (:func:`group.design.permutation_blocks`).
     """
     names, values = roi_values(group_maps)
-    result = permutation_test(values, design, n_permutations=settings.n_permutations, seed=seed)
+    result = permutation_test(values, design, n_permutations=settings.n_permutations, seed=seed, blocks=blocks)
     dof = design.matrix.shape[0] - design.matrix.shape[1]
     table = pd.DataFrame({
         "region": names,
@@ -467,6 +472,7 @@ def _infer(map_set, group_maps, table, design: Design, contrast, tested, folder:
     """Permutation inference on one map set and one design; write every output map, table and sidecar."""
     n, p = design.matrix.shape
     cluster_t = float(sstats.t.isf(settings.cluster_forming_p / 2, n - p))
+    block_column, blocks = permutation_blocks(table, settings)
     with progress(settings.n_permutations, label=f"{map_set.label} ({contrast}) permutations", quiet_below=10) as bar:
         result = permutation_test(
             group_maps.data,
@@ -478,6 +484,7 @@ def _infer(map_set, group_maps, table, design: Design, contrast, tested, folder:
             tfce=settings.tfce,
             on_progress=bar.update,
             tail=settings.permutation_tail,
+            blocks=blocks,
         )
     grid = (group_maps.mask, group_maps.affine)
     prefix = f"{map_set.label}_contrast-{contrast}"
@@ -525,6 +532,7 @@ def _infer(map_set, group_maps, table, design: Design, contrast, tested, folder:
             "ParticipantsLeftOut": group_maps.dropped,
             "Permutations": settings.n_permutations,
             "PermutationScheme": "Freedman-Lane (residuals of the nuisance model permuted)",
+            "PermutationBlocks": exchangeability.describe(block_column, blocks),
             "FWEPValues": tail_description(result),
             "ClusterFormingP": settings.cluster_forming_p,
             "ClusterFormingT": cluster_t,
