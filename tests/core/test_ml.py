@@ -13,7 +13,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from clbp_bidsapp.core import ml
 from clbp_bidsapp.core.combat import with_metadata
 
-FAST = {"n_splits": 5, "n_repeats": 2, "inner_splits": 3, "k_best": 100}
+FAST = {"n_splits": 5, "n_repeats": 1, "inner_splits": 3, "k_best": 100}
 
 
 def _null(seed, n=30, p=10_000):
@@ -22,26 +22,30 @@ def _null(seed, n=30, p=10_000):
 
 
 def test_null_labels_stay_at_chance_with_10000_features():
-    """30 participants, 10,000 features, labels unrelated: accuracy near 0.5 and p > 0.05 in >= 4 of 5 seeds."""
+    """30 participants, 10,000 features, labels unrelated: accuracy near 0.5 in 5 seeds, and p > 0.05 in 3 seeds
+    with 2,000 features (each permutation reruns the whole nested pipeline; calibration over more seeds:
+    benchmarks/bench_ml.py)."""
     accuracies, p_values = [], []
     for seed in range(5):
         x, y = _null(100 + seed)
-        result = ml.nested_cv(x, y, model="linear_svm", n_permutations=49, seed=seed, **FAST)
+        result = ml.nested_cv(x, y, model="linear_svm", seed=seed, **FAST)
         accuracies.append(result.summary["balanced_accuracy"])
-        p_values.append(result.summary["p_value"])
+        if seed < 3:
+            tested = ml.nested_cv(x[:, :2000], y, model="linear_svm", n_permutations=19, seed=seed, **FAST)
+            p_values.append(tested.summary["p_value"])
     print(
         f"null: balanced accuracy {np.round(accuracies, 2)}, p {np.round(p_values, 2)}; "
         f"fraction p > 0.05: {np.mean(np.array(p_values) > 0.05):.2f}"
     )
     assert all(abs(a - 0.5) < 0.2 for a in accuracies), accuracies
     assert abs(np.mean(accuracies) - 0.5) < 0.1
-    assert np.sum(np.array(p_values) > 0.05) >= 4, p_values
+    assert np.all(np.array(p_values) > 0.05), p_values
 
 
 def test_planted_effect_is_found():
     x, y = _null(7)
     x[y == 1, :50] += 1.0  # 50 of 10,000 features shifted by one SD in patients
-    result = ml.nested_cv(x, y, model="linear_svm", n_permutations=49, seed=0, **FAST)
+    result = ml.nested_cv(x, y, model="linear_svm", n_permutations=19, seed=0, **FAST)
     assert result.summary["balanced_accuracy"] > 0.75, result.summary
     assert result.summary["roc_auc"] > 0.8
     assert result.summary["p_value"] <= 0.05
@@ -55,7 +59,7 @@ def test_a_leaking_pipeline_is_caught_by_the_same_harness():
     """Selection on all data before CV (the classic leak) gives high accuracy and a small p on null data."""
     x, y = _null(100)  # the first null seed above
     leaked = SelectKBest(f_classif, k=100).fit(x, y).transform(x)
-    result = ml.nested_cv(leaked, y, model="linear_svm", n_permutations=49, seed=0, **{**FAST, "k_best": None})
+    result = ml.nested_cv(leaked, y, model="linear_svm", n_permutations=19, seed=0, **{**FAST, "k_best": None})
     assert result.summary["balanced_accuracy"] > 0.8, result.summary
     assert result.summary["p_value"] <= 0.05
 
@@ -107,13 +111,13 @@ def test_deterministic_and_inputs_untouched():
     x, y = _null(3, p=300)
     x[y == 1, :5] += 0.8
     copy = x.copy()
-    a = ml.nested_cv(x, y, model="linear_svm", n_permutations=5, seed=4, **FAST)
-    b = ml.nested_cv(x, y, model="linear_svm", n_permutations=5, seed=4, **FAST)
+    a = ml.nested_cv(x, y, model="linear_svm", n_permutations=3, seed=4, **FAST)
+    b = ml.nested_cv(x, y, model="linear_svm", n_permutations=3, seed=4, **FAST)
     np.testing.assert_array_equal(x, copy)
     assert a.summary == b.summary
     np.testing.assert_array_equal(a.null, b.null)
     assert a.folds.equals(b.folds)
-    c = ml.nested_cv(x, y, model="linear_svm", n_permutations=5, seed=5, **FAST)
+    c = ml.nested_cv(x, y, model="linear_svm", n_permutations=3, seed=5, **FAST)
     assert not np.array_equal(a.null, c.null)
 
 
@@ -203,14 +207,14 @@ def test_pipeline_contains_every_learning_step():
         ml.build_pipeline("knn")
 
 
-@pytest.mark.parametrize("model", ["linear_svm", "random_forest"])
+@pytest.mark.parametrize("model", ["linear_svm", "rbf_svm"])
 def test_inner_search_picks_what_gridsearchcv_picks(model):
     """The permutation test's inner search (label-free steps fitted once per inner split, one selector ranking for
     every k) must choose exactly the candidate scikit-learn's GridSearchCV chooses, ComBat and covariates included."""
     rng = np.random.default_rng(4)
     sites = np.repeat(["a", "b"], 12)
     picked = set()
-    for trial in range(4):
+    for trial in range(3):
         x = rng.normal(size=(24, 60)) + np.repeat([[0.0], [2.0]], 12, axis=0)
         y = np.tile(np.repeat([1, 0], 6), 2)
         x[y == 1, :5] += 0.5 * trial
@@ -246,7 +250,7 @@ def test_best_of_several_pipelines_p_is_never_below_any_single_p():
     x, y = _null(9, n=20, p=40)
     x[y == 1, :3] += 1.0
     options = {"n_splits": 4, "n_repeats": 1, "inner_splits": 2, "k_best": 10, "seed": 1, "n_permutations": 19}
-    results = [ml.nested_cv(x, y, model=m, **options) for m in ("linear_svm", "logistic_l2")]
+    results = [ml.nested_cv(x, y, model=m, **options) for m in ("linear_svm", "rbf_svm")]
     results.append(ml.nested_cv(x[:, 20:], y, model="linear_svm", **options))  # a second "feature set"
     observed = [r.summary["permutation_observed"] for r in results]
     corrected = ml.max_statistic_p(observed, [r.null for r in results])
