@@ -147,6 +147,13 @@ def group_methods(settings: Settings) -> str:
         + (" and threshold-free cluster enhancement [@smith2009tfce]" if g.tfce else "")
         + ", with Benjamini-Hochberg false discovery rate maps [@benjamini1995]."
         + (
+            f" Every permutation test of the group level shuffled participants only within levels of {g.permute_within}"
+            " (exchangeability blocks, as FSL randomise -e) [@winkler2014] wherever it had more than one level among "
+            "the participants tested (each output's sidecar records the blocks, PermutationBlocks)."
+            if g.permute_within != "none"
+            else " Participants were permuted freely, across sites."
+        )
+        + (
             " Family-wise error p-values below 0.1 were taken from a generalised Pareto distribution fitted to the "
             "upper tail of each maximum-statistic permutation distribution, where the fit passed an Anderson-Darling "
             "test at 0.05, and were empirical otherwise [@winkler2016faster]."
@@ -183,8 +190,16 @@ def group_methods(settings: Settings) -> str:
             f"Classification of {g.patient_label} versus {g.control_label} used scikit-learn pipelines "
             f"[@pedregosa2011] in {ml.n_repeats} x {ml.n_splits}-fold stratified cross-validation with an inner "
             "cross-validation for hyper-parameters; scaling, covariate regression, feature selection and, with "
-            "several sites, ComBat harmonisation [@johnson2007; @fortin2018] were fitted within the training folds, "
-            f"and the score was tested with {ml.n_permutations} label permutations."
+            "several sites, ComBat harmonisation [@johnson2007; @fortin2018] were fitted within the training folds. "
+            f"The pre-declared primary result was {ml.primary_model.replace('_', ' ')} on the {ml.primary_feature_set} "
+            f"features; its balanced accuracy was tested with {ml.n_permutations} label permutations, each rerunning "
+            "the whole nested procedure (splits, hyper-parameter search, selection) on the permuted labels"
+            + (
+                ", and every model and feature set shown was tested likewise, each p taken against the best score "
+                "over all of them in each permutation."
+                if ml.permutation_scope == "shown"
+                else "."
+            )
         )
     return " ".join(text)
 
