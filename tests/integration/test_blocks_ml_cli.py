@@ -23,12 +23,12 @@ def cli(*args) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def two_sites(tmp_path_factory):
-    """ALFF maps of 5 patients and 5 controls at two sites (30 volumes, 4 mm)."""
+    """ALFF maps of 5 patients and 5 controls at two sites (40 volumes, 4 mm)."""
     root = tmp_path_factory.mktemp("blocks")
-    info = make_dataset(root / "bids", n_patients=5, n_controls=5, n_volumes=30, n_sites=2, seed=4)
+    info = make_dataset(root / "bids", n_patients=5, n_controls=5, n_volumes=40, n_sites=2, seed=4)
     out = root / "out"
     skip = ("reho", "vmhc", "dc", "tsnr", "report", "seedfc", "dualreg", "connectome", "graph")
-    done = cli(info.root, out, "participant", "--nprocs", "2", "-w", root / "work", "--min-time", "20", "--skip", *skip)
+    done = cli(info.root, out, "participant", "--nprocs", "2", "-w", root / "work", "--min-time", "30", "--skip", *skip)
     assert done.returncode == 0, done.stderr
     return info.root, out, root
 
@@ -39,7 +39,8 @@ def test_two_sites_are_permuted_within_site_and_the_ml_headline_is_the_primary(t
                "--group-metrics", "alff", "--n-permutations", "20", "--no-tfce", "--covariates", "age",
                "--ml-feature-sets", "roi", "--ml-models", "linear_svm", "rbf_svm", "--ml-permutation-scope", "shown",
                "--ml-splits", "3", "--ml-repeats", "1", "--ml-inner-splits", "2", "--ml-k-best", "10",
-               "--ml-permutations", "9", "--ml-regression-models")  # fmt: skip
+               "--ml-permutations", "9", "--ml-regression-models", "--ml-harmonize", "none",
+               "--no-ml-leave-site-out")  # fmt: skip
     assert done.returncode == 0, done.stderr
     group = out / "group"
     sidecar = json.loads((group / "alff_contrast-CLBPvsHC_stat-t_statmap.json").read_text())
