@@ -1,9 +1,15 @@
-"""Cost of the ML stage, as ratios measured in one run (data generated here).
+"""Cost of the default ML stage, and null calibration of its permutation p (data generated here).
 
-Prints: nested CV (k x repeats, inner grid search) over one pipeline fit; one permutation with the cached
-label-free steps over one permutation with full refits; null-data calibration (fraction of seeds with p > 0.05).
+Part 1 times what ``clbp-bidsapp ... group`` runs by default for a study of ``--participants`` (half patients):
+every default feature set (sizes of the default atlases: Harvard-Oxford ROI means of 4 maps, Seitzman-300 and
+Harvard-Oxford edges, graph AUCs, dual-regression strengths, all combined) with the default models, the
+permutation test of the primary model on the primary feature set (each permutation reruns the whole nested
+pipeline), and pain prediction within patients with the default regression model (permutation-tested on the
+primary set). Settings are ``MLSettings()``; one site.
 
-    .venv/bin/python benchmarks/bench_ml.py [--features 10000] [--participants 30] [--seeds 10]
+Part 2: fraction of null datasets (labels unrelated to 2,000 features) with p <= 0.05 (nominal 0.05).
+
+    .venv/bin/python benchmarks/bench_ml.py [--participants 24] [--seeds 20] [--permutations 99]
 """
 
 from __future__ import annotations
@@ -13,74 +19,72 @@ import time
 
 import numpy as np
 
+from clbp_bidsapp.config import MLSettings
 from clbp_bidsapp.core import ml
-from clbp_bidsapp.core.combat import with_metadata
+
+# feature counts of the default sets (atlases as shipped): 4 maps x 48 cortical + 21 subcortical HO regions,
+# Seitzman 300 and Harvard-Oxford (~110 regions) upper triangles, 10 global graph AUCs x 2 atlases, 7 networks
+DEFAULT_SETS = {"roi": 4 * 69, "edgesharvardoxford": 110 * 109 // 2, "edgesseitzman300": 300 * 299 // 2,
+                "graph": 20, "dualreg": 7}  # fmt: skip
+
+
+def default_stage(n: int, settings: MLSettings, seed: int = 0) -> dict[str, tuple[float, float]]:
+    """(wall, CPU) seconds per feature set; CPU time is what one core alone would take, on a shared machine."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat([1, 0], [n // 2, n - n // 2])
+    sets = {name: rng.normal(size=(n, p)) for name, p in DEFAULT_SETS.items()}
+    sets["combined"] = np.hstack(list(sets.values()))
+    pain = rng.normal(size=n)
+    options = {"n_splits": settings.n_splits, "n_repeats": settings.n_repeats, "inner_splits": settings.inner_splits,
+               "k_best": settings.k_best, "seed": seed}  # fmt: skip
+    times = {}
+    for name, x in sets.items():
+        start, cpu = time.perf_counter(), time.process_time()
+        for model in settings.models:
+            primary = name == settings.primary_feature_set and model == settings.primary_model
+            ml.nested_cv(x, y, model=model, n_permutations=settings.n_permutations if primary else 0, **options)
+        for model in settings.regression_models:
+            primary = name == settings.primary_feature_set and model == settings.regression_models[0]
+            ml.nested_cv(x[y == 1], pain[y == 1], model=model, task="regression",
+                         n_permutations=settings.n_permutations if primary else 0, **options)  # fmt: skip
+        times[name] = (time.perf_counter() - start, time.process_time() - cpu)
+    return times
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--features", type=int, default=10_000)
-    parser.add_argument("--participants", type=int, default=30)
-    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--participants", type=int, default=24)
+    parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--permutations", type=int, default=99)
     args = parser.parse_args()
-    rng = np.random.default_rng(0)
-    n, p = args.participants, args.features
-    x = rng.normal(size=(n, p))
-    y = np.repeat([1, 0], [n // 2, n - n // 2])
-    X = with_metadata(x)
-    pipe, grid = ml.build_pipeline("linear_svm", k_best=100)
-
-    t = time.perf_counter()
-    for _ in range(5):
-        pipe.fit(X, y)
-    one_fit = (time.perf_counter() - t) / 5
-
-    t = time.perf_counter()
-    ml.nested_cv(x, y, model="linear_svm", n_splits=10, n_repeats=1, inner_splits=5, k_best=100, seed=0)
-    nested = time.perf_counter() - t
-
-    splits = ml.kfold_splits(y, strata=None, n_splits=10, n_repeats=1, seed=0)
-    kwargs = {"task": "classification", "inner_splits": 5, "inner_sites": None, "search": False, "seed": 0}
-    t = time.perf_counter()
-    for _ in range(3):
-        ml.cv_statistic(pipe, grid, X, rng.permutation(y), splits, **kwargs)
-    full = (time.perf_counter() - t) / 3
-    suffix, cache = ml._prefix_cache(pipe, X, splits)
-    t = time.perf_counter()
-    for _ in range(3):
-        ml.cv_statistic(suffix, grid, X, rng.permutation(y), splits, **kwargs, cache=cache)
-    cached = (time.perf_counter() - t) / 3
-
-    print(f"data: {n} participants x {p} features, linear SVM, k_best 100")
-    print(f"one pipeline fit: {one_fit * 1e3:.1f} ms")
-    print(f"nested 10-fold x 1 repeat (inner 5-fold x 3 C) / one fit: {nested / one_fit:.0f}x")
-    print(f"  -> default 10 x 10 nested CV ~ {10 * nested / one_fit:.0f} fits per model and feature set")
-    print(f"one permutation (10 folds): full refit / cached label-free steps: {full / cached:.1f}x")
-    print(f"  -> 1000 permutations ~ {1000 * cached:.0f} s per feature set on this machine")
-
-    pvals, accs = [], []
-    for seed in range(args.seeds):
-        r = np.random.default_rng(1000 + seed)
-        xs = r.normal(size=(n, p))
-        res = ml.nested_cv(
-            xs,
-            y,
-            model="linear_svm",
-            n_splits=5,
-            n_repeats=2,
-            inner_splits=3,
-            k_best=100,
-            n_permutations=args.permutations,
-            seed=seed,
-        )
-        pvals.append(res.summary["p_value"])
-        accs.append(res.summary["balanced_accuracy"])
-    pvals = np.array(pvals)
+    settings = MLSettings()
+    times = default_stage(args.participants, settings)
     print(
-        f"null calibration over {args.seeds} seeds: mean balanced accuracy {np.mean(accs):.3f} "
-        f"(range {min(accs):.2f}-{max(accs):.2f}); fraction p > 0.05: {np.mean(pvals > 0.05):.2f}; "
-        f"fraction p <= 0.05: {np.mean(pvals <= 0.05):.2f} (nominal 0.05)"
+        f"default ML stage, {args.participants} participants: models {', '.join(settings.models)}; regression "
+        f"{', '.join(settings.regression_models)}; {settings.n_repeats} x {settings.n_splits}-fold, inner "
+        f"{settings.inner_splits}-fold, k in {settings.k_best}; {settings.n_permutations} permutations of "
+        f"{settings.primary_model} on {settings.primary_feature_set}"
+    )
+    print(f"  {'feature set':20s} {'wall':>8s} {'CPU':>8s}")
+    for name, (wall, cpu) in times.items():
+        print(f"  {name:20s} {wall:7.1f}s {cpu:7.1f}s")
+    walls, cpus = zip(*times.values(), strict=True)
+    print(f"  {'total':20s} {sum(walls):7.1f}s {sum(cpus):7.1f}s")
+
+    n = args.participants
+    y = np.repeat([1, 0], [n // 2, n - n // 2])
+    if not args.seeds:
+        return
+    p_values = []
+    for seed in range(args.seeds):
+        x = np.random.default_rng(1000 + seed).normal(size=(n, 2000))
+        result = ml.nested_cv(x, y, model="linear_svm", n_splits=5, n_repeats=1, inner_splits=3, k_best=(10, 100),
+                              n_permutations=args.permutations, seed=seed)  # fmt: skip
+        p_values.append(result.summary["p_value"])
+    p_values = np.array(p_values)
+    print(
+        f"null calibration over {args.seeds} datasets ({args.permutations} permutations of the full nested "
+        f"pipeline): fraction p <= 0.05: {np.mean(p_values <= 0.05):.2f} (nominal 0.05); mean p {p_values.mean():.2f}"
     )
 
 

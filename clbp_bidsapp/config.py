@@ -303,6 +303,9 @@ class GroupSettings:
     n_permutations: int = setting(500, _int(1))
     # FWE p below 0.1 from a generalised Pareto fit to the null's tail where it fits (Winkler 2016) or empirical
     permutation_tail: str = setting("gpd", Check("str", choices=("none", "gpd")))
+    # exchangeability blocks (FSL randomise -e): a participants.tsv column whose levels are permuted within; "none":
+    # free. "site" applies only when the table has a site column with several levels (multi-site designs).
+    permute_within: str = setting("site", TEXT)
     # maps whose group contrast forms the primary family (FWE across them, as PALM -corrmod); the rest exploratory
     primary_maps: tuple[str, ...] = setting(("alff", "reho", "fcz-insulaAntL", "fcz-insulaAntR", "fcz-mpfc"), TEXTS)
     cluster_forming_p: float = setting(0.001, _float(0, high=1, low_open=True, high_open=True))
@@ -331,21 +334,24 @@ class MLSettings:
 
     feature_sets: tuple[str, ...] = setting(ML_FEATURE_SETS, Check("str", many=True, choices=ML_FEATURE_SETS))
     atlas: str = setting("harvardoxford", TEXT)  # regions of the ROI-mean features
-    models: tuple[str, ...] = setting(ML_CLASSIFIERS, Check("str", many=True, choices=ML_CLASSIFIERS))
-    primary_model: str = setting("linear_svm", Check("str", choices=ML_CLASSIFIERS))  # its score is permutation-tested
+    # classifiers run; the others (rbf_svm, logistic_l2, logistic_enet, random_forest) only when asked
+    models: tuple[str, ...] = setting(("linear_svm",), Check("str", many=True, choices=ML_CLASSIFIERS))
+    # the pre-declared headline: this model on this feature set (its score and permutation p are reported first)
+    primary_model: str = setting("linear_svm", Check("str", choices=ML_CLASSIFIERS))
+    primary_feature_set: str = setting("roi", Check("str", choices=ML_FEATURE_SETS))
     regression_models: tuple[str, ...] = setting(
-        ML_REGRESSORS, Check("str", many=True, choices=ML_REGRESSORS)
-    )  # 1st: tested
+        ("ridge",), Check("str", many=True, choices=ML_REGRESSORS)
+    )  # 1st: the primary pain model
     clinical_target: str = setting("pain_vas", TEXT)  # predicted within patients
-    n_splits: int = setting(10, _int(2))
-    n_repeats: int = setting(10, _int(1))
-    inner_splits: int = setting(5, _int(2))
-    k_best: tuple[int, ...] = setting(
-        (10, 100, 1000), _int(0, many=True)
-    )  # features kept inside the folds (0/() = all)
-    n_permutations: int = setting(1000, _int(0))
-    permutation_repeats: int = setting(1, _int(1))  # repeats of the outer splits refitted per permutation
-    permutation_inner_search: bool = setting(False, FLAG)  # grid search inside each permutation (slow) or fixed
+    n_splits: int = setting(5, _int(2))
+    n_repeats: int = setting(2, _int(1))
+    inner_splits: int = setting(3, _int(2))
+    k_best: tuple[int, ...] = setting((10, 100), _int(0, many=True))  # features kept inside the folds (0/() = all)
+    # each permutation reruns the whole nested pipeline; 100 resolve p down to 1/101 (benchmarks/bench_ml.py)
+    n_permutations: int = setting(100, _int(0))
+    # which k-fold results get a permutation p: the primary pipeline only, or every model x feature set shown
+    # (then each p is corrected by the maximum score over them per permutation: it holds for "the best of")
+    permutation_scope: str = setting("primary", Check("str", choices=("primary", "shown")))
     harmonise: str = setting("auto", Check("str", choices=("auto", "combat", "none")))  # auto: ComBat if several sites
     leave_site_out: bool = setting(True, FLAG)  # leave-one-site-out validation too, when there are several sites
     n_top_features: int = setting(20, _int(1))

@@ -443,6 +443,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "permutation_tail"),
     )  # fmt: skip
     grp.add_argument(
+        "--permute-within",
+        dest="group.permute_within",
+        metavar="COLUMN",
+        default=SUPPRESS,
+        help=_help("participants.tsv column whose levels are exchangeability blocks: every permutation test of the "
+                   "group level (maps, ROIs, connectomes, graph measures, ML labels) shuffles participants only "
+                   "within a level (FSL randomise -e); 'site' applies when site has several levels; 'none': free",
+                   "group", "permute_within"),
+    )  # fmt: skip
+    grp.add_argument(
         "--primary-maps",
         dest="group.primary_maps",
         nargs="+",
@@ -694,7 +704,15 @@ def _add_ml_arguments(parser: argparse.ArgumentParser) -> None:
         dest="ml.primary_model",
         choices=ML_CLASSIFIERS,
         default=SUPPRESS,
-        help=_help("classifier whose score gets the permutation test", "ml", "primary_model"),
+        help=_help("pre-declared headline classifier (with --ml-primary-feature-set): its score and permutation p "
+                   "are what the console, summary and report lead with", "ml", "primary_model"),
+    )  # fmt: skip
+    ml.add_argument(
+        "--ml-primary-feature-set",
+        dest="ml.primary_feature_set",
+        choices=ML_FEATURE_SETS,
+        default=SUPPRESS,
+        help=_help("pre-declared headline feature set", "ml", "primary_feature_set"),
     )
     ml.add_argument("--ml-regression-models", dest="ml.regression_models", nargs="*", choices=ML_REGRESSORS,
                     default=SUPPRESS, help=_help("regressors of the clinical target within patients (the first is "
@@ -732,14 +750,13 @@ def _add_ml_arguments(parser: argparse.ArgumentParser) -> None:
                     help=_help("features kept by univariate selection inside the folds; several values are tuned "
                                "by the inner CV (0: no selection)", "ml", "k_best"))  # fmt: skip
     ml.add_argument("--ml-permutations", dest="ml.n_permutations", metavar="N", default=SUPPRESS,
-                    help=_help("label permutations for the p-value of the primary model (0: none)", "ml",
+                    help=_help("label permutations; each reruns the whole nested pipeline (0: no p-value)", "ml",
                                "n_permutations"))  # fmt: skip
-    ml.add_argument("--ml-permutation-repeats", dest="ml.permutation_repeats", metavar="N", default=SUPPRESS,
-                    help=_help("repeats of the outer splits refitted for each permutation", "ml",
-                               "permutation_repeats"))  # fmt: skip
-    ml.add_argument("--ml-permutation-search", dest="ml.permutation_inner_search", action="store_true",
-                    default=SUPPRESS, help="run the inner grid search inside every permutation too (slow; default: "
-                    "fixed default hyper-parameters for the permuted and the observed statistic)")  # fmt: skip
+    ml.add_argument("--ml-permutation-scope", dest="ml.permutation_scope", choices=("primary", "shown"),
+                    default=SUPPRESS, help=_help("k-fold classification results that get a permutation p: the primary "
+                                                 "model and feature set only, or every one shown, each p corrected "
+                                                 "by the best score over them per permutation", "ml",
+                                                 "permutation_scope"))  # fmt: skip
     ml.add_argument("--ml-harmonise", "--ml-harmonize", dest="ml.harmonise", choices=["auto", "combat", "none"],
                     default=SUPPRESS, help=_help("ComBat site harmonisation inside the folds (auto: when site has "
                                                  "several levels)", "ml", "harmonise"))  # fmt: skip

@@ -9,7 +9,7 @@ fold only (Varoquaux et al. 2017; Poldrack, Huckins & Varoquaux 2020 on leakage 
 4. ``KBest``: univariate selection (ANOVA F / correlation F) of the ``k`` best training features, ``k`` tuned in
    the inner CV among ``k_best`` (a few strong features among many noisy ones need a small ``k``: a linear SVM
    on all 339 ROI features of the synthetic planted dataset reaches a balanced accuracy of 0.67, with k = 10
-   0.83); the permutation test's fixed pipeline uses the smallest ``k``;
+   0.83);
 5. the model (linear SVM, RBF SVM, L2 logistic, elastic-net logistic, random forest; linear SVR, ridge).
 
 The covariates and the site travel with the rows in the leading columns of ``X`` (:func:`core.combat.with_metadata`),
@@ -22,12 +22,17 @@ label-free location/scale, see :mod:`core.combat`). Metrics are computed per rep
 predictions; the reported value is the mean over repeats and the interval the 2.5-97.5 percentiles over repeats
 (variability due to the split, not a sampling confidence interval).
 
-Permutation test (Ojala & Garriga 2010): the labels are permuted (within site when there are several) and the
-*whole* pipeline, selection included, is refitted on the same outer splits; ``p = (1 + #{null >= observed}) /
-(1 + n_permutations)``. To keep the cost sane the statistic is computed on the first ``permutation_repeats``
-repeat(s) of the outer splits, and by default with the model's fixed default hyper-parameters instead of the
-inner grid search (``permutation_inner_search=False``); the observed statistic is computed the very same way on
-the same splits, so the p-value is exact for that statistic. Selection never moves outside the folds.
+Permutation test (Ojala & Garriga 2010): the statistic is the reported score itself (mean over the repeats of the
+balanced accuracy, or of Pearson r, of the pooled out-of-fold predictions). For each permutation of the labels
+(within exchangeability ``blocks``, e.g. sites, when given) the *whole* nested procedure is run again on the
+permuted labels: the outer and inner splits are drawn from them with the same seeds, and the inner grid search
+(hyper-parameters and ``k``), the label-free steps, the selection and the model are all refitted; so the null is
+that of the very pipeline whose score is reported, and ``p = (1 + #{null >= observed}) / (1 + n_permutations)``
+is exact for it. The inner grid search is a plain loop equal to ``GridSearchCV`` (same candidates in the same
+order, same scoring, first best kept) that fits the label-free steps once per inner split instead of once per
+candidate, which is what makes permuting the full pipeline affordable. Permutation orderings come from
+``numpy.random.default_rng([seed, 1])``, so two calls with the same participants, blocks and seed permute
+identically: :func:`max_statistic_p` uses that to correct over several models or feature sets.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import sklearn
 from scipy import stats as sstats
 from sklearn.base import BaseEstimator, clone
 from sklearn.ensemble import RandomForestClassifier
@@ -51,12 +57,13 @@ from sklearn.metrics import (
     roc_auc_score,
     roc_curve,
 )
-from sklearn.model_selection import GridSearchCV, KFold, RepeatedKFold, RepeatedStratifiedKFold, StratifiedKFold
+from sklearn.model_selection import KFold, ParameterGrid, RepeatedKFold, RepeatedStratifiedKFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, SVR
 
 from clbp_bidsapp.core.combat import ComBatTransformer, CovariateRegressor, with_metadata
+from clbp_bidsapp.core.exchangeability import block_codes, permute_within
 
 CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "roc_auc", "sensitivity", "specificity")
 REGRESSION_METRICS = ("r", "mae", "r2")
@@ -111,12 +118,16 @@ class KBest(SelectorMixin, BaseEstimator):
         with np.errstate(divide="ignore", invalid="ignore"):
             scores, _ = func(X, y)
         scores = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-np.inf)
-        order = np.argsort(-scores, kind="stable")
-        mask = np.zeros(X.shape[1], dtype=bool)
-        mask[order[: min(self.k, X.shape[1])]] = True
-        self.scores_, self.mask_ = scores, mask
+        self.order_ = np.argsort(-scores, kind="stable")
+        self.scores_, self.mask_ = scores, self.support_for(self.k)
         self.n_features_in_ = X.shape[1]
         return self
+
+    def support_for(self, k: int) -> np.ndarray:
+        """The mask of the ``k`` best features of the last fit (what a fit with ``k`` would keep)."""
+        mask = np.zeros(self.order_.size, dtype=bool)
+        mask[self.order_[: min(k, self.order_.size)]] = True
+        return mask
 
     def _get_support_mask(self):
         return self.mask_
@@ -245,19 +256,59 @@ def fit_predict(
                 strata, smallest = ytr, int(np.unique(ytr, return_counts=True)[1].min())
             k = max(2, min(inner_splits, smallest))
             cv = list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(train, strata))
-            scoring = "roc_auc"
         else:
             k = max(2, min(inner_splits, len(train) // 2))
             cv = list(_inner_cv(task, k, seed).split(train))
-            scoring = "neg_mean_absolute_error"
-        gs = GridSearchCV(estimator, grid, cv=cv, scoring=scoring, n_jobs=1, refit=True, error_score="raise")
-        gs.fit(X[train], ytr)
-        estimator, params = gs.best_estimator_, {k.removeprefix("model__"): v for k, v in gs.best_params_.items()}
+        best = grid_search(estimator, grid, X[train], ytr, cv, task=task)
+        estimator = clone(pipeline).set_params(**best).fit(X[train], ytr)
+        params = {k.removeprefix("model__"): v for k, v in best.items()}
     else:
         estimator.fit(X[train], y[train])
     predictions = estimator.predict(X[test])
     scores = _scores(estimator, X[test]) if task == "classification" else np.asarray(predictions, dtype=np.float64)
     return estimator, predictions, scores, params
+
+
+LABEL_FREE_STEPS = ("combat", "covariates", "variance", "scale")  # leading steps whose fit ignores y
+
+
+def grid_search(pipeline: Pipeline, grid: dict[str, list], X, y, cv, *, task: str) -> dict[str, Any]:
+    """The best candidate of ``grid``, exactly as ``GridSearchCV(pipeline, grid, cv=cv, scoring=...)`` picks it.
+
+    Scoring is ROC AUC of the decision values (classification) or negative mean absolute error (regression);
+    candidates are tried in ``ParameterGrid`` order and the first with the highest mean inner score wins, as in
+    scikit-learn. The leading label-free steps (ComBat, covariates, variance filter, scaling: their fit ignores
+    ``y`` and no candidate changes them) are fitted once per inner split instead of once per candidate, and the
+    selection's ranking once per inner split for every ``k``.
+    """
+    names = [name for name, _ in pipeline.steps]
+    steps_ok = names[-1] == "model" and set(names[:-1]) <= {*LABEL_FREE_STEPS, "select"}
+    if not steps_ok or {key.split("__")[0] for key in grid} - {"model", "select"}:
+        raise ValueError(f"grid_search needs label-free steps, an optional selection and the model, not {names}")
+    prefix = Pipeline([step for step in pipeline.steps if step[0] in LABEL_FREE_STEPS])
+    selector = pipeline.named_steps.get("select")
+    model = pipeline.named_steps["model"]
+    candidates = list(ParameterGrid(grid))
+    scores = np.empty((len(candidates), len(cv)))
+    for j, (train, test) in enumerate(cv):
+        if len(prefix.steps):
+            fitted = clone(prefix).fit(X[train])
+            z_train, z_test = fitted.transform(X[train]), fitted.transform(X[test])
+        else:
+            z_train, z_test = X[train], X[test]
+        ranked = clone(selector).fit(z_train, y[train]) if selector is not None else None
+        for i, params in enumerate(candidates):
+            columns = slice(None)
+            if ranked is not None:
+                columns = ranked.support_for(params.get("select__k", selector.k))
+            model_params = {k.removeprefix("model__"): v for k, v in params.items() if k.startswith("model__")}
+            fitted_model = clone(model).set_params(**model_params).fit(z_train[:, columns], y[train])
+            if task == "classification":
+                scores[i, j] = roc_auc_score(y[test], _scores(fitted_model, z_test[:, columns]))
+            else:
+                scores[i, j] = -mean_absolute_error(y[test], fitted_model.predict(z_test[:, columns]))
+    means = scores.mean(axis=1)
+    return candidates[int(np.argmax(means))]
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, scores: np.ndarray) -> dict[str, float]:
@@ -334,8 +385,7 @@ def nested_cv(
     inner_splits: int = 5,
     k_best: int | Sequence[int] | None = 1000,
     n_permutations: int = 0,
-    permutation_repeats: int = 1,
-    permutation_inner_search: bool = False,
+    blocks: np.ndarray | None = None,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> CVResult:
@@ -344,19 +394,49 @@ def nested_cv(
     Parameters
     ----------
     y : labels 0/1 (1 = patient) for classification; a continuous score for regression.
-    sites : site label per row (optional). Several sites: outer/inner folds are stratified by label x site,
-        permutations are within site, and ComBat runs inside the pipeline when ``harmonize`` is True or "auto".
+    sites : site label per row (optional). Several sites: outer/inner folds are stratified by label x site, and
+        ComBat runs inside the pipeline when ``harmonize`` is True or "auto".
     covariates : (participants, covariates) removed inside the folds (and preserved by ComBat).
     scheme : "kfold" (repeated stratified k-fold) or "loso" (leave one site out; needs >= 2 sites).
     k_best : univariate selection inside the folds (None: none); several values are tuned in the inner CV.
-    n_permutations : permutation test of the score (0: none); statistic = balanced accuracy (classification) or
-        Pearson r (regression) on the first ``permutation_repeats`` repeats of the same outer splits.
+    n_permutations : permutation test of the reported score (0: none): the whole nested procedure is rerun on
+        each permutation of the labels (:func:`permutation_null`); statistic = mean balanced accuracy
+        (classification) or mean Pearson r (regression) over the repeats, as reported.
+    blocks : exchangeability block per row (e.g. the site): labels are permuted only within blocks; None: freely.
     seed : seeds the splits, the permutations and the stochastic models; the result is deterministic.
     """
     x = np.asarray(features, dtype=np.float64)
     y = np.asarray(y)
     if x.ndim != 2 or x.shape[0] != y.shape[0]:
         raise ValueError("features must be (participants, features) with one label per participant")
+    if not np.isfinite(x).all():
+        raise ValueError("features contain NaN or infinite values")
+    options = {k: v for k, v in locals().items() if k not in ("x", "y", "features")}
+    # checked once here: scikit-learn's per-fit input and parameter validation is most of the cost of the
+    # thousands of small fits of a nested permutation test
+    with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+        return _nested_cv(x, y, **options)
+
+
+def _nested_cv(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    model,
+    task,
+    sites,
+    covariates,
+    harmonize,
+    scheme,
+    n_splits,
+    n_repeats,
+    inner_splits,
+    k_best,
+    n_permutations,
+    blocks,
+    seed,
+    progress,
+) -> CVResult:
     if task == "classification":
         if set(np.unique(y).tolist()) - {0, 1} or len(np.unique(y)) < 2:
             raise ValueError("classification labels must be 0 and 1, both present")
@@ -381,10 +461,7 @@ def nested_cv(
             else "leave-one-site-out without harmonisation"
         )
     elif scheme == "kfold":
-        strata = None
-        if task == "classification" and n_sites > 1:
-            strata = np.array([f"{a}|{b}" for a, b in zip(y, site_arr, strict=True)])
-        splits = kfold_splits(y, strata=strata, n_splits=n_splits, n_repeats=n_repeats, seed=seed, task=task)
+        splits = outer_splits(y, site_arr, task=task, n_splits=n_splits, n_repeats=n_repeats, seed=seed)
         unseen = "error"
     else:
         raise ValueError("scheme must be 'kfold' or 'loso'")
@@ -449,28 +526,31 @@ def nested_cv(
     null = None
     summary["p_value"] = None
     if n_permutations > 0:
-        perm_splits = [s for s in splits if s.repeat < permutation_repeats]
-        observed, null = permutation_test(
+        observed = statistic(predictions, task)
+
+        def rerun(y_perm: np.ndarray) -> list[Split]:
+            if scheme == "loso":
+                return splits
+            return outer_splits(y_perm, site_arr, task=task, n_splits=n_splits, n_repeats=n_repeats, seed=seed)
+
+        null = permutation_null(
             pipeline,
             grid,
             X,
             y,
-            perm_splits,
+            rerun,
             task=task,
-            sites=site_arr,
-            n_permutations=n_permutations,
+            orderings=label_permutations(len(y), n_permutations, seed=seed, blocks=blocks),
             inner_splits=inner_splits,
             inner_sites=inner_sites,
-            search=permutation_inner_search,
             seed=seed,
             progress=progress,
         )
-        summary["p_value"] = float((1 + np.sum(null >= observed - 1e-12)) / (1 + n_permutations))
+        summary["p_value"] = permutation_p(observed, null)
         summary["permutation_statistic"] = "balanced_accuracy" if task == "classification" else "r"
         summary["permutation_observed"] = float(observed)
         summary["n_permutations"] = int(n_permutations)
-        summary["permutation_repeats"] = len({s.repeat for s in perm_splits})
-        summary["permutation_inner_search"] = bool(permutation_inner_search)
+        summary["permutation_blocks"] = int(np.unique(blocks).size) if block_codes(blocks) is not None else 1
     return CVResult(
         model=model,
         task=task,
@@ -556,105 +636,88 @@ def _roc(predictions: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def permute_labels(y: np.ndarray, sites: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A permutation of ``y`` within each site (exchangeability blocks)."""
-    out = np.array(y, copy=True)
-    for s in np.unique(sites):
-        idx = np.flatnonzero(sites == s)
-        out[idx] = y[idx[rng.permutation(idx.size)]]
-    return out
+def outer_splits(
+    y: np.ndarray, sites: np.ndarray, *, task: str, n_splits: int, n_repeats: int, seed: int
+) -> list[Split]:
+    """The repeated k-fold outer splits of labels ``y``: stratified by label x site with several sites."""
+    strata = None
+    if task == "classification" and len(np.unique(sites)) > 1:
+        strata = np.array([f"{a}|{b}" for a, b in zip(y, sites, strict=True)])
+    return kfold_splits(y, strata=strata, n_splits=n_splits, n_repeats=n_repeats, seed=seed, task=task)
 
 
-LABEL_FREE_STEPS = ("combat", "covariates", "variance", "scale")  # steps whose fit ignores y
+def statistic(predictions: pd.DataFrame, task: str) -> float:
+    """The permutation-tested score: the mean over repeats of the balanced accuracy (classification) or Pearson r
+    (regression; a repeat with constant predictions counts as r = 0) of the pooled out-of-fold predictions.
 
-
-def _prefix_cache(pipeline: Pipeline, X: np.ndarray, splits: Sequence[Split]) -> tuple[Pipeline, list]:
-    """Fit the label-free leading steps (ComBat, covariates, variance filter, scaling) once per split.
-
-    Their fit does not look at ``y``, so refitting them for every permutation would give the same numbers; the
-    label-dependent rest (selection, model) is still refitted on every permuted training fold.
-    """
-    names = [name for name, _ in pipeline.steps]
-    cut = 0
-    while cut < len(names) and names[cut] in LABEL_FREE_STEPS:
-        cut += 1
-    prefix, suffix = Pipeline(pipeline.steps[:cut]), Pipeline(pipeline.steps[cut:])
-    cache = []
-    for split in splits:
-        if cut:
-            fitted = clone(prefix).fit(X[split.train])
-            cache.append((fitted.transform(X[split.train]), fitted.transform(X[split.test])))
-        else:
-            cache.append((X[split.train], X[split.test]))
-    return suffix, cache
-
-
-def cv_statistic(
-    pipeline, grid, X, y, splits: Sequence[Split], *, task, inner_splits, inner_sites, search, seed, cache=None
-):
-    """Balanced accuracy (classification) or Pearson r (regression) of the pooled out-of-fold predictions,
-    averaged over the repeats in ``splits``. With ``cache`` (from :func:`_prefix_cache`, no inner search),
-    ``pipeline`` is the label-dependent suffix fitted on the cached label-free transforms."""
+    For classification this is the reported ``balanced_accuracy``."""
     values = []
-    for repeat in sorted({s.repeat for s in splits}):
-        truth, preds = [], []
-        for index, split in enumerate(splits):
-            if split.repeat != repeat:
-                continue
-            if cache is not None:
-                z_train, z_test = cache[index]
-                pred = clone(pipeline).fit(z_train, y[split.train]).predict(z_test)
-            else:
-                _, pred, _, _ = fit_predict(
-                    pipeline,
-                    grid,
-                    X,
-                    y,
-                    split,
-                    task=task,
-                    inner_splits=inner_splits,
-                    inner_sites=inner_sites,
-                    search=search,
-                    seed=seed,
-                )
-            truth.append(y[split.test])
-            preds.append(pred)
-        t, p = np.concatenate(truth), np.concatenate(preds)
+    for _, chunk in predictions.groupby("repeat", sort=True):
+        truth, pred = chunk["y_true"].to_numpy(), chunk["y_pred"].to_numpy()
         if task == "classification":
-            values.append(balanced_accuracy_score(t, p))
+            values.append(balanced_accuracy_score(truth, pred))
         else:
-            r = regression_metrics(t, p)["r"]
-            values.append(0.0 if not np.isfinite(r) else r)
+            r = regression_metrics(truth, pred)["r"]
+            values.append(r if np.isfinite(r) else 0.0)
     return float(np.mean(values))
 
 
-def permutation_test(
+def label_permutations(n: int, n_permutations: int, *, seed: int, blocks: np.ndarray | None = None) -> np.ndarray:
+    """(n_permutations, n) row orderings from ``default_rng([seed, 1])``, within ``blocks`` when given.
+
+    The same ``n``, ``seed`` and ``blocks`` give the same orderings, so tests of several models or feature sets on
+    the same participants are paired permutation by permutation (needed by :func:`max_statistic_p`).
+    """
+    rng = np.random.default_rng([seed, 1])
+    codes = block_codes(blocks)
+    return np.array([permute_within(rng, n, codes) for _ in range(n_permutations)], dtype=np.int64).reshape(
+        n_permutations, n
+    )
+
+
+def permutation_null(
     pipeline,
     grid,
     X,
     y,
-    splits: Sequence[Split],
+    splits_of: Callable[[np.ndarray], Sequence[Split]],
     *,
     task,
-    sites,
-    n_permutations,
+    orderings: np.ndarray,
     inner_splits,
     inner_sites,
-    search,
     seed,
     progress=None,
-) -> tuple[float, np.ndarray]:
-    """(observed statistic, null distribution): the whole pipeline refitted on the same splits for each
-    within-site permutation of the labels (``numpy.random.default_rng(seed)``)."""
-    kwargs = {"task": task, "inner_splits": inner_splits, "inner_sites": inner_sites, "search": search, "seed": seed}
-    if not search:
-        pipeline, kwargs["cache"] = _prefix_cache(pipeline, X, splits)
-    observed = cv_statistic(pipeline, grid, X, y, splits, **kwargs)
-    rng = np.random.default_rng([seed, 1])
-    null = np.empty(n_permutations)
-    for i in range(n_permutations):
-        y_perm = permute_labels(y, sites, rng)
-        null[i] = cv_statistic(pipeline, grid, X, y_perm, splits, **kwargs)
-        if progress is not None and (i + 1) % 50 == 0:
-            progress(f"permutation {i + 1}/{n_permutations}")
-    return observed, null
+) -> np.ndarray:
+    """The statistic of the full nested procedure rerun on ``y[ordering]`` for every ordering.
+
+    ``splits_of(labels)`` draws the outer splits from the (permuted) labels exactly as for the observed ones; each
+    outer fold repeats the inner grid search (:func:`fit_predict` with ``search=True``).
+    """
+    null = np.empty(len(orderings))
+    for i, order in enumerate(orderings):
+        y_perm = y[order]
+        rows = []
+        for split in splits_of(y_perm):
+            _, pred, _, _ = fit_predict(pipeline, grid, X, y_perm, split, task=task, inner_splits=inner_splits,
+                                        inner_sites=inner_sites, search=True, seed=seed)  # fmt: skip
+            rows += [{"repeat": split.repeat, "y_true": t, "y_pred": p} for t, p in zip(y_perm[split.test], pred,
+                                                                                       strict=True)]  # fmt: skip
+        null[i] = statistic(pd.DataFrame(rows), task)
+        if progress is not None and (i + 1) % 10 == 0:
+            progress(f"permutation {i + 1}/{len(orderings)}")
+    return null
+
+
+def permutation_p(observed: float, null: np.ndarray) -> float:
+    """(1 + #{null >= observed}) / (1 + number of permutations)."""
+    null = np.asarray(null, dtype=np.float64)
+    return float((1 + np.sum(null >= observed - 1e-12)) / (1 + null.size))
+
+
+def max_statistic_p(observed: Sequence[float], nulls: Sequence[np.ndarray]) -> list[float]:
+    """p of each observed score against the maximum over all tests of each permutation's score (max-statistic,
+    as PALM corrects across contrasts): the p holds for "the best of" the tests. The nulls must come from the
+    same label permutations (same participants, seed and blocks)."""
+    family = np.max(np.vstack([np.asarray(n, dtype=np.float64) for n in nulls]), axis=0)
+    return [permutation_p(value, family) for value in observed]

@@ -90,6 +90,7 @@ def network_based_statistic(
     two_sided: bool = True,
     measure: str = "extent",
     block: int = 128,
+    blocks: np.ndarray | None = None,
 ) -> NBSResult:
     """Network-Based Statistic (Zalesky, Fornito & Bullmore 2010) of ``design.tested`` on connectome edges.
 
@@ -106,7 +107,9 @@ def network_based_statistic(
         Primary |t| threshold forming supra-threshold edges.
     n_permutations, seed
         Freedman-Lane permutations (the first is the identity), the same stream as
-        :func:`core.stats.permutation_test` with the same seed.
+        :func:`core.stats.permutation_test` with the same seed (and ``blocks``).
+    blocks
+        Exchangeability block of each participant (e.g. the site): permutations stay within blocks; ``None``: free.
     two_sided
         Positive (t > threshold) and negative (t < -threshold) components, scored against one null of the largest
         component over both tails; otherwise positive components only.
@@ -137,7 +140,7 @@ def network_based_statistic(
     observed = None
     components: list[tuple[np.ndarray, np.ndarray, float, int]] = []
     done = 0
-    for perms in permutation_stream(y.shape[0], n_permutations, seed=seed, block=block):
+    for perms in permutation_stream(y.shape[0], n_permutations, seed=seed, block=block, blocks=blocks):
         t_block = t_of(perms)
         if done == 0:
             observed = t_block[0].copy()

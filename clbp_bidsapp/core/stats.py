@@ -21,7 +21,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from math import lgamma
 
 import numpy as np
 import pandas as pd
@@ -29,6 +28,7 @@ from scipy import ndimage
 
 from clbp_bidsapp.core import sequential
 from clbp_bidsapp.core import tail as gpd_tail
+from clbp_bidsapp.core.exchangeability import log_rearrangements, permute_within
 from clbp_bidsapp.core.tfce import TfceGraph
 
 
@@ -177,19 +177,29 @@ class FreedmanLaneT:
 PERMUTATIONS_PER_CHUNK = 100  # the permutation stream is drawn in seeded chunks of this many (fixed: see below)
 
 
-def permutation_stream(n: int, n_permutations: int, *, seed: int, block: int, chunks: Sequence[int] | None = None):
+def permutation_stream(
+    n: int,
+    n_permutations: int,
+    *,
+    seed: int,
+    block: int,
+    chunks: Sequence[int] | None = None,
+    blocks: np.ndarray | None = None,
+):
     """Blocks of row orderings, identity first (the observed data).
 
     Permutation i belongs to chunk ``i // PERMUTATIONS_PER_CHUNK``, whose orderings are drawn from
     ``default_rng([seed, chunk])``, and blocks never straddle two chunks. So the stream depends neither on
     ``block`` nor on how the chunks are shared among processes or SLURM jobs: ``chunks`` (chunk indices, default
-    all) yields exactly the blocks that a whole run computes for them (``group/fanout.py``).
+    all) yields exactly the blocks that a whole run computes for them (``group/fanout.py``). ``blocks`` (one
+    exchangeability-block label per row) keeps every row within its block
+    (:func:`core.exchangeability.permute_within`); ``None`` permutes freely.
     """
     for chunk in range(chunk_count(n_permutations)) if chunks is None else chunks:
         first = chunk * PERMUTATIONS_PER_CHUNK
         count = min(PERMUTATIONS_PER_CHUNK, n_permutations - first)
         rng = np.random.default_rng([seed, chunk])
-        perms = np.array([rng.permutation(n) for _ in range(count)])
+        perms = np.array([permute_within(rng, n, blocks) for _ in range(count)])
         if chunk == 0:
             perms[0] = np.arange(n)
         for start in range(0, count, block):
@@ -243,6 +253,7 @@ def permutation_nulls(
     tfce_connectivity: int = 6,
     tfce_block: int = 16,
     on_progress: Callable[[int], None] | None = None,
+    blocks: np.ndarray | None = None,
 ) -> PermutationNulls:
     """The nulls of the permutations of ``chunks`` only (options as :func:`permutation_test`, which merges them)."""
     t_stats = FreedmanLaneT(data, design)
@@ -252,12 +263,13 @@ def permutation_nulls(
     graph = TfceGraph(mask, connectivity=tfce_connectivity) if tfce else None
     return _chunk_nulls(t_stats, observed, n_permutations=n_permutations, seed=seed, chunks=chunks,
                         two_sided=two_sided, mask=mask, cluster_threshold=cluster_threshold, block=block,
-                        graph=graph, tfce_dh=tfce_dh, tfce_block=tfce_block, on_progress=on_progress)  # fmt: skip
+                        graph=graph, tfce_dh=tfce_dh, tfce_block=tfce_block, on_progress=on_progress,
+                        blocks=blocks)  # fmt: skip
 
 
 def _chunk_nulls(
     t_stats, observed, *, n_permutations, seed, chunks, two_sided, mask, cluster_threshold, block, graph, tfce_dh,
-    tfce_block, on_progress,
+    tfce_block, on_progress, blocks=None,
 ) -> PermutationNulls:  # fmt: skip
     stat_obs = np.abs(observed) if two_sided else observed
     first = chunks.start * PERMUTATIONS_PER_CHUNK
@@ -266,7 +278,7 @@ def _chunk_nulls(
     max_null, cluster_max, max_tfce_null = np.empty(size), np.zeros(size), np.zeros(size)
     clusters = mask is not None and cluster_threshold is not None
     done = 0
-    for perms in permutation_stream(t_stats.n, n_permutations, seed=seed, block=block, chunks=chunks):
+    for perms in permutation_stream(t_stats.n, n_permutations, seed=seed, block=block, chunks=chunks, blocks=blocks):
         count = len(perms)
         t_block = t_stats(perms)
         stat_block = np.abs(t_block) if two_sided else t_block
@@ -305,6 +317,7 @@ def permutation_test(
     nulls: PermutationNulls | None = None,
     sequential_h: int = 0,
     max_permutations: int | None = None,
+    blocks: np.ndarray | None = None,
 ) -> PermutationResult:
     """Freedman-Lane permutation test of ``design.tested`` for every column of ``data``.
 
@@ -323,6 +336,8 @@ def permutation_test(
     first ``n_permutations`` (which the FWE nulls need in full) count for every voxel, and the voxels with fewer
     than ``h`` exceedances by then are carried on, t only, until their ``h``-th exceedance or ``max_permutations``
     permutations of the same stream.
+    ``blocks`` (one label per participant, e.g. the site) restricts the permutations to within each block
+    (exchangeability blocks, FSL randomise ``-e``); ``None`` permutes all participants freely.
     """
     if tail not in ("none", "gpd"):
         raise ValueError(f"tail must be 'none' or 'gpd', not {tail!r}")
@@ -341,7 +356,7 @@ def permutation_test(
         nulls = _chunk_nulls(t_stats, observed, n_permutations=n_permutations, seed=seed,
                              chunks=range(chunk_count(n_permutations)), two_sided=two_sided, mask=mask,
                              cluster_threshold=cluster_threshold, block=block, graph=graph, tfce_dh=tfce_dh,
-                             tfce_block=tfce_block, on_progress=on_progress)  # fmt: skip
+                             tfce_block=tfce_block, on_progress=on_progress, blocks=blocks)  # fmt: skip
     if nulls.chunks != range(chunk_count(n_permutations)) or nulls.max_null.size != n_permutations:
         raise ValueError(f"the nulls cover chunks {nulls.chunks}, not all {n_permutations} permutations")
     exceed, max_null, cluster_max, max_tfce_null = nulls.exceed, nulls.max_null, nulls.cluster_max, nulls.max_tfce_null
@@ -351,7 +366,7 @@ def permutation_test(
     if sequential_h:
         counter = sequential.SequentialCounter.resume(stat_obs, exceed, drawn=n_permutations, h=sequential_h)
         total = max(n_permutations, max_permutations or 0)
-        stream = permutation_stream(n, total, seed=seed, block=block)
+        stream = permutation_stream(n, total, seed=seed, block=block, blocks=blocks)
         sequential.continue_counting(counter, lambda cols: _t_of(data[:, cols], design, two_sided),
                                      sequential.blocks_after(stream, n_permutations))  # fmt: skip
         p_unc = counter.p_values()
@@ -367,7 +382,7 @@ def permutation_test(
     floor = 1.0 / (counter.drawn if counter is not None else n_permutations)  # the sequential p go lower
     fits = None
     if tail == "gpd":
-        floor = min_permutation_p(design.matrix[:, design.tested])
+        floor = min_permutation_p(design.matrix[:, design.tested], blocks)
         fits = {}
         p_fwe, fits["maxt"] = gpd_tail.tail_p(stat_obs, max_null, p_floor=floor, seed=seed)
         if cluster_p is not None:
@@ -400,15 +415,14 @@ def _t_of(data: np.ndarray, design: Design, two_sided: bool) -> Callable[[np.nda
     return lambda perms: np.abs(t_stats(perms)) if two_sided else t_stats(perms)
 
 
-def min_permutation_p(tested: np.ndarray) -> float:
-    """1 / the number of distinct rearrangements of the tested column (n! / product of tie counts!).
+def min_permutation_p(tested: np.ndarray, blocks: np.ndarray | None = None) -> float:
+    """1 / the number of distinct rearrangements of the tested column (n! / product of tie counts!; with
+    exchangeability ``blocks``, the product of that count over the blocks).
 
     No permutation test of this column can give a smaller p: the observed data is one of them. Floored at the
     smallest normal double for large samples.
     """
-    _, counts = np.unique(np.asarray(tested), return_counts=True)
-    log_count = lgamma(counts.sum() + 1) - sum(lgamma(c + 1) for c in counts)
-    return float(max(np.exp(-log_count), np.finfo(float).tiny))
+    return float(max(np.exp(-log_rearrangements(tested, blocks)), np.finfo(float).tiny))
 
 
 def cropped(mask: np.ndarray) -> np.ndarray:

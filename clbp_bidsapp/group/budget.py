@@ -131,7 +131,8 @@ def plan_group_level(
 
     ``ml`` (None: the ML stage is skipped) with ``ml_feature_sets`` feature sets: classification with every
     model, and pain prediction with every regression model when the clinical target is among ``clinical``;
-    the primary model of each task is refitted ``n_permutations x n_splits x permutation_repeats`` times.
+    each permutation reruns the whole nested CV (``n_repeats x n_splits`` outer fits) of the primary model and
+    feature set of each task, or of every model and feature set with ``permutation_scope = "shown"``.
     """
     contrasts = [group_contrast(settings), *(_safe(c) for c in clinical)]
     tests = tuple(
@@ -145,7 +146,8 @@ def plan_group_level(
         if ml.clinical_target in clinical and ml.regression_models:
             tasks.append(len(ml.regression_models))
         ml_fits = ml_feature_sets * sum(tasks) * ml.n_splits * ml.n_repeats
-        ml_perm = ml_feature_sets * len(tasks) * ml.n_permutations * ml.n_splits * ml.permutation_repeats
+        permuted = sum(tasks) * ml_feature_sets if ml.permutation_scope == "shown" else len(tasks)
+        ml_perm = permuted * ml.n_permutations * ml.n_splits * ml.n_repeats
     return Plan(
         tests=tests,
         n_permutations=settings.n_permutations,

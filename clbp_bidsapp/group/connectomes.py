@@ -29,10 +29,11 @@ import numpy as np
 import pandas as pd
 
 from clbp_bidsapp.config import GroupSettings
-from clbp_bidsapp.core import connectivity
+from clbp_bidsapp.core import connectivity, exchangeability
 from clbp_bidsapp.core.nbs import NBSResult, edge_indices, network_based_statistic
 from clbp_bidsapp.core.stats import Design, DesignError, design_matrix, permutation_test
 from clbp_bidsapp.errors import ExitCode, InputError
+from clbp_bidsapp.group.design import permutation_blocks
 from clbp_bidsapp.group.inclusion import Outcome
 from clbp_bidsapp.group.voxelwise import model_columns
 from clbp_bidsapp.io import derivatives
@@ -222,15 +223,18 @@ def _atlas_stats(
     if dropped:
         LOGGER.warning("atlas %s: %d regions without coverage in some participant dropped", atlas, len(dropped))
     design = _design(table, settings, covariates, factors, f"the {atlas} connectome")
+    blocks = permutation_blocks(table, settings)[1]
     rows, cols = edge_indices(len(regions))
     edges = np.stack([matrices[label].loc[regions, regions].to_numpy()[rows, cols] for label in labels])
     is_patient = design.matrix[:, 0] == 1
     n_perm = settings.n_permutations
     with progress(n_perm, label=f"atlas {atlas} edge permutations", quiet_below=10) as bar:
-        edge_test = permutation_test(edges, design, n_permutations=n_perm, seed=seed, on_progress=bar.update)
+        edge_test = permutation_test(edges, design, n_permutations=n_perm, seed=seed, on_progress=bar.update,
+                                     blocks=blocks)  # fmt: skip
     nbs = network_based_statistic(
-        edges, design, len(regions), threshold=settings.nbs_threshold, n_permutations=n_perm, seed=seed
-    )
+        edges, design, len(regions), threshold=settings.nbs_threshold, n_permutations=n_perm, seed=seed,
+        blocks=blocks,
+    )  # fmt: skip
     floor = 1.0 / n_perm
 
     def signed_log(p, t):
@@ -272,8 +276,9 @@ def _atlas_stats(
     tangent_info = {"Computed": False}
     if labels and all(label in series_files for label in labels):
         tangent = tangent_edges(
-            {label: series_files[label] for label in labels}, regions, design, settings=settings, seed=seed
-        )
+            {label: series_files[label] for label in labels}, regions, design, settings=settings, seed=seed,
+            blocks=blocks,
+        )  # fmt: skip
         derivatives.write_tsv(folder / f"{prefix}_stat-t_desc-tangent_relmat.tsv", _square(tangent["t"].to_numpy(),
                               regions), index=True)  # fmt: skip
         tangent.insert(0, "region_b", np.asarray(regions)[cols])
@@ -322,6 +327,7 @@ def _atlas_stats(
             "Edges": int(rows.size),
             "Permutations": n_perm,
             "PermutationScheme": "Freedman-Lane (residuals of the nuisance model permuted); identity counted first",
+            "PermutationBlocks": exchangeability.describe(settings.permute_within, blocks),
             "EdgeCorrection": "max-t FWE and Benjamini-Hochberg FDR across the edges (two-sided)",
             "NBS": {
                 "Method": "Network-Based Statistic (Zalesky, Fornito & Bullmore 2010)",
@@ -353,7 +359,13 @@ def _atlas_stats(
 
 
 def tangent_edges(
-    series_files: dict[str, list[Path]], regions: list[str], design: Design, *, settings: GroupSettings, seed: int
+    series_files: dict[str, list[Path]],
+    regions: list[str],
+    design: Design,
+    *,
+    settings: GroupSettings,
+    seed: int,
+    blocks: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Edge-wise GLM on tangent-space connectivity: t, permutation p, max-t FWE and FDR per edge.
 
@@ -373,7 +385,7 @@ def tangent_edges(
     tangent = ConnectivityMeasure(kind="tangent", standardize=False).fit_transform(series)
     rows, cols = edge_indices(len(regions))
     edges = tangent[:, rows, cols]
-    result = permutation_test(edges, design, n_permutations=settings.n_permutations, seed=seed)
+    result = permutation_test(edges, design, n_permutations=settings.n_permutations, seed=seed, blocks=blocks)
     return pd.DataFrame({
         "t": result.t, "p_uncorrected": result.p_uncorrected, "p_fwe": result.p_fwe, "q_fdr": result.q_fdr,
     })  # fmt: skip
@@ -453,7 +465,8 @@ def _measure_tests(kind, files, included, settings, covariates, factors, seed, p
         return None, {"Tested": False, "Notes": notes}
     design = _design(table, settings, covariates, factors, f"{kind} graph measures")
     values = data.to_numpy(dtype=np.float64)
-    result = permutation_test(values, design, n_permutations=settings.n_permutations, seed=seed)
+    blocks = permutation_blocks(table, settings)[1]
+    result = permutation_test(values, design, n_permutations=settings.n_permutations, seed=seed, blocks=blocks)
     is_patient = design.matrix[:, 0] == 1
     if kind == "nodal":
         keys = pd.DataFrame(list(data.columns), columns=["region", "measure"])

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from clbp_bidsapp.config import GroupSettings
+from clbp_bidsapp.core.exchangeability import block_codes
 from clbp_bidsapp.errors import ExitCode, InputError
 from clbp_bidsapp.group.inclusion import Exclusions
 
@@ -112,3 +114,17 @@ def qc_summary(design: GroupDesign, *, settings: GroupSettings) -> pd.DataFrame:
     summary.columns = [f"{name}_{stat}" for name, stat in summary.columns]
     summary.insert(0, "n", design.included.groupby(column).size())
     return summary.reset_index()
+
+
+def permutation_blocks(table: pd.DataFrame, settings: GroupSettings) -> tuple[str | None, np.ndarray | None]:
+    """The exchangeability blocks of ``--permute-within`` for the rows of ``table``: (column, label per row).
+
+    ``(None, None)`` (free permutation) when the setting is ``none``, or when the column is absent or has a single
+    level among these rows (the default ``site`` on a one-site study). Every permutation test of the group level
+    calls this on the rows it tests, so a subset (e.g. patients only) gets its own blocks.
+    """
+    column = settings.permute_within
+    if column == "none" or column not in table.columns:
+        return None, None
+    blocks = block_codes(table[column].astype(str).to_numpy())
+    return (column, blocks) if blocks is not None else (None, None)

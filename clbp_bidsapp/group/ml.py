@@ -15,7 +15,12 @@ Each set is classified (patients = 1) with every model of ``settings.models`` by
 (:func:`clbp_bidsapp.core.ml.nested_cv`), and with leave-one-site-out when there are at least two sites; pain
 (``settings.clinical_target``) is predicted within patients with ``settings.regression_models``. Covariates are the
 group design's (age, sex, mean FD; categorical ones one-hot coded); site enters through ComBat inside the folds.
-The permutation test runs for ``settings.primary_model`` (and the first regression model) of every feature set.
+
+The headline is pre-declared: ``settings.primary_model`` on ``settings.primary_feature_set`` (and the first
+regression model on that set). With ``permutation_scope = "primary"`` only those get a permutation p; with
+``"shown"`` every k-fold model x feature set does, and each p is taken against the maximum score over all of them
+in each permutation (max-statistic, :func:`core.ml.max_statistic_p`), so it holds for "the best of" them. Labels
+are permuted within the exchangeability blocks of ``--permute-within`` (:func:`group.design.permutation_blocks`).
 
 Outputs in ``group/`` (see docs/machine-learning.md): ``desc-ml_summary.json`` (every feature set x model: the
 mean scores under their usual names, CIs, permutation ``p_value``), ``desc-ml_scores.tsv`` (per fold),
@@ -34,11 +39,12 @@ import pandas as pd
 
 from clbp_bidsapp import registry
 from clbp_bidsapp.config import GroupSettings, MLSettings
-from clbp_bidsapp.core import connectivity
+from clbp_bidsapp.core import connectivity, exchangeability
 from clbp_bidsapp.core import ml as core_ml
 from clbp_bidsapp.core.nbs import edge_indices
 from clbp_bidsapp.errors import InputError
 from clbp_bidsapp.group.connectomes import files_by_atlas, fisher_z_matrix, global_auc, usable_regions
+from clbp_bidsapp.group.design import permutation_blocks
 from clbp_bidsapp.group.maps import find_maps, load_group_maps
 from clbp_bidsapp.group.voxelwise import MAP_QUERIES, model_columns
 from clbp_bidsapp.io import atlases, derivatives, images
@@ -315,6 +321,58 @@ def covariate_matrix(table: pd.DataFrame, names: list[str]) -> tuple[np.ndarray,
 # -- running ---------------------------------------------------------------------------------------------------------
 
 
+@dataclass
+class PermutationTest:
+    """One permutation-tested result: its summary and its null, to be corrected with the others of its task."""
+
+    feature_set: str
+    model: str
+    participants: tuple[str, ...]
+    summary: dict  # the core result's summary (p_value is rewritten)
+    entry: dict  # its entry in desc-ml_summary.json (p_value is rewritten)
+    null: np.ndarray
+
+
+def primary_feature_set(names: list[str], settings: MLSettings) -> str | None:
+    """The pre-declared headline feature set among ``names`` (``edges``: the first connectome atlas's)."""
+    wanted = settings.primary_feature_set
+    for name in names:
+        if name == wanted or (wanted == "edges" and name.startswith("edges")):
+            return name
+    return None
+
+
+def family_correct(tests: list[PermutationTest], *, primary: tuple[str | None, str]) -> list[str]:
+    """Rewrite each test's ``p_value`` as the max-statistic p over the tests on the same participants as the
+    primary one (or the first), keeping the single-test p as ``p_value_uncorrected``; returns notes.
+
+    The nulls of tests on the same participants come from the same label permutations (same seed and blocks), so
+    the maximum score over them per permutation is the null of "the best of" these pipelines. A test on other
+    participants cannot be paired: its p is withheld (``p_value`` None) and a note says so.
+    """
+    if not tests:
+        return []
+    ordered = sorted(tests, key=lambda t: (t.feature_set, t.model) != primary)
+    reference = ordered[0].participants
+    members = [t for t in ordered if t.participants == reference]
+    family_p = core_ml.max_statistic_p([t.summary["permutation_observed"] for t in members], [t.null for t in members])
+    names = [f"{t.model} on {t.feature_set}" for t in members]
+    notes = []
+    for test in ordered:
+        single = test.summary["p_value"]
+        p = family_p[members.index(test)] if test in members else None
+        for target in (test.summary, test.entry):
+            target["p_value_uncorrected"] = single
+            target["p_value"] = p
+            target["permutation_family"] = names if test in members else []
+        if test not in members:
+            notes.append(
+                f"{test.model} on {test.feature_set}: participants differ from {names[0]}'s, so its permutations "
+                f"cannot be paired with the family; its p is not reported (single-test p {single:.3g})"
+            )
+    return notes
+
+
 def run_ml(
     included: pd.DataFrame,
     *,
@@ -358,17 +416,25 @@ def run_ml(
         "n_repeats": settings.n_repeats,
         "inner_splits": settings.inner_splits,
         "k_best": settings.k_best,
-        "permutation_repeats": settings.permutation_repeats,
-        "permutation_inner_search": settings.permutation_inner_search,
         "seed": seed,
         "progress": progress,
     }
+
+    primary_set = primary_feature_set([fs.name for fs in sets], settings)
+    tested: dict[str, list[PermutationTest]] = {"classification": [], "regression": []}
+
+    def permuted(fs: FeatureSet, model: str, task: str) -> bool:
+        first = settings.primary_model if task == "classification" else settings.regression_models[0]
+        return settings.n_permutations > 0 and (
+            settings.permutation_scope == "shown" or (fs.name == primary_set and model == first)
+        )
 
     for fs in sets:
         rows = table.loc[fs.participants]
         y_all = (rows[group.group_column].astype(str) == group.patient_label).to_numpy().astype(int)
         cov, cov_names = covariate_matrix(rows, covariates)
         sites = rows["site"].astype(str).to_numpy() if sites_present else None
+        blocks = permutation_blocks(rows, group)[1]
         info = {
             "description": fs.description,
             "n_features": int(fs.values.shape[1]),
@@ -388,7 +454,9 @@ def run_ml(
             for model in settings.models:
                 entry = summary["classification"][fs.name][model] = {}
                 for scheme in schemes:
-                    n_perm = settings.n_permutations if model == settings.primary_model else 0
+                    n_perm = (
+                        settings.n_permutations if scheme == "kfold" and permuted(fs, model, "classification") else 0
+                    )
                     try:
                         result = core_ml.nested_cv(
                             fs.values,
@@ -399,6 +467,7 @@ def run_ml(
                             covariates=cov,
                             scheme=scheme,
                             n_permutations=n_perm,
+                            blocks=blocks,
                             **cv_options,
                         )
                     except ValueError as exc:  # e.g. a site too small for ComBat in some fold
@@ -418,6 +487,10 @@ def run_ml(
                     target = entry if scheme == "kfold" else entry.setdefault("leave_site_out", {})
                     target.update(_clean(result.summary))
                     results.append(MLResult(fs.name, model, "classification", scheme, result.summary, result.notes))
+                    if result.null is not None:
+                        tested["classification"].append(
+                            PermutationTest(fs.name, model, tuple(fs.participants), result.summary, entry, result.null)
+                        )
                     if fs.roi is not None and model == settings.primary_model and scheme == "kfold":
                         _write_roi_weights(folder, fs, result.importance, model)
         # pain prediction within patients
@@ -433,9 +506,10 @@ def run_ml(
             yr = pd.to_numeric(patients[target_col]).to_numpy(dtype=np.float64)
             pcov, _ = covariate_matrix(patients, covariates)
             psites = patients["site"].astype(str).to_numpy() if sites_present else None
+            pblocks = permutation_blocks(patients, group)[1]
             summary["regression"].setdefault(fs.name, {})
             for model in settings.regression_models:
-                n_perm = settings.n_permutations if model == settings.regression_models[0] else 0
+                n_perm = settings.n_permutations if permuted(fs, model, "regression") else 0
                 try:
                     result = core_ml.nested_cv(
                         fs.values[idx],
@@ -446,6 +520,7 @@ def run_ml(
                         covariates=pcov,
                         scheme="kfold",
                         n_permutations=n_perm,
+                        blocks=pblocks,
                         **cv_options,
                     )
                 except ValueError as exc:
@@ -462,8 +537,18 @@ def run_ml(
                     feature_tables,
                     settings.n_top_features,
                 )
-                summary["regression"][fs.name][model] = {"target": target_col, **_clean(result.summary)}
+                entry = summary["regression"][fs.name][model] = {"target": target_col, **_clean(result.summary)}
                 results.append(MLResult(fs.name, model, "regression", "kfold", result.summary, result.notes))
+                if result.null is not None:
+                    tested["regression"].append(
+                        PermutationTest(fs.name, model, tuple(patients.index), result.summary, entry, result.null)
+                    )
+
+    if primary_set is None:
+        notes.append(f"primary feature set {settings.primary_feature_set} not available; no headline result")
+    first_regression = settings.regression_models[0] if settings.regression_models else ""
+    notes += family_correct(tested["classification"], primary=(primary_set, settings.primary_model))
+    notes += family_correct(tested["regression"], primary=(primary_set, first_regression))
 
     summary.update(
         {
@@ -471,10 +556,15 @@ def run_ml(
             f"{group.control_label}, and prediction of {settings.clinical_target} within {group.patient_label}",
             "Method": "scikit-learn pipelines with ComBat (when several sites), covariate regression, variance filter, "
             "scaling and univariate selection fitted inside every training fold; nested repeated stratified k-fold "
-            "(inner grid search); leave-one-site-out with several sites; permutation test of the primary model",
+            "(inner grid search); leave-one-site-out with several sites; permutation test rerunning the whole nested "
+            "procedure on permuted labels",
             "Settings": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(settings).items()},
             "Covariates": covariates,
             "PrimaryModel": settings.primary_model,
+            "PrimaryFeatureSet": primary_set,
+            "PrimaryRegressionModel": first_regression or None,
+            "PermutationScope": settings.permutation_scope,
+            "PermutationBlocks": exchangeability.describe(*permutation_blocks(table, group)),
             "RandomSeed": seed,
             "Notes": notes,
         }
@@ -540,6 +630,9 @@ def summary_table(summary: dict) -> pd.DataFrame:
                         ci = values.get(f"{m}_ci") or [None, None]
                         row.update({m: values.get(m), f"{m}_ci_low": ci[0], f"{m}_ci_high": ci[1]})
                     row["p_value"] = values.get("p_value")
+                    row["p_value_uncorrected"] = values.get("p_value_uncorrected")
+                    heads = (summary.get("PrimaryModel"), summary.get("PrimaryRegressionModel"))
+                    row["primary"] = scheme == "kfold" and fs == summary.get("PrimaryFeatureSet") and model in heads
                     rows.append(row)
     return pd.DataFrame(rows)
 
@@ -579,16 +672,27 @@ def _write_roi_weights(folder: Path, fs: FeatureSet, importance: pd.DataFrame, m
 
 
 def describe(results: list[MLResult], settings: MLSettings) -> str:
-    """One line for stderr: the best primary-model balanced accuracy with its permutation p."""
-    primary = [
-        r for r in results if r.task == "classification" and r.model == settings.primary_model and r.scheme == "kfold"
-    ]
-    if not primary:
+    """One line for stderr: the pre-declared primary model on the primary feature set, with its permutation p."""
+    kfold = [r for r in results if r.task == "classification" and r.scheme == "kfold"]
+    if not kfold:
         return "no classification run (too few participants per group)"
-    best = max(primary, key=lambda r: r.summary.get("balanced_accuracy") or 0.0)
-    p = best.summary.get("p_value")
-    p_text = f", permutation p = {p:.3g}" if p is not None else ""
+    names = list(dict.fromkeys(r.feature_set for r in kfold))
+    primary_set = primary_feature_set(names, settings)
+    found = [r for r in kfold if r.feature_set == primary_set and r.model == settings.primary_model]
+    if not found:
+        return (
+            f"{len(results)} cross-validated models; the primary {settings.primary_model} on "
+            f"{settings.primary_feature_set} was not run (feature sets: {', '.join(names)})"
+        )
+    summary = found[0].summary
+    p, family = summary.get("p_value"), summary.get("permutation_family") or []
+    if p is None:
+        p_text = ", no permutation test"
+    elif len(family) > 1:
+        p_text = f", permutation p = {p:.3g} (corrected for the best of {len(family)} tested pipelines)"
+    else:
+        p_text = f", permutation p = {p:.3g}"
     return (
-        f"{len(results)} cross-validated models; best {settings.primary_model} balanced accuracy "
-        f"{best.summary.get('balanced_accuracy') or float('nan'):.2f} on {best.feature_set}{p_text}"
+        f"{len(results)} cross-validated models; primary {settings.primary_model} on {primary_set}: balanced "
+        f"accuracy {summary.get('balanced_accuracy') or float('nan'):.2f}{p_text}"
     )

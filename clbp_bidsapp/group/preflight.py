@@ -57,6 +57,11 @@ def design_problems(
         problems += _missing("--covariates", g.covariates, columns | qc_values, table_name, True)
     if g.clinical_columns != defaults.clinical_columns and "stats" not in skip:
         problems += _missing("--clinical-columns", g.clinical_columns, columns, table_name, False)
+    if g.permute_within not in ("none", defaults.permute_within) and g.permute_within not in columns:
+        problems.append(
+            f"--permute-within {g.permute_within}: no such column in {table_name} (columns: "
+            f"{', '.join(sorted(columns))}); name the column of the exchangeability blocks, or none"
+        )
     if ml.clinical_target != ml_defaults.clinical_target and "ml" not in skip and ml.regression_models:
         problems += _missing("--ml-target", (ml.clinical_target,), columns, table_name, False)
     return problems

@@ -32,7 +32,7 @@ from scipy import stats as sstats
 
 from clbp_bidsapp import registry
 from clbp_bidsapp.config import GroupSettings
-from clbp_bidsapp.core import connectivity, multiplicity, sequential
+from clbp_bidsapp.core import connectivity, exchangeability, multiplicity, sequential
 from clbp_bidsapp.core import tail as gpd_tail
 from clbp_bidsapp.core.stats import (
     PERMUTATIONS_PER_CHUNK,
@@ -44,6 +44,7 @@ from clbp_bidsapp.core.stats import (
 )
 from clbp_bidsapp.errors import ExitCode, InputError
 from clbp_bidsapp.group import budget, fanout
+from clbp_bidsapp.group.design import permutation_blocks
 from clbp_bidsapp.group.inclusion import Outcome
 from clbp_bidsapp.group.maps import GroupMaps, find_maps, load_group_maps
 from clbp_bidsapp.io import atlases, derivatives, images
@@ -421,8 +422,9 @@ def _clinical(map_set, group_maps: GroupMaps, table, columns, folder, *, setting
             f"{map_set.description}, runs averaged (positive: the map increases with {column})"
         )
         finish = _submit_test(map_set, sub_maps, sub_table, design, _safe(column), tested, folder,
-                        settings=settings, seed=seed, notes=notes, fan=fan)  # fmt: skip
-        roi = roi_statistics(sub_maps, design, settings=settings, seed=seed)
+                              settings=settings, seed=seed, notes=notes, fan=fan)  # fmt: skip
+        roi = roi_statistics(sub_maps, design, settings=settings, seed=seed,
+                             blocks=permutation_blocks(sub_table, settings)[1])  # fmt: skip
         prefix = f"{map_set.label}_contrast-{_safe(column)}"
         files = {"roi": derivatives.write_tsv(folder / f"{prefix}_desc-roi_stats.tsv", roi)}
         names, values = roi_values(sub_maps)
@@ -448,13 +450,16 @@ def roi_values(group_maps: GroupMaps) -> tuple[list[str], np.ndarray]:
     return list(np.array(regions.labels)[usable]), values[:, usable]
 
 
-def roi_statistics(group_maps: GroupMaps, design: Design, *, settings: GroupSettings, seed: int) -> pd.DataFrame:
+def roi_statistics(
+    group_maps: GroupMaps, design: Design, *, settings: GroupSettings, seed: int, blocks: np.ndarray | None = None
+) -> pd.DataFrame:
     """The tested column against each seed region's mean map value: t, partial r, permutation p, FWE, FDR.
 
-    Regions are the library's default seeds on the group grid; FWE is the max-t over regions.
+    Regions are the library's default seeds on the group grid; FWE is the max-t over regions; ``blocks``: the
+    exchangeability blocks of the rows (:func:`group.design.permutation_blocks`).
     """
     names, values = roi_values(group_maps)
-    result = permutation_test(values, design, n_permutations=settings.n_permutations, seed=seed)
+    result = permutation_test(values, design, n_permutations=settings.n_permutations, seed=seed, blocks=blocks)
     dof = design.matrix.shape[0] - design.matrix.shape[1]
     table = pd.DataFrame({
         "region": names,
@@ -482,6 +487,7 @@ def _submit_test(map_set, group_maps, table, design: Design, contrast, tested, f
     """Submit the permutation test of one map set and design to ``fan``; return what writes its outputs."""
     n, p = design.matrix.shape
     cluster_t = float(sstats.t.isf(settings.cluster_forming_p / 2, n - p))
+    block_column, blocks = permutation_blocks(table, settings)
     pending = fan.submit(
         group_maps.data,
         design,
@@ -494,14 +500,16 @@ def _submit_test(map_set, group_maps, table, design: Design, contrast, tested, f
         tail=settings.permutation_tail,
         sequential_h=settings.sequential_h,
         max_permutations=settings.uncorrected_permutations,
+        blocks=blocks,
     )
     grid_only = dataclasses.replace(group_maps, data=group_maps.data[:, :0])  # not every map's data until the end
     return functools.partial(_write_outputs, pending, map_set, grid_only, table, design, contrast, tested, folder,
-                             settings=settings, seed=seed, notes=notes, cluster_t=cluster_t, family=family)  # fmt: skip
+                             settings=settings, seed=seed, notes=notes, cluster_t=cluster_t, family=family,
+                             block_column=block_column, blocks=blocks)  # fmt: skip
 
 
 def _write_outputs(pending, map_set, group_maps, table, design: Design, contrast, tested, folder: Path, *, settings,
-                   seed, notes, cluster_t, family) -> MetricResult:  # fmt: skip
+                   seed, notes, cluster_t, family, block_column, blocks) -> MetricResult:  # fmt: skip
     """Every output map, table and sidecar of one map set and design, once its permutations are done."""
     result = pending()
     n, p = design.matrix.shape
@@ -553,6 +561,7 @@ def _write_outputs(pending, map_set, group_maps, table, design: Design, contrast
             "PermutationStream": f"chunks of {PERMUTATIONS_PER_CHUNK} orderings from numpy default_rng([RandomSeed, "
             "chunk]), the first ordering the identity; the same for any --nprocs or SLURM fan-out",
             "PermutationScheme": "Freedman-Lane (residuals of the nuisance model permuted)",
+            "PermutationBlocks": exchangeability.describe(block_column, blocks),
             "FWEPValues": tail_description(result),
             "UncorrectedPValues": sequential.describe(result.sequential_h, result.uncorrected_permutations),
             "ClusterFormingP": settings.cluster_forming_p,

@@ -749,6 +749,7 @@ def _methods_section(settings_summary: Mapping[str, object], run_info: Mapping[s
 ML_SHOWN = (
     "task", "feature_set", "model", "scheme", "balanced_accuracy", "balanced_accuracy_ci_low",
     "balanced_accuracy_ci_high", "roc_auc", "sensitivity", "specificity", "r", "mae", "r2", "p_value",
+    "p_value_uncorrected", "primary",
 )  # fmt: skip
 
 
@@ -764,8 +765,11 @@ def _ml_section(group_dir: Path) -> str:
         "patients). Everything that learns from data (ComBat with several sites, covariate regression, scaling, "
         "feature selection, the model and its hyper-parameters) is fitted inside each training fold. Scores are "
         "means over the repeats of the outer k-fold; intervals are the 2.5-97.5 percentiles over repeats (split "
-        f"variability, not a sampling CI). The permutation p-value is computed for {_esc(primary)} only "
-        "(see docs/machine-learning.md).</p>",
+        f"variability, not a sampling CI). The pre-declared primary result is {_esc(primary)} on "
+        f"{_esc(str(meta.get('PrimaryFeatureSet')))} (column primary). Each permutation reruns the whole nested "
+        "procedure on permuted labels; with several results tested, p_value is corrected by the best score over "
+        "them per permutation (it holds for the best of them) and p_value_uncorrected is each one alone "
+        f"(see docs/machine-learning.md). Permutations: {_esc(str(meta.get('PermutationBlocks', 'free')))}.</p>",
         _table(summary[[c for c in ML_SHOWN if c in summary.columns]]),
     ]
     roc = _read_tsv(group_dir / "desc-ml_roc.tsv")

@@ -141,12 +141,19 @@ def group_methods(settings: Settings) -> str:
         )
         + ", with Benjamini-Hochberg false discovery rate maps [@benjamini1995]."
         + (
-            f" Uncorrected voxel p-values used sequential stopping [@besag1991; @winkler2016faster]: each voxel's "
-            f"count of permutations reaching its statistic stopped at {g.sequential_h} (p = {g.sequential_h}/L at the "
-            f"L-th permutation), and voxels below it were carried on to "
-            f"{max(g.uncorrected_permutations, g.n_permutations)} permutations."
+            f" Uncorrected voxel p-values used sequential stopping [@besag1991; @winkler2016faster]: voxels whose "
+            f"statistic was reached fewer than {g.sequential_h} times in the {g.n_permutations} permutations were "
+            f"carried on until it was reached {g.sequential_h} times (p = {g.sequential_h}/L at the L-th "
+            f"permutation) or to {max(g.uncorrected_permutations, g.n_permutations)} permutations."
             if g.sequential_h
             else ""
+        )
+        + (
+            f" Every permutation test of the group level shuffled participants only within levels of {g.permute_within}"
+            " (exchangeability blocks, as FSL randomise -e) [@winkler2014] wherever it had more than one level among "
+            "the participants tested (each output's sidecar records the blocks, PermutationBlocks)."
+            if g.permute_within != "none"
+            else " Participants were permuted freely, across sites."
         )
         + (
             " Family-wise error p-values below 0.1 were taken from a generalised Pareto distribution fitted to the "
@@ -186,8 +193,16 @@ def group_methods(settings: Settings) -> str:
             f"({_join(registry.MODEL_LABELS[name] for name in ml.models)}) [@pedregosa2011] in {ml.n_repeats} x "
             f"{ml.n_splits}-fold stratified cross-validation with an inner "
             "cross-validation for hyper-parameters; scaling, covariate regression, feature selection and, with "
-            "several sites, ComBat harmonisation [@johnson2007; @fortin2018] were fitted within the training folds, "
-            f"and the score was tested with {ml.n_permutations} label permutations."
+            "several sites, ComBat harmonisation [@johnson2007; @fortin2018] were fitted within the training folds. "
+            f"The pre-declared primary result was {ml.primary_model.replace('_', ' ')} on the {ml.primary_feature_set} "
+            f"features; its balanced accuracy was tested with {ml.n_permutations} label permutations, each rerunning "
+            "the whole nested procedure (splits, hyper-parameter search, selection) on the permuted labels"
+            + (
+                ", and every model and feature set shown was tested likewise, each p taken against the best score "
+                "over all of them in each permutation."
+                if ml.permutation_scope == "shown"
+                else "."
+            )
         )
     return " ".join(text)
 

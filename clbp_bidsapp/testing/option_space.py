@@ -62,6 +62,7 @@ VALUES: dict[str, tuple[str, ...]] = {
     "group.covariates": ("age", "sex", "mean_fd", "site", "n_runs", "nosuch"),
     "group.clinical_columns": ("pain_vas", "pain_duration_months", "age", "nosuch"),
     "group.networks": ("DefaultMode", "Salience", "Visual", "Nosuch"),
+    "group.permute_within": ("site", "none", "sex", "nosuch"),
     "ml.atlas": ("harvardoxford", "aal", "nosuchatlas"),
     "ml.clinical_target": ("pain_vas", "age", "nosuch", ""),
     "execution.work_dir": ("{scratch}/work",),

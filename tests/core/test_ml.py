@@ -8,11 +8,12 @@ import pytest
 from scipy import stats as sstats
 from sklearn.feature_selection import SelectKBest, f_classif
 from sklearn.metrics import confusion_matrix
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
 from clbp_bidsapp.core import ml
 from clbp_bidsapp.core.combat import with_metadata
 
-FAST = {"n_splits": 5, "n_repeats": 2, "inner_splits": 3, "k_best": 100}
+FAST = {"n_splits": 5, "n_repeats": 1, "inner_splits": 3, "k_best": 100}
 
 
 def _null(seed, n=30, p=10_000):
@@ -21,30 +22,34 @@ def _null(seed, n=30, p=10_000):
 
 
 def test_null_labels_stay_at_chance_with_10000_features():
-    """30 participants, 10,000 features, labels unrelated: accuracy near 0.5 and p > 0.05 in >= 4 of 5 seeds."""
+    """30 participants, 10,000 features, labels unrelated: accuracy near 0.5 in 5 seeds, and p > 0.05 in 2 seeds
+    with 1,000 features (each permutation reruns the whole nested pipeline; calibration over more seeds:
+    benchmarks/bench_ml.py)."""
     accuracies, p_values = [], []
     for seed in range(5):
         x, y = _null(100 + seed)
-        result = ml.nested_cv(x, y, model="linear_svm", n_permutations=49, seed=seed, **FAST)
+        result = ml.nested_cv(x, y, model="linear_svm", seed=seed, **FAST)
         accuracies.append(result.summary["balanced_accuracy"])
-        p_values.append(result.summary["p_value"])
+        if seed < 2:
+            tested = ml.nested_cv(x[:, :1000], y, model="linear_svm", n_permutations=19, seed=seed, **FAST)
+            p_values.append(tested.summary["p_value"])
     print(
         f"null: balanced accuracy {np.round(accuracies, 2)}, p {np.round(p_values, 2)}; "
         f"fraction p > 0.05: {np.mean(np.array(p_values) > 0.05):.2f}"
     )
     assert all(abs(a - 0.5) < 0.2 for a in accuracies), accuracies
     assert abs(np.mean(accuracies) - 0.5) < 0.1
-    assert np.sum(np.array(p_values) > 0.05) >= 4, p_values
+    assert np.all(np.array(p_values) > 0.05), p_values
 
 
 def test_planted_effect_is_found():
     x, y = _null(7)
-    x[y == 1, :50] += 1.0  # 50 of 10,000 features shifted by one SD in patients
-    result = ml.nested_cv(x, y, model="linear_svm", n_permutations=49, seed=0, **FAST)
+    x[y == 1, :50] += 1.0  # 50 of 2,000 features shifted by one SD in patients
+    result = ml.nested_cv(x[:, :2000], y, model="linear_svm", n_permutations=19, seed=0, **FAST)
     assert result.summary["balanced_accuracy"] > 0.75, result.summary
     assert result.summary["roc_auc"] > 0.8
     assert result.summary["p_value"] <= 0.05
-    # the informative features are enriched among the most important ones (chance: 50 / 10,000)
+    # the informative features are enriched among the most important ones (chance: 50 / 2,000)
     top = result.importance.head(20)
     assert (top["feature"] < 50).sum() >= 5, top
     assert top["selection_frequency"].iloc[0] >= 0.5
@@ -54,7 +59,7 @@ def test_a_leaking_pipeline_is_caught_by_the_same_harness():
     """Selection on all data before CV (the classic leak) gives high accuracy and a small p on null data."""
     x, y = _null(100)  # the first null seed above
     leaked = SelectKBest(f_classif, k=100).fit(x, y).transform(x)
-    result = ml.nested_cv(leaked, y, model="linear_svm", n_permutations=49, seed=0, **{**FAST, "k_best": None})
+    result = ml.nested_cv(leaked, y, model="linear_svm", n_permutations=19, seed=0, **{**FAST, "k_best": None})
     assert result.summary["balanced_accuracy"] > 0.8, result.summary
     assert result.summary["p_value"] <= 0.05
 
@@ -106,13 +111,13 @@ def test_deterministic_and_inputs_untouched():
     x, y = _null(3, p=300)
     x[y == 1, :5] += 0.8
     copy = x.copy()
-    a = ml.nested_cv(x, y, model="linear_svm", n_permutations=5, seed=4, **FAST)
-    b = ml.nested_cv(x, y, model="linear_svm", n_permutations=5, seed=4, **FAST)
+    a = ml.nested_cv(x, y, model="linear_svm", n_permutations=3, seed=4, **FAST)
+    b = ml.nested_cv(x, y, model="linear_svm", n_permutations=3, seed=4, **FAST)
     np.testing.assert_array_equal(x, copy)
     assert a.summary == b.summary
     np.testing.assert_array_equal(a.null, b.null)
     assert a.folds.equals(b.folds)
-    c = ml.nested_cv(x, y, model="linear_svm", n_permutations=5, seed=5, **FAST)
+    c = ml.nested_cv(x, y, model="linear_svm", n_permutations=3, seed=5, **FAST)
     assert not np.array_equal(a.null, c.null)
 
 
@@ -179,13 +184,12 @@ def test_kbest_equals_selectkbest_and_clips_k():
 
 
 def test_permutations_stay_within_site_and_splits_are_stratified():
-    rng = np.random.default_rng(3)
     sites = np.repeat(["a", "b", "c"], [6, 8, 10])
-    y = rng.integers(0, 2, sites.size)
-    perm = ml.permute_labels(y, sites, rng)
-    for s in "abc":
-        assert sorted(perm[sites == s]) == sorted(y[sites == s])
-    assert not np.array_equal(perm, y)
+    orders = ml.label_permutations(sites.size, 20, seed=3, blocks=sites)
+    for order in orders:
+        np.testing.assert_array_equal(sites[order], sites)  # no row leaves its site
+    assert not (orders == np.arange(sites.size)).all(axis=1).any()
+    np.testing.assert_array_equal(orders, ml.label_permutations(sites.size, 20, seed=3, blocks=sites))  # paired
     y2 = np.repeat([1, 0], [13, 11])
     splits = ml.kfold_splits(y2, strata=None, n_splits=10, n_repeats=2, seed=0)
     assert len(splits) == 20 and {s.repeat for s in splits} == {0, 1}
@@ -203,31 +207,64 @@ def test_pipeline_contains_every_learning_step():
         ml.build_pipeline("knn")
 
 
-def test_cached_label_free_steps_give_the_same_permutation_statistic_as_full_refits():
-    """The permutation loop fits ComBat/covariates/variance/scaling once per split (they ignore y); the
-    statistic must equal refitting the whole pipeline for each permuted label vector."""
+@pytest.mark.parametrize("model", ["linear_svm", "rbf_svm"])
+def test_inner_search_picks_what_gridsearchcv_picks(model):
+    """The permutation test's inner search (label-free steps fitted once per inner split, one selector ranking for
+    every k) must choose exactly the candidate scikit-learn's GridSearchCV chooses, ComBat and covariates included."""
     rng = np.random.default_rng(4)
     sites = np.repeat(["a", "b"], 12)
-    x = rng.normal(size=(24, 80)) + np.repeat([[0.0], [2.0]], 12, axis=0)
-    y = np.tile(np.repeat([1, 0], 6), 2)
-    cov = rng.normal(size=(24, 1))
-    X = with_metadata(x, sites, cov)
-    pipe, grid = ml.build_pipeline("linear_svm", n_meta=2, harmonize=True, k_best=10)
-    splits = ml.kfold_splits(y, strata=None, n_splits=4, n_repeats=1, seed=0)
-    kwargs = {"task": "classification", "inner_splits": 2, "inner_sites": None, "search": False, "seed": 0}
-    suffix, cache = ml._prefix_cache(pipe, X, splits)
-    assert [n for n, _ in suffix.steps] == ["select", "model"]
-    for _ in range(3):
-        y_perm = ml.permute_labels(y, sites, rng)
-        full = ml.cv_statistic(pipe, grid, X, y_perm, splits, **kwargs)
-        cached = ml.cv_statistic(suffix, grid, X, y_perm, splits, **kwargs, cache=cache)
-        assert cached == full
+    picked = set()
+    for trial in range(3):
+        x = rng.normal(size=(24, 60)) + np.repeat([[0.0], [2.0]], 12, axis=0)
+        y = np.tile(np.repeat([1, 0], 6), 2)
+        x[y == 1, :5] += 0.5 * trial
+        X = with_metadata(x, sites, rng.normal(size=(24, 1)))
+        pipe, grid = ml.build_pipeline(model, n_meta=2, harmonize=True, k_best=(3, 10, 100))
+        cv = list(StratifiedKFold(3, shuffle=True, random_state=trial).split(X, y))
+        reference = GridSearchCV(pipe, grid, cv=cv, scoring="roc_auc", error_score="raise").fit(X, y)
+        ours = ml.grid_search(pipe, grid, X, y, cv, task="classification")
+        assert ours == reference.best_params_, trial
+        picked.add(tuple(sorted(ours.items())))
+    assert len(picked) > 1  # the comparison covers more than one winner
+
+
+def test_the_p_value_is_for_the_reported_score_and_its_full_nested_pipeline():
+    """The permutation statistic is the printed balanced accuracy itself, and each null value is the whole nested
+    procedure (splits from the permuted labels, inner search of C and k) rerun on permuted labels."""
+    x, y = _null(8, n=20, p=60)
+    x[y == 1, :4] += 0.8
+    options = {"model": "linear_svm", "n_splits": 4, "n_repeats": 2, "inner_splits": 2, "k_best": (5, 50), "seed": 2}
+    result = ml.nested_cv(x, y, n_permutations=3, **options)
+    assert result.summary["permutation_observed"] == result.summary["balanced_accuracy"]
+    order = ml.label_permutations(len(y), 3, seed=2)
+    for i in range(3):
+        rerun = ml.nested_cv(x, y[order[i]], **options)
+        assert result.null[i] == rerun.summary["balanced_accuracy"]
+        assert set(rerun.folds["params"]) - {"default"}  # the permuted runs tuned their hyper-parameters too
+
+
+def test_best_of_several_pipelines_p_is_never_below_any_single_p():
+    """Max-statistic over models / feature sets: paired nulls (same participants and seed), p of each result
+    against the maximum per permutation is >= its own p, and equals it for the best-scoring result when the
+    others' nulls never exceed its own."""
+    x, y = _null(9, n=20, p=40)
+    x[y == 1, :3] += 1.0
+    options = {"n_splits": 4, "n_repeats": 1, "inner_splits": 2, "k_best": 10, "seed": 1, "n_permutations": 19}
+    results = [ml.nested_cv(x, y, model=m, **options) for m in ("linear_svm", "rbf_svm")]
+    results.append(ml.nested_cv(x[:, 20:], y, model="linear_svm", **options))  # a second "feature set"
+    observed = [r.summary["permutation_observed"] for r in results]
+    corrected = ml.max_statistic_p(observed, [r.null for r in results])
+    for single, family in zip([r.summary["p_value"] for r in results], corrected, strict=True):
+        assert family >= single
+    assert any(f > s for s, f in zip([r.summary["p_value"] for r in results], corrected, strict=True))
+    family_null = np.max([r.null for r in results], axis=0)
+    assert corrected[0] == (1 + np.sum(family_null >= observed[0] - 1e-12)) / 20
 
 
 def test_number_of_selected_features_is_tuned_in_the_inner_cv():
     pipe, grid = ml.build_pipeline("linear_svm", k_best=(100, 10, 1000, 0))
     assert grid["select__k"] == [10, 100, 1000]  # 0 (no selection) is not a candidate
-    assert pipe.named_steps["select"].k == 10  # the untuned pipeline (permutation test) keeps the smallest
+    assert pipe.named_steps["select"].k == 10  # the untuned pipeline keeps the smallest
     single, grid = ml.build_pipeline("linear_svm", k_best=50)
     assert single.named_steps["select"].k == 50 and "select__k" not in grid
     none, _ = ml.build_pipeline("linear_svm", k_best=())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import numpy as np
@@ -40,13 +41,17 @@ def test_plan_counts_maps_contrasts_and_tfce_of_the_primary_family_only():
 
 def test_plan_counts_ml_fits():
     ml = MLSettings(models=("linear_svm", "logistic"), regression_models=("ridge",), n_splits=5, n_repeats=2,
-                    n_permutations=50, permutation_repeats=3)  # fmt: skip
+                    n_permutations=50)  # fmt: skip
     plan = budget.plan_group_level(map_labels=[], clinical=["pain_vas"], settings=_settings(), ml=ml,
                                    ml_feature_sets=4)  # fmt: skip
     # classification (2 models) and pain prediction (1 model), 5 x 2 outer folds, on 4 feature sets
     assert plan.ml_fits == 4 * 3 * 5 * 2
-    # the primary model of each of the 2 tasks: 50 permutations x 5 folds x 3 repeats, per feature set
-    assert plan.ml_permutation_fits == 4 * 2 * 50 * 5 * 3
+    # the primary pipeline of each of the 2 tasks: 50 permutations of the whole 5 x 2 nested CV
+    assert plan.ml_permutation_fits == 2 * 50 * 5 * 2
+    every = dataclasses.replace(ml, permutation_scope="shown")
+    shown = budget.plan_group_level(map_labels=[], clinical=["pain_vas"], settings=_settings(), ml=every,
+                                    ml_feature_sets=4)  # fmt: skip
+    assert shown.ml_permutation_fits == 4 * 3 * 50 * 5 * 2
     without_target = budget.plan_group_level(map_labels=[], clinical=[], settings=_settings(), ml=ml,
                                              ml_feature_sets=4)  # fmt: skip
     assert without_target.ml_fits == 4 * 2 * 5 * 2

@@ -59,7 +59,7 @@ def test_planted_effects_are_recovered_only_when_planted(tmp_path, effects):
          "--n-permutations", "500", "--covariates", "age", "mean_fd", "--clinical-columns", "pain_vas",
          "--skip", "connectome", "report", "--ml-feature-sets", "roi", "--ml-models", "linear_svm",
          "--ml-regression-models", "ridge", "--ml-splits", "5", "--ml-repeats", "2",
-         "--ml-permutations", "200")  # fmt: skip
+         "--ml-k-best", "10", "--ml-permutations", "99")  # fmt: skip
     group = out / "group"
     by_metric = {e.metric: e for e in PLANTED_EFFECTS}
     maps = {"alff": "alff", "reho": "reho", "fc": "fcz-insulaAntR"}  # planted effect -> group map

@@ -121,7 +121,7 @@ def test_empty_lists_leave_their_sentence_out():
 
 def test_group_text_names_the_sequential_uncorrected_p_and_the_tfce_maps():
     text = group_methods(Settings())
-    assert "stopped at 100 (p = 100/L" in text and "carried on to 10000 permutations" in text
+    assert "reached 100 times (p = 100/L" in text and "or to 10000 permutations" in text
     assert "@besag1991" in text and "(for the group comparison of the primary maps)" in text
     plain = group_methods(_settings(group={"sequential_h": 0, "tfce_maps": "all"}))
     assert "@besag1991" not in plain and "primary maps)" not in plain
