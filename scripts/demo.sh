@@ -7,14 +7,13 @@ DEMO=${1:-$ROOT/demo-output}
 bash "$ROOT/scripts/setup-venv.sh"
 BIN="$ROOT/.venv/bin"
 rm -rf "$DEMO"
-"$BIN/clbp-bidsapp-synth" "$DEMO/bids" --voxel-size 4 --n-volumes 150 --tr 2.0 --n-patients 12 --n-controls 10
-# --save-denoised keeps the band-passed series, which the group ICA needs
-"$BIN/clbp-bidsapp" "$DEMO/bids" "$DEMO/out" participant --nprocs 2 -w "$DEMO/work" --save-denoised
-# Fewer permutations (default 5000) and a smaller machine-learning run (default: 5 models on 6 feature sets incl.
-# the 44 850 Seitzman-300 edges, 10 x 10 folds, 1000 permutations) keep the demo's group level to about 20 minutes
-# on 2 cores; a study uses the defaults.
-"$BIN/clbp-bidsapp" "$DEMO/bids" "$DEMO/out" group --n-permutations 500 \
-    --ml-feature-sets roi graph dualreg --ml-models linear_svm logistic_l2 --ml-repeats 2 --ml-permutations 200
+"$BIN/clbp-bidsapp-synth" "$DEMO/bids" --voxel-size 4 --n-volumes 150 --tr 2.0 --n-patients 12 --n-controls 10 \
+    --aslprep
+# --save-denoised keeps the band-passed series, which the group ICA needs; --aslprep-dir adds the CBF maps
+"$BIN/clbp-bidsapp" "$DEMO/bids" "$DEMO/out" participant --nprocs 2 -w "$DEMO/work" --save-denoised \
+    --aslprep-dir "$DEMO/bids/derivatives/aslprep"
+# the group level at its defaults (sized for a study: docs/performance.md), its permutations on both cores
+"$BIN/clbp-bidsapp" "$DEMO/bids" "$DEMO/out" group --nprocs 2 -w "$DEMO/work"
 echo
 echo "Synthetic dataset:        $DEMO/bids (fMRIPrep derivatives in $DEMO/bids/derivatives/fmriprep)"
 echo "Participant derivatives:  $DEMO/out/sub-*/func"
@@ -23,5 +22,6 @@ echo "Group report:             $DEMO/out/group.html"
 echo "Group outputs:            $DEMO/out/group (cluster tables: $DEMO/out/group/*_desc-clusters_table.tsv,"
 echo "                          connectome statistics: $DEMO/out/group/atlas-*)"
 echo "Machine learning:         $DEMO/out/group/desc-ml_summary.json"
+echo "CBF and BOLD-CBF signs:   $DEMO/out/sub-*/perf, $DEMO/out/group/*cbf* (docs/cbf.md)"
 echo "Methods text:             $DEMO/out/logs/CITATION.md (BibTeX: $DEMO/out/logs/CITATION.bib)"
 echo "Settings of this run:     $(ls "$DEMO"/out/logs/config-*.toml | head -n 2 | tr '\n' ' ')"
