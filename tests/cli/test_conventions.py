@@ -268,7 +268,16 @@ def test_group_report_uses_the_group_column_and_labels(tmp_path):
 # -- every flag a message names exists ---------------------------------------------------------------------------
 # Options of the external tools the app writes commands for (not options of the app).
 EXTERNAL_FLAGS = {
-    "sbatch": {"--array", "--cpus-per-task", "--dependency", "--job-name", "--output", "--parsable", "--partition"},
+    "sbatch": {
+        "--array",
+        "--cpus-per-task",
+        "--dependency",
+        "--job-name",
+        "--output",
+        "--parsable",
+        "--partition",
+        "--wait",
+    },
     "apptainer run": {"--cleanenv", "--containall", "--writable-tmpfs"},
     "docker run": {"--mount", "--network", "--read-only", "--rm", "--tmpfs", "--user"},
     "pip download": {"--no-deps"},

@@ -90,8 +90,11 @@ def test_planted_effects_are_recovered_only_when_planted(tmp_path, effects):
         assert tfce_inside.max() > ALPHA_LOG
         assert (tfce_outside > ALPHA_LOG).sum() < (tfce_inside > ALPHA_LOG).sum()
         assert concordance.loc["zhou2018_alff_ains", "status"] == "found, same direction", concordance
-        # the cross-validated classifier on ROI means separates the groups, on the planted regions
-        assert classifier["p_value"] < 0.05 and classifier["roc_auc"] > 0.75, classifier
+        # the cross-validated classifier on ROI means separates the groups, on the planted regions. Its p is for
+        # the whole nested pipeline (every permutation reruns the splits and the tuning, so the tuning's optimism is
+        # in the null too): 0.08 with 99 permutations for this 12 vs 10 design (balanced accuracy 0.72), where the
+        # simplified permutation of earlier versions said 0.005 -- hence 0.1 here, and the null case's p > 0.05
+        assert classifier["p_value"] < 0.1 and classifier["roc_auc"] > 0.75, classifier
         assert classifier["balanced_accuracy"] > 0.65, classifier
         features = pd.read_csv(group / "desc-ml_features.tsv", sep="\t")
         top = features[(features["model"] == "linear_svm") & (features["rank"] <= 3)]["feature"]
