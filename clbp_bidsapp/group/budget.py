@@ -329,8 +329,9 @@ def start(settings: Settings, included: pd.DataFrame, layout) -> GroupProgress:
     """
     from scipy import stats as sstats
 
-    from clbp_bidsapp.core.stats import DesignError, design_matrix
+    from clbp_bidsapp.core.stats import DesignError
     from clbp_bidsapp.group.connectomes import files_by_atlas
+    from clbp_bidsapp.group.design import group_design
     from clbp_bidsapp.group.maps import load_group_maps
     from clbp_bidsapp.group.voxelwise import clinical_columns, collect_map_sets, model_columns
 
@@ -370,8 +371,7 @@ def start(settings: Settings, included: pd.DataFrame, layout) -> GroupProgress:
             maps = load_group_maps(files, metric=first.label, volume=first.volume, smoothing_fwhm=first.smoothing_fwhm)
             table = included[included["participant_id"].astype(str).isin(maps.participants)]
             covariates, factors, _ = model_columns(table, g)
-            design = design_matrix(table, group_column=g.group_column, patient_label=g.patient_label,
-                                   control_label=g.control_label, covariates=covariates, factors=factors)  # fmt: skip
+            design = group_design(table, g, covariates=covariates, factors=factors)
         except (InputError, DesignError):  # the voxelwise stage reports it; no estimate
             pass
         else:

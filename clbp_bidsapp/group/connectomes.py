@@ -31,9 +31,9 @@ import pandas as pd
 from clbp_bidsapp.config import GroupSettings
 from clbp_bidsapp.core import connectivity, exchangeability
 from clbp_bidsapp.core.nbs import NBSResult, edge_indices, network_based_statistic
-from clbp_bidsapp.core.stats import Design, DesignError, design_matrix, permutation_test
+from clbp_bidsapp.core.stats import Design, DesignError, permutation_test
 from clbp_bidsapp.errors import ExitCode, InputError
-from clbp_bidsapp.group.design import permutation_blocks
+from clbp_bidsapp.group.design import group_design, permutation_blocks
 from clbp_bidsapp.group.inclusion import Outcome
 from clbp_bidsapp.group.voxelwise import model_columns
 from clbp_bidsapp.io import derivatives
@@ -188,14 +188,7 @@ def usable_regions(matrices: dict[str, pd.DataFrame]) -> tuple[list[str], list[s
 
 def _design(table: pd.DataFrame, settings: GroupSettings, covariates, factors, what: str) -> Design:
     try:
-        return design_matrix(
-            table,
-            group_column=settings.group_column,
-            patient_label=settings.patient_label,
-            control_label=settings.control_label,
-            covariates=covariates,
-            factors=factors,
-        )
+        return group_design(table, settings, covariates=covariates, factors=factors)
     except DesignError as exc:
         raise InputError(f"group design for {what}: {exc}", exit_code=ExitCode.NOTHING_PROCESSED) from None
 

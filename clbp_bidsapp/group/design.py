@@ -9,6 +9,7 @@ import pandas as pd
 
 from clbp_bidsapp.config import GroupSettings
 from clbp_bidsapp.core.exchangeability import block_codes
+from clbp_bidsapp.core.stats import Design, design_matrix
 from clbp_bidsapp.errors import ExitCode, InputError
 from clbp_bidsapp.group.inclusion import Exclusions
 
@@ -114,6 +115,18 @@ def qc_summary(design: GroupDesign, *, settings: GroupSettings) -> pd.DataFrame:
     summary.columns = [f"{name}_{stat}" for name, stat in summary.columns]
     summary.insert(0, "n", design.included.groupby(column).size())
     return summary.reset_index()
+
+
+def group_design(table: pd.DataFrame, settings: GroupSettings, *, covariates, factors) -> Design:
+    """The patient-versus-control design of ``table`` (raises ``DesignError`` when it cannot be estimated)."""
+    return design_matrix(
+        table,
+        group_column=settings.group_column,
+        patient_label=settings.patient_label,
+        control_label=settings.control_label,
+        covariates=covariates,
+        factors=factors,
+    )
 
 
 def permutation_blocks(table: pd.DataFrame, settings: GroupSettings) -> tuple[str | None, np.ndarray | None]:

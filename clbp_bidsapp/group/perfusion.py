@@ -19,8 +19,9 @@ import pandas as pd
 
 from clbp_bidsapp.config import GroupSettings
 from clbp_bidsapp.core import perfusion
-from clbp_bidsapp.core.stats import Design, DesignError, design_matrix
+from clbp_bidsapp.core.stats import Design, DesignError
 from clbp_bidsapp.errors import InputError
+from clbp_bidsapp.group.design import group_design
 from clbp_bidsapp.group.maps import GroupMaps, load_group_maps
 from clbp_bidsapp.group.voxelwise import ALPHA, MapSet, MetricResult, model_columns
 from clbp_bidsapp.io import derivatives
@@ -119,14 +120,7 @@ def write_concordance(
     table = table.reset_index(drop=True)
     covariates, factors, _ = model_columns(table, settings)
     try:
-        design = design_matrix(
-            table,
-            group_column=settings.group_column,
-            patient_label=settings.patient_label,
-            control_label=settings.control_label,
-            covariates=covariates,
-            factors=factors,
-        )
+        design = group_design(table, settings, covariates=covariates, factors=factors)
     except DesignError as exc:
         LOGGER.warning("BOLD-CBF concordance not computed: group design on the CBF participants: %s", exc)
         return None

@@ -15,7 +15,7 @@ from clbp_bidsapp.errors import ExitCode, InputError, LateSteps
 from clbp_bidsapp.group import budget, fanout, inclusion, perfusion
 from clbp_bidsapp.group.concordance import write_concordance
 from clbp_bidsapp.group.connectomes import run_connectome_stats
-from clbp_bidsapp.group.design import build_design, check_group_sizes, qc_summary
+from clbp_bidsapp.group.design import build_design, check_group_sizes, group_design, qc_summary
 from clbp_bidsapp.group.ica import run_group_ica
 from clbp_bidsapp.group.inclusion import Outcome
 from clbp_bidsapp.group.voxelwise import run_voxelwise
@@ -239,13 +239,12 @@ def check_design_estimable(table: pd.DataFrame, *, settings: GroupSettings) -> N
     participants, or a confounded covariate, would make every analysis fail after the group ICA and the other
     slow steps; an analysis whose own subset of participants is too small is still reported as not run.
     """
-    from clbp_bidsapp.core.stats import DesignError, design_matrix
+    from clbp_bidsapp.core.stats import DesignError
     from clbp_bidsapp.group.voxelwise import model_columns
 
     covariates, factors, _ = model_columns(table, settings)
     try:
-        design_matrix(table, group_column=settings.group_column, patient_label=settings.patient_label,
-                      control_label=settings.control_label, covariates=covariates, factors=factors)  # fmt: skip
+        group_design(table, settings, covariates=covariates, factors=factors)
     except DesignError as exc:
         raise InputError(f"group design: {exc}", exit_code=ExitCode.NOTHING_PROCESSED) from None
 

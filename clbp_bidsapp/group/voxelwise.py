@@ -38,13 +38,12 @@ from clbp_bidsapp.core.stats import (
     PERMUTATIONS_PER_CHUNK,
     Design,
     DesignError,
-    design_matrix,
     permutation_test,
     regression_design,
 )
 from clbp_bidsapp.errors import ExitCode, InputError
 from clbp_bidsapp.group import budget, fanout
-from clbp_bidsapp.group.design import permutation_blocks
+from clbp_bidsapp.group.design import group_design, permutation_blocks
 from clbp_bidsapp.group.inclusion import Outcome
 from clbp_bidsapp.group.maps import GroupMaps, find_maps, load_group_maps
 from clbp_bidsapp.io import atlases, derivatives, images
@@ -235,14 +234,7 @@ def run_voxelwise(
             if not outcome.enough(map_set.label, table):
                 continue
         try:
-            design = design_matrix(
-                table,
-                group_column=settings.group_column,
-                patient_label=settings.patient_label,
-                control_label=settings.control_label,
-                covariates=[*covariates, *extra],
-                factors=factors,
-            )
+            design = group_design(table, settings, covariates=[*covariates, *extra], factors=factors)
         except DesignError as exc:
             if outcome is None:
                 message = f"group design for {map_set.label}: {exc}"
