@@ -252,9 +252,12 @@ class GroupProgress:
         self._stage: str | None = None
         self._stage_start = 0.0
 
-    def begin(self, name: str) -> None:
-        """Start timing stage ``name`` (ending the stage before it); the bar follows its voxelwise tests."""
+    def begin(self, name: str, *, runs: bool = True) -> None:
+        """Start timing stage ``name`` (ending the stage before it); the bar follows its voxelwise tests.
+        ``runs=False``: a skipped stage, only the stage before it ends (a skipped stage is not timed or shown)."""
         self._end_stage()
+        if not runs:
+            return
         self._stage, self._stage_start = name, self.clock()
         self._stage_end = self.bar.done + round(1000 * self.planned.get(name, 0.0))
         self.bar.label = f"group level: {name}"
@@ -339,15 +342,16 @@ def start(settings: Settings, included: pd.DataFrame, layout) -> GroupProgress:
     skip = set(ex.skip)
     participants = [str(p) for p in included["participant_id"]]
     map_sets = []
-    if "stats" not in skip:
-        quiet = logging.getLogger("clbp_bidsapp.group")  # the voxelwise stage warns about missing maps itself
-        level = quiet.level
-        quiet.setLevel(logging.ERROR)
-        try:
+    quiet = logging.getLogger("clbp_bidsapp.group")  # the stages warn about missing maps and columns themselves
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        if "stats" not in skip:
             map_sets = collect_map_sets(layout, settings=g, participants=participants,
                                         smoothing_fwhm=settings.metrics.smoothing_fwhm)  # fmt: skip
-        finally:
-            quiet.setLevel(level)
+        clinical = [c for c in clinical_columns(included, g) if _clinical_testable(included, c, g)]
+    finally:
+        quiet.setLevel(level)
     labels = [m.label for m in map_sets]
     if "stats" not in skip and "ica" not in skip:
         labels += [f"groupica-{network}" for network in g.networks]
@@ -355,7 +359,7 @@ def start(settings: Settings, included: pd.DataFrame, layout) -> GroupProgress:
                                                                 suffix="relmat"))  # fmt: skip
     plan = plan_group_level(
         map_labels=labels,
-        clinical=[c for c in clinical_columns(included, g) if _clinical_testable(included, c, g)],
+        clinical=clinical,
         settings=g,
         ml=None if "ml" in skip else settings.ml,
         ml_feature_sets=len(settings.ml.feature_sets),

@@ -127,7 +127,7 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
         derivatives.write_tsv(group_dir / "desc-qc_summary.tsv", qc_summary(design, settings=g))
     outcome = Outcome(exclusions=exclusions, settings=g)
     ica_sets = []
-    tracker.begin("ica")
+    tracker.begin("ica", runs="ica" not in ex.skip)
     if "ica" not in ex.skip:
         try:
             ica = run_group_ica(design.included, output_dir=ex.output_dir, n_components=g.ica_components,
@@ -144,7 +144,7 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
                 f"participants ({', '.join(ica.names)})"
             )
     late = LateSteps(results=str(group_dir))  # summaries of written results: a failure there loses nothing
-    tracker.begin("voxelwise")
+    tracker.begin("voxelwise", runs="stats" not in ex.skip)
     if "stats" not in ex.skip:
         cbf_sets = perfusion.cbf_map_sets(layout, participants=list(design.included["participant_id"]), settings=g)
         with fanout.executor_for(ex, work_dir=ex.work_dir or ex.output_dir / "work") as fan:  # --nprocs, --plugin
@@ -182,7 +182,7 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
         if results and cbf_sets:
             late.run("the BOLD-CBF concordance table", perfusion.report_concordance, results, design.included,
                      map_sets=cbf_sets, group_dir=group_dir, settings=g, layout=layout)  # fmt: skip
-    tracker.begin("connectome")
+    tracker.begin("connectome", runs="connectome" not in ex.skip)
     if "connectome" not in ex.skip:
         for result in run_connectome_stats(design.included, output_dir=ex.output_dir, settings=g, seed=ex.random_seed,
                                            layout=layout, outcome=outcome):  # fmt: skip
@@ -193,7 +193,7 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
                 f"{len(result.regions)} regions ({len(result.dropped_regions)} dropped), {result.n_fdr_edges} edges "
                 f"with FDR q < 0.05, {len(significant)} NBS component(s) with FWE p < 0.05"
             )
-    tracker.begin("ml")
+    tracker.begin("ml", runs="ml" not in ex.skip)
     if "ml" not in ex.skip:
         from clbp_bidsapp.group.ml import describe, run_ml
 

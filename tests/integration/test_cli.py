@@ -265,8 +265,9 @@ def test_maps_equal_their_definitions_on_nilearn_cleaned_data(small_dataset, tmp
     r = np.array([np.corrcoef(seed_series, filtered[:, v])[0, 1] for v in range(0, mask.sum(), 97)])
     np.testing.assert_allclose(fcz[::97], np.arctanh(np.clip(r, -1 + 1e-7, 1 - 1e-7)), atol=2e-3)
     # connectome: the Pearson matrix is the correlation of the written region series
-    regions = pd.read_csv(f"{prefix}_atlas-aal_stat-mean_timeseries.tsv", sep="\t", na_values="n/a")
-    relmat = pd.read_csv(f"{prefix}_atlas-aal_stat-pearsoncorrelation_relmat.tsv", sep="\t", index_col=0,
+    atlas_prefix = prefix.with_name(prefix.name.replace("_res-", "_atlas-aal_res-"))  # BIDS: atlas before res
+    regions = pd.read_csv(f"{atlas_prefix}_stat-mean_timeseries.tsv", sep="\t", na_values="n/a")
+    relmat = pd.read_csv(f"{atlas_prefix}_stat-pearsoncorrelation_relmat.tsv", sep="\t", index_col=0,
                          na_values="n/a")  # fmt: skip
     assert list(relmat.columns) == list(regions.columns) == list(relmat.index)
     np.testing.assert_allclose(relmat.to_numpy(), regions.corr().to_numpy(), atol=1e-4)
@@ -293,6 +294,9 @@ def test_connectivity_finds_the_planted_networks(long_run):
 
     dataset, out = long_run
     prefix = out / "sub-01" / "func" / f"sub-01_task-rest_space-{dataset.space}_res-{dataset.res}"
+    seitzman_prefix = (
+        out / "sub-01" / "func" / f"sub-01_task-rest_space-{dataset.space}_atlas-seitzman300_res-{dataset.res}"
+    )
     mask_img = nb.load(next((dataset.fmriprep_dir / "sub-01" / "func").glob("*brain_mask.nii.gz")))
     mask = np.asanyarray(mask_img.dataobj) > 0
     seitzman = atlases.atlas_regions("seitzman300", mask, mask_img.affine)
@@ -309,24 +313,24 @@ def test_connectivity_finds_the_planted_networks(long_run):
         assert own > roi_means[network_of == "Visual"].mean() + 0.1, (seed, network)
 
     # the connectome: correlations within networks exceed those between networks
-    relmat = pd.read_csv(f"{prefix}_atlas-seitzman300_stat-pearsoncorrelation_relmat.tsv", sep="\t", index_col=0,
+    relmat = pd.read_csv(f"{seitzman_prefix}_stat-pearsoncorrelation_relmat.tsv", sep="\t", index_col=0,
                          na_values="n/a").to_numpy()  # fmt: skip
     assigned = network_of != "unassigned"
     same = (network_of[:, None] == network_of[None, :]) & assigned[:, None] & assigned[None, :]
     np.fill_diagonal(same, False)
     different = (network_of[:, None] != network_of[None, :]) & assigned[:, None] & assigned[None, :]
     assert np.nanmean(relmat[same]) > np.nanmean(relmat[different]) + 0.2
-    regions = pd.read_csv(f"{prefix}_atlas-seitzman300_regions.tsv", sep="\t")
+    regions = pd.read_csv(f"{seitzman_prefix}_regions.tsv", sep="\t")
     assert {"region", "network", "coverage", "used"} <= set(regions.columns)
 
     # graph measures: one row per density plus the AUC row; modular networks make a small world
-    graph = pd.read_csv(f"{prefix}_atlas-seitzman300_stat-graph_measures.tsv", sep="\t")
+    graph = pd.read_csv(f"{seitzman_prefix}_stat-graph_measures.tsv", sep="\t")
     assert len(graph) == 37 and graph["sparsity"].iloc[-1] == "auc"
     per_density = graph.iloc[:-1].astype({"sigma": float, "gamma": float, "lcc_fraction": float})
     assert (per_density["gamma"] > 1).all(), "clustering above that of degree-preserving random networks"
     connected = per_density["lcc_fraction"] == 1
     assert connected.sum() >= 10 and (per_density.loc[connected, "sigma"] > 1).all()
-    nodal = pd.read_csv(f"{prefix}_atlas-seitzman300_stat-nodal_measures.tsv", sep="\t")
+    nodal = pd.read_csv(f"{seitzman_prefix}_stat-nodal_measures.tsv", sep="\t")
     assert set(nodal["region"]) == set(regions["region"]) and len(nodal) == 37 * len(regions)
 
     # dual regression: each network's subject map resembles its own template most

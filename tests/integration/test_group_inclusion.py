@@ -116,9 +116,11 @@ def test_no_requested_map_found_exits_3(copy):
     args = ("--n-permutations", "20", "--covariates", "--group-metrics", "vmhc", "dc", "--skip", "ml", "ica",
             "report", "connectome")  # fmt: skip
     result = cli(root, out, "group", *args)
+    # besides the reasons: the plan, the estimate, the progress and stage-time lines every group run prints
     assert_user_error(
-        result, 3, "vmhc not run: no vmhc maps", "dc not run: no dc maps", "no group analysis ran", max_lines=10
+        result, 3, "vmhc not run: no vmhc maps", "dc not run: no dc maps", "no group analysis ran", max_lines=13
     )
+    assert "group level plan: nothing to run" in result.stderr
     assert not (out / "logs" / "methods-group.json").exists()
 
 
