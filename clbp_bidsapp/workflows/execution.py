@@ -14,9 +14,7 @@ always returns a result and records any exception of the pool itself as the node
 from __future__ import annotations
 
 import gc
-import os
 import re
-import signal
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -255,7 +253,10 @@ class SafeMultiProcPlugin(MultiProcPlugin):
         try:
             return super().run(graph, config, updatehash=updatehash)
         except BaseException:
-            self._stop_workers()
+            try:
+                self._stop_workers()
+            except Exception:  # noqa: BLE001 - stopping is best effort; the failure that stopped the run is the news
+                pass
             raise
 
     def _stop_workers(self) -> None:
@@ -267,4 +268,4 @@ class SafeMultiProcPlugin(MultiProcPlugin):
         for process in processes:
             process.join(timeout=5)
             if process.is_alive():
-                os.kill(process.pid, signal.SIGKILL)
+                process.kill()  # ignores a worker that ended meanwhile (os.kill raised ESRCH there)

@@ -125,3 +125,39 @@ def test_ordinary_failures_stay_per_participant(tmp_path):
         outcome = _run(tmp_path, {"01": _participant("01", broken), "02": _participant("02", _ok)})
     assert outcome.succeeded == ["02"]
     assert "bad data in this run" in outcome.failed["01"]
+
+
+def test_stopping_a_worker_that_ended_meanwhile_keeps_the_failure_that_stopped_the_run():
+    """CI saw ``[Errno 3] No such process`` replace a full-disk exit 4: a worker ended between two checks."""
+    import multiprocessing
+
+    from clbp_bidsapp.workflows.execution import SafeMultiProcPlugin
+
+    ended = multiprocessing.get_context("fork").Process(target=int)
+    ended.start()
+    ended.join()
+
+    class Racing:  # reports alive, as a worker does just before it exits
+        pid = ended.pid
+
+        def is_alive(self):
+            return True
+
+        def terminate(self):
+            ended.terminate()
+
+        def join(self, timeout=None):
+            ended.join(timeout)
+
+        def kill(self):
+            ended.kill()
+
+    class Pool:
+        _processes = {1: Racing()}
+
+        def shutdown(self, wait=True, cancel_futures=False):
+            pass
+
+    plugin = SafeMultiProcPlugin.__new__(SafeMultiProcPlugin)
+    plugin.pool = Pool()
+    plugin._stop_workers()  # must not raise ProcessLookupError
