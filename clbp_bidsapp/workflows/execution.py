@@ -13,6 +13,7 @@ always returns a result and records any exception of the pool itself as the node
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import re
 import sys
@@ -253,10 +254,8 @@ class SafeMultiProcPlugin(MultiProcPlugin):
         try:
             return super().run(graph, config, updatehash=updatehash)
         except BaseException:
-            try:
+            with contextlib.suppress(Exception):  # best effort: the failure that stopped the run is the news
                 self._stop_workers()
-            except Exception:  # noqa: BLE001 - stopping is best effort; the failure that stopped the run is the news
-                pass
             raise
 
     def _stop_workers(self) -> None:

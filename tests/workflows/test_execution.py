@@ -153,7 +153,8 @@ def test_stopping_a_worker_that_ended_meanwhile_keeps_the_failure_that_stopped_t
             ended.kill()
 
     class Pool:
-        _processes = {1: Racing()}
+        def __init__(self):
+            self._processes = {1: Racing()}
 
         def shutdown(self, wait=True, cancel_futures=False):
             pass
