@@ -159,7 +159,7 @@ def init_run_wf(
         "connectivity": connectivity or ConnectivitySettings(),
         "random_seed": random_seed,
     }
-    denoise_wf = init_denoise_wf(**_arguments_of(init_denoise_wf, arguments))
+    denoise_wf = init_denoise_wf(**builder_arguments(init_denoise_wf, arguments))
     providers = {field: (inputnode, field) for field in DENOISE_INPUTS}
     _connect_inputs(workflow, denoise_wf, providers)
     providers |= {field: (denoise_wf, f"outputnode.{field}") for field in DENOISE_OUTPUTS}
@@ -167,8 +167,8 @@ def init_run_wf(
     for stage in registry.PARTICIPANT_STAGES:
         if not stage.workflow or {stage.name, *stage.needs} & set(skip):
             continue
-        builder = _builder(stage.workflow)
-        stage_wf = builder(**_arguments_of(builder, arguments), name=f"{stage.name}_wf")
+        builder = stage_builder(stage.workflow)
+        stage_wf = builder(**builder_arguments(builder, arguments), name=f"{stage.name}_wf")
         _connect_inputs(workflow, stage_wf, providers)
         providers |= {field: (stage_wf, f"outputnode.{field}") for field in stage_outputs(stage_wf)}
         stage_wfs[stage.name] = stage_wf
@@ -188,13 +188,13 @@ def stage_outputs(stage_wf: pe.Workflow) -> list[str]:
     return list(stage_wf.get_node("outputnode").interface._fields)
 
 
-def _builder(target: str) -> Callable[..., pe.Workflow]:
+def stage_builder(target: str) -> Callable[..., pe.Workflow]:
     """The ``init_*_wf`` function named ``module:function`` by a stage record."""
     module, _, function = target.partition(":")
     return getattr(importlib.import_module(module), function)
 
 
-def _arguments_of(builder: Callable[..., pe.Workflow], arguments: dict) -> dict:
+def builder_arguments(builder: Callable[..., pe.Workflow], arguments: dict) -> dict:
     """The run's settings that ``builder`` takes (each builder names the ones it needs as keyword arguments)."""
     return {key: value for key, value in arguments.items() if key in inspect.signature(builder).parameters}
 

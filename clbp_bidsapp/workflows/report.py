@@ -12,7 +12,7 @@ from clbp_bidsapp.io import spaces
 from clbp_bidsapp.io.bids import RunInputs
 from clbp_bidsapp.workflows.common import init_stage_wf
 
-REPORT_INPUTS = ("series", "grid", "confounds", "filtered", "sample_mask", "qc")
+REPORT_INPUTS = ("series", "grid", "filtered", "sample_mask", "qc", "confounds")
 SHOWN_INPUTS = ("maps", "fc_maps", "relmats", "regions", "graphs")
 
 
