@@ -13,8 +13,9 @@ Adding a local metric ``foo``:
 
 1. ``core/foo.py``: the kernel (arrays in, arrays out) and its known-answer tests in ``tests/core``;
 2. one :class:`LocalMetric` record below (and a :class:`Stage` when it is computed by a new ``--skip`` stage);
-3. its interface in ``interfaces/metrics.py`` and its node in ``workflows/participant._add_local_metrics``
-   (``tests/workflows/test_graph_building.py`` fails until the node is there);
+3. its interface in ``interfaces/metrics.py`` and, in ``workflows/local_metrics.py``, its node in its stage's
+   ``init_<stage>_wf`` (a new stage: a new builder, named by the :class:`Stage` record, whose ``inputnode`` fields
+   are outputs of the denoising; ``tests/workflows/test_graph_building.py`` fails until the node is there);
 4. a section in ``docs/local-metrics.md`` and its files in ``docs/outputs.md`` (the registry test checks both).
 
 This module is plain data: it imports nothing heavy, so that the settings and the parser can use it.
@@ -40,6 +41,8 @@ class Stage:
 
     name: str
     description: str
+    workflow: str = ""  # participant stages: "module:function" of its init_*_wf builder ("": built elsewhere)
+    needs: tuple[str, ...] = ()  # the stages whose outputs it reads (it is not built when one of them is skipped)
 
 
 @dataclass(frozen=True)
@@ -206,16 +209,43 @@ MAP_FAMILIES: tuple[MapFamily, ...] = (
 )
 
 PARTICIPANT_STAGES: tuple[Stage, ...] = (
-    Stage("tsnr", "mean and temporal SNR maps of the preprocessed BOLD"),
-    Stage("alff", "ALFF and fALFF maps (unfiltered denoised series)"),
-    Stage("reho", "ReHo map (band-passed series)"),
-    Stage("vmhc", "VMHC map (band-passed, smoothed series)"),
-    Stage("dc", "degree centrality maps, binarized and weighted (band-passed series, grey matter)"),
-    Stage("seedfc", "seed-based FC maps (Fisher z) of the seeds chosen with --seeds, and the seed series"),
-    Stage("connectome", "region series, Pearson and partial correlation matrices of each --atlases atlas"),
-    Stage("graph", "graph measures of each connectome over the sparsity range (needs connectome)"),
-    Stage("dualreg", "dual regression onto the reference networks (--networks)"),
+    Stage(
+        "tsnr", "mean and temporal SNR maps of the preprocessed BOLD", "clbp_bidsapp.workflows.denoising:init_tsnr_wf"
+    ),
+    Stage(
+        "alff", "ALFF and fALFF maps (unfiltered denoised series)", "clbp_bidsapp.workflows.local_metrics:init_alff_wf"
+    ),
+    Stage("reho", "ReHo map (band-passed series)", "clbp_bidsapp.workflows.local_metrics:init_reho_wf"),
+    Stage("vmhc", "VMHC map (band-passed, smoothed series)", "clbp_bidsapp.workflows.local_metrics:init_vmhc_wf"),
+    Stage(
+        "dc",
+        "degree centrality maps, binarized and weighted (band-passed series, grey matter)",
+        "clbp_bidsapp.workflows.local_metrics:init_dc_wf",
+    ),
+    Stage(
+        "seedfc",
+        "seed-based FC maps (Fisher z) of the seeds chosen with --seeds, and the seed series",
+        "clbp_bidsapp.workflows.connectivity:init_seedfc_wf",
+    ),
+    Stage(
+        "connectome",
+        "region series, Pearson and partial correlation matrices of each --atlases atlas",
+        "clbp_bidsapp.workflows.connectivity:init_connectome_wf",
+    ),
+    Stage(
+        "graph",
+        "graph measures of each connectome over the sparsity range (needs connectome)",
+        "clbp_bidsapp.workflows.connectivity:init_graph_wf",
+        needs=("connectome",),
+    ),
+    Stage(
+        "dualreg",
+        "dual regression onto the reference networks (--networks)",
+        "clbp_bidsapp.workflows.connectivity:init_dualreg_wf",
+    ),
+    # built by workflows/participant.py from what the other stages give (the run's part: workflows/report.py)
     Stage("report", "the HTML report OUTPUT_DIR/sub-<label>.html"),
+    # built per ASL run by workflows/perfusion.py (with --aslprep-dir)
     Stage("cbf", "CBF maps (absolute, relative, z) from the ASLPrep derivatives of --aslprep-dir"),
 )
 

@@ -119,15 +119,33 @@ def test_group_queries_ml_features_and_report_order_come_from_the_registry():
 
 
 def test_sidecar_and_qc_descriptions_come_from_the_registry():
-    from clbp_bidsapp.workflows import participant
+    from clbp_bidsapp.workflows import denoising, local_metrics
 
     for metric in registry.LOCAL_METRICS:
-        assert participant.METRIC_DESCRIPTIONS[metric.name] == metric.description
-    unfiltered = participant.QC_COLUMNS["dof_unfiltered"]["Description"]
-    filtered = participant.QC_COLUMNS["dof_bandpass"]["Description"]
+        assert local_metrics.METRIC_DESCRIPTIONS[metric.name] == metric.description
+    unfiltered = denoising.QC_COLUMNS["dof_unfiltered"]["Description"]
+    filtered = denoising.QC_COLUMNS["dof_bandpass"]["Description"]
     for metric in registry.LOCAL_METRICS:
         assert metric.label in (unfiltered if metric.series == "unfiltered" else filtered)
         assert metric.label not in (filtered if metric.series == "unfiltered" else unfiltered)
+
+
+def test_every_participant_stage_names_its_builder_or_is_built_elsewhere():
+    """A stage record names its ``init_<stage>_wf`` (workflows/participant.init_run_wf builds it from the record);
+    only the report (built from every other stage) and cbf (per ASL run, workflows/perfusion.py) are built elsewhere;
+    ``needs`` names earlier stages."""
+    from clbp_bidsapp.workflows.participant import stage_builder
+
+    names = [stage.name for stage in registry.PARTICIPANT_STAGES]
+    assert {stage.name for stage in registry.PARTICIPANT_STAGES if not stage.workflow} == {"report", "cbf"}
+    for stage in registry.PARTICIPANT_STAGES:
+        if stage.workflow:
+            builder = stage_builder(stage.workflow)
+            assert builder.__name__ == f"init_{stage.name}_wf", stage.name
+        assert all(names.index(need) < names.index(stage.name) for need in stage.needs), stage.name
+    assert all(metric.stage in names and registry.PARTICIPANT_STAGES[names.index(metric.stage)].workflow
+               for metric in registry.LOCAL_METRICS)  # fmt: skip
+    assert not any(stage.workflow or stage.needs for stage in registry.GROUP_STAGES)
 
 
 @pytest.mark.parametrize("skipped", [(), ("vmhc",), ("alff", "reho", "dc"), ("alff", "reho", "vmhc", "dc")])

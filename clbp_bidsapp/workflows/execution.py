@@ -26,6 +26,7 @@ from typing import Any
 from nipype.pipeline import engine as pe
 from nipype.pipeline.plugins.multiproc import MultiProcPlugin
 
+from clbp_bidsapp import registry
 from clbp_bidsapp.config import ExecutionSettings
 from clbp_bidsapp.errors import OutputError
 from clbp_bidsapp.io.derivatives import FULL_OR_READ_ONLY
@@ -143,7 +144,17 @@ def describe_crash(crash: Path, wf_names: Mapping[str, str]) -> tuple[str | None
         if part in wf_names:
             participant = wf_names[part]
             break
-    return participant, f"node {node.split('.')[-1]} failed: {_last_exception_line(text)}"
+    stage = next((STAGE_OF_WF[part] for part in node.split(".")[:-1] if part in STAGE_OF_WF), None)
+    where = f"node {node.split('.')[-1]}" + (f" of stage {stage}" if stage else "")
+    return participant, f"{where} failed: {_last_exception_line(text)}"
+
+
+# the stage sub-workflows of a run (workflows/participant.init_run_wf names them <stage>_wf) -> what a user calls them
+STAGE_OF_WF = {
+    "denoise_wf": "denoising",
+    "report_wf": "report",
+    **{f"{stage.name}_wf": stage.name for stage in registry.PARTICIPANT_STAGES if stage.workflow},
+}
 
 
 def _last_exception_line(text: str) -> str:

@@ -15,8 +15,9 @@ from clbp_bidsapp.io import atlases, bids, completion, derivatives, images, mani
 from clbp_bidsapp.io.confounds import read_confounds
 from clbp_bidsapp.reports.methods import write_citation_files
 from clbp_bidsapp.workflows import perfusion
+from clbp_bidsapp.workflows.denoising import QC_COLUMNS
 from clbp_bidsapp.workflows.execution import run_graph
-from clbp_bidsapp.workflows.participant import QC_COLUMNS, init_participant_wf, promised_outputs
+from clbp_bidsapp.workflows.participant import init_participant_wf, promised_outputs
 
 LOGGER = logging.getLogger("clbp_bidsapp")
 

@@ -11,3 +11,8 @@ def listify(value):
 def pick(values, index):
     """Item ``index`` of a node's list output."""
     return values[index]
+
+
+def head(values, n):
+    """The first ``n`` items of a node's list output."""
+    return values[:n]

@@ -148,6 +148,7 @@ def test_an_unwritable_output_fails_the_participant_naming_it(bids, tmp_path):
     assert "Traceback" not in result.stderr, result.stderr
     failed = [line for line in result.stderr.splitlines() if "FAILED  sub-01" in line]
     assert len(failed) == 1 and str(out / ALFF) in failed[0], result.stderr
+    assert "node ds_alff of stage alff failed" in failed[0], result.stderr  # the stage a user can --skip
     assert not (out / RECORD).exists(), "the record of the earlier, complete run is gone"
 
 

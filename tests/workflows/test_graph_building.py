@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 
 import pytest
+from nipype.pipeline.engine.utils import _remove_nonjoin_identity_nodes
 
 from clbp_bidsapp import registry
 from clbp_bidsapp.config import Settings
@@ -54,7 +55,7 @@ def _graph(dataset, tmp_path, skip):
         participant="01", runs=runs, output_dir=tmp_path / "out", fmriprep_dir=data.fmriprep_dir,
         denoise=settings.denoise, metrics=settings.metrics, connectivity=settings.connectivity, skip=skip,
     )  # fmt: skip
-    flat = workflow._create_flat_graph()
+    flat = _remove_nonjoin_identity_nodes(workflow._create_flat_graph())  # the stages' inputnode/outputnode
     nodes = {node.name: node for node in flat.nodes}
     assert len(nodes) == flat.number_of_nodes(), "node names must be unique within one run"
     edges = set()
