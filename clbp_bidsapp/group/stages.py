@@ -54,12 +54,16 @@ class GroupContext:
 
     @property
     def fan(self) -> fanout.Executor:
-        """The executor of the permutation tests, opened on first use (closed with :attr:`exits`)."""
+        """The executor of the permutation tests, opened on first use (closed with :attr:`exits`); when nothing
+        will run (no tracker), this process: no worker is started and nothing is said about them."""
         if self._fan is None:
             ex = self.settings.execution
-            self._fan = self.exits.enter_context(
+            executor = (
                 fanout.executor_for(ex, work_dir=ex.work_dir or ex.output_dir / "work")
+                if self.tracker is not None
+                else fanout.Serial()
             )
+            self._fan = self.exits.enter_context(executor)
         return self._fan
 
 

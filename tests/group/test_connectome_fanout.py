@@ -21,8 +21,7 @@ from tests.group.test_connectomes import PLANTED, REGIONS, _write_participant
 N_PERM = 2 * PERMUTATIONS_PER_CHUNK + 37  # three chunks, the last one short
 
 
-@pytest.fixture(scope="module")
-def edges_problem():
+def planted_edges():
     """14 participants x 36 edges of 9 nodes, a planted 4-node component in the patients, a covariate."""
     rng = np.random.default_rng(8)
     n, n_nodes = 14, 9
@@ -34,6 +33,11 @@ def edges_problem():
     planted = np.isin(rows, [0, 2, 3, 5]) & np.isin(cols, [0, 2, 3, 5])
     edges[:7, planted] += 3.0
     return edges, design, n_nodes
+
+
+@pytest.fixture(scope="module")
+def edges_problem():
+    return planted_edges()
 
 
 @pytest.mark.parametrize("measure", ["extent", "intensity"])
