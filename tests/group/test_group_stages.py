@@ -141,3 +141,16 @@ def test_the_loop_runs_the_unskipped_records_in_order_and_times_them(capsys):
     assert capsys.readouterr().err.splitlines() == ["clbp-bidsapp: stage result 1", "clbp-bidsapp: stage result 2"]
     assert [s.name for s in stages.wanted(registry.GROUP_STAGES, ("ml", "ica"))] == ["qc", "stats", "connectome",
                                                                                      "report"]  # fmt: skip
+
+
+def test_an_empty_plan_is_nothing_to_run():
+    """budget.start prints no plan, estimate or bar (and returns no tracker) when the plan is empty."""
+    from clbp_bidsapp.config import GroupSettings, MLSettings
+
+    g = GroupSettings()
+    assert budget.plan_group_level(map_labels=[], clinical=[], settings=g).empty
+    assert budget.plan_group_level(map_labels=[], clinical=["pain_vas"], settings=g, ml=MLSettings()).empty  # no set
+    for kwargs in ({"map_labels": ["alff"]}, {"connectome_atlases": 1}, {"ica": True},
+                   {"ml": MLSettings(), "ml_feature_sets": 1}):  # fmt: skip
+        plan = budget.plan_group_level(**{"map_labels": [], "clinical": [], "settings": g, **kwargs})
+        assert not plan.empty and "nothing to run" not in plan.describe(), kwargs
