@@ -11,7 +11,9 @@ Permutations follow Freedman & Lane (1983) exactly as :func:`clbp_bidsapp.core.s
 permutations) and draw the same permutation stream for the same seed: permutation k of both functions is the same
 reordering, and the first one is the identity, so p >= 1 / n_permutations. The components of a whole block of
 permutations are found with one :func:`scipy.sparse.csgraph.connected_components` call on the block-diagonal
-union of their supra-threshold graphs.
+union of their supra-threshold graphs. The null (the largest component of each permutation) is computed per seeded
+chunk of the stream (:func:`nbs_nulls`); the chunks' nulls concatenate (:func:`merge_nbs_nulls`), so
+``group/fanout.py`` can compute them in other processes or SLURM jobs and the result is the same to the bit.
 
 Edges must be finite in every participant: the caller drops regions (or edges) that are missing in anyone before
 calling (``group/connectomes.py`` drops regions without coverage in any included participant).
@@ -148,7 +150,7 @@ def network_based_statistic(
         Observed t per edge, the observed components (edges, nodes, size, sign, FWE p) and the null distribution
         of the largest component size.
     """
-    edges_, t_of, rows, cols = _checked(edges, design, n_nodes, measure=measure, n_permutations=n_permutations)
+    y, t_of, rows, cols = _checked(edges, design, n_nodes, measure=measure, n_permutations=n_permutations)
     signs = (1, -1) if two_sided else (1,)
     if nulls is None:
         nulls = _chunk_nulls(t_of, rows, cols, n_nodes, n_permutations=n_permutations, seed=seed,
@@ -156,7 +158,7 @@ def network_based_statistic(
                              measure=measure, block=block, blocks=blocks, on_progress=on_progress)  # fmt: skip
     if nulls.chunks != range(chunk_count(n_permutations)) or nulls.max_null.size != n_permutations:
         raise ValueError(f"the nulls cover chunks {nulls.chunks}, not all {n_permutations} permutations")
-    observed = t_of(np.arange(edges_.shape[0])[None, :])  # the identity: as core.stats.permutation_test
+    observed = t_of(np.arange(y.shape[0])[None, :])  # the identity: as core.stats.permutation_test
     components: list[tuple[np.ndarray, np.ndarray, float, int]] = []
     for sign in signs:
         (_, edge), comp, sizes = block_components(observed, rows, cols, n_nodes, threshold=threshold, sign=sign,
