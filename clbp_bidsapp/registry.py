@@ -46,6 +46,25 @@ class Stage:
 
 
 @dataclass(frozen=True)
+class GroupStage(Stage):
+    """A group-level stage: the group runner (:func:`clbp_bidsapp.group.stages.run_stages`) is a loop over these.
+
+    ``run`` and ``summary`` name functions of :mod:`clbp_bidsapp.group.stages` ("module:function"):
+    ``run(context)`` does the work and returns its result (None: it did not run, and said why in the outcome);
+    ``summary(context, result)`` gives the lines said when it ran. Adding a group stage is one record here and
+    its functions there; ``tests/group/test_group_stages.py`` fails when a record's functions are missing or when
+    the runner runs a stage outside this list.
+    """
+
+    run: str
+    summary: str
+    timed_as: str = ""  # its name in the budget's progress and stage-time line (group/budget.STAGES); "": not timed
+    follow_up: str = ""  # "module:function" (context, result): tables from its written results (late steps)
+    fans_out: bool = False  # its permutations go through group/fanout.py (--nprocs, --plugin SLURM)
+    after_analyses: bool = False  # runs only once some analysis ran, after the reasons of those that did not
+
+
+@dataclass(frozen=True)
 class LocalMetric:
     """A voxelwise map computed per run at the participant level and compared voxelwise at the group level."""
 
@@ -249,18 +268,37 @@ PARTICIPANT_STAGES: tuple[Stage, ...] = (
     Stage("cbf", "CBF maps (absolute, relative, z) from the ASLPrep derivatives of --aslprep-dir"),
 )
 
-GROUP_STAGES: tuple[Stage, ...] = (
-    Stage("qc", "group QC table (motion, censoring, retained time per run and group)"),
-    Stage("ica", "group ICA (CanICA) with dual regression, when the denoised series were saved (--save-denoised)"),
-    Stage(
-        "stats", "voxelwise CLBP-versus-control GLM (and clinical correlations) of every map with permutation inference"
+_GS = "clbp_bidsapp.group.stages"
+
+GROUP_STAGES: tuple[GroupStage, ...] = (  # in the order they run
+    GroupStage(
+        "qc", "group QC table (motion, censoring, retained time per run and group)",
+        run=f"{_GS}:run_qc", summary=f"{_GS}:no_summary",
     ),
-    Stage(
-        "connectome", "edge-wise tests, Network-Based Statistic and graph-measure comparisons of the ROI connectomes"
+    GroupStage(
+        "ica", "group ICA (CanICA) with dual regression, when the denoised series were saved (--save-denoised)",
+        run=f"{_GS}:run_ica", summary=f"{_GS}:ica_summary", timed_as="ica",
     ),
-    Stage("ml", "machine learning: CLBP-versus-control classification and pain prediction (nested CV, permutation p)"),
-    Stage("report", "the group HTML report OUTPUT_DIR/group.html"),
-)
+    GroupStage(
+        "stats",
+        "voxelwise CLBP-versus-control GLM (and clinical correlations) of every map with permutation inference",
+        run=f"{_GS}:run_stats", summary=f"{_GS}:stats_summary", timed_as="voxelwise",
+        follow_up=f"{_GS}:stats_concordance", fans_out=True,
+    ),
+    GroupStage(
+        "connectome", "edge-wise tests, Network-Based Statistic and graph-measure comparisons of the ROI connectomes",
+        run=f"{_GS}:run_connectome", summary=f"{_GS}:connectome_summary", timed_as="connectome", fans_out=True,
+    ),
+    GroupStage(
+        "ml",
+        "machine learning: CLBP-versus-control classification and pain prediction (nested CV, permutation p)",
+        run=f"{_GS}:run_ml", summary=f"{_GS}:ml_summary", timed_as="ml",
+    ),
+    GroupStage(
+        "report", "the group HTML report OUTPUT_DIR/group.html",
+        run=f"{_GS}:run_report", summary=f"{_GS}:report_summary", after_analyses=True,
+    ),
+)  # fmt: skip
 
 ML_FEATURE_SET_KINDS: tuple[FeatureSetKind, ...] = (
     FeatureSetKind("roi", tuple(dict.fromkeys(m.stage for m in LOCAL_METRICS if m.ml_roi)),

@@ -11,7 +11,9 @@ Permutations follow Freedman & Lane (1983) exactly as :func:`clbp_bidsapp.core.s
 permutations) and draw the same permutation stream for the same seed: permutation k of both functions is the same
 reordering, and the first one is the identity, so p >= 1 / n_permutations. The components of a whole block of
 permutations are found with one :func:`scipy.sparse.csgraph.connected_components` call on the block-diagonal
-union of their supra-threshold graphs.
+union of their supra-threshold graphs. The null (the largest component of each permutation) is computed per seeded
+chunk of the stream (:func:`nbs_nulls`); the chunks' nulls concatenate (:func:`merge_nbs_nulls`), so
+``group/fanout.py`` can compute them in other processes or SLURM jobs and the result is the same to the bit.
 
 Edges must be finite in every participant: the caller drops regions (or edges) that are missing in anyone before
 calling (``group/connectomes.py`` drops regions without coverage in any included participant).
@@ -19,13 +21,15 @@ calling (``group/connectomes.py`` drops regions without coverage in any included
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
 from scipy.sparse import csgraph
 
-from clbp_bidsapp.core.stats import Design, FreedmanLaneT, permutation_stream
+from clbp_bidsapp.core.stats import PERMUTATIONS_PER_CHUNK, Design, FreedmanLaneT, chunk_count, permutation_stream
 
 MEASURES = ("extent", "intensity")
 
@@ -52,6 +56,23 @@ class NBSResult:
     two_sided: bool
     n_permutations: int
     n_nodes: int
+
+
+@dataclass(frozen=True)
+class NBSNulls:
+    """The largest component of each permutation of ``chunks``; parts merge exactly (:func:`merge_nbs_nulls`)."""
+
+    chunks: range
+    max_null: np.ndarray  # (permutations,) largest component size over the tested signs
+
+
+def merge_nbs_nulls(parts: Sequence[NBSNulls]) -> NBSNulls:
+    """The nulls of consecutive chunk ranges as one (concatenated in chunk order)."""
+    parts = sorted(parts, key=lambda part: part.chunks.start)
+    for before, after in itertools.pairwise(parts):
+        if before.chunks.stop != after.chunks.start:
+            raise ValueError(f"chunks {before.chunks} and {after.chunks} are not consecutive")
+    return NBSNulls(range(parts[0].chunks.start, parts[-1].chunks.stop), np.concatenate([p.max_null for p in parts]))
 
 
 def edge_indices(n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -91,6 +112,8 @@ def network_based_statistic(
     measure: str = "extent",
     block: int = 128,
     blocks: np.ndarray | None = None,
+    nulls: NBSNulls | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> NBSResult:
     """Network-Based Statistic (Zalesky, Fornito & Bullmore 2010) of ``design.tested`` on connectome edges.
 
@@ -115,6 +138,11 @@ def network_based_statistic(
         component over both tails; otherwise positive components only.
     measure
         ``"extent"`` (number of edges) or ``"intensity"`` (sum of |t| - threshold over the component's edges).
+    nulls
+        The merged :func:`nbs_nulls` of every chunk, computed elsewhere (``group/fanout.py``); the result is then
+        identical to computing them here.
+    on_progress
+        Called with the number of permutations after each block (a progress bar's update).
 
     Returns
     -------
@@ -122,6 +150,70 @@ def network_based_statistic(
         Observed t per edge, the observed components (edges, nodes, size, sign, FWE p) and the null distribution
         of the largest component size.
     """
+    y, t_of, rows, cols = _checked(edges, design, n_nodes, measure=measure, n_permutations=n_permutations)
+    signs = (1, -1) if two_sided else (1,)
+    if nulls is None:
+        nulls = _chunk_nulls(t_of, rows, cols, n_nodes, n_permutations=n_permutations, seed=seed,
+                             chunks=range(chunk_count(n_permutations)), signs=signs, threshold=threshold,
+                             measure=measure, block=block, blocks=blocks, on_progress=on_progress)  # fmt: skip
+    if nulls.chunks != range(chunk_count(n_permutations)) or nulls.max_null.size != n_permutations:
+        raise ValueError(f"the nulls cover chunks {nulls.chunks}, not all {n_permutations} permutations")
+    observed = t_of(np.arange(y.shape[0])[None, :])  # the identity: as core.stats.permutation_test
+    components: list[tuple[np.ndarray, np.ndarray, float, int]] = []
+    for sign in signs:
+        (_, edge), comp, sizes = block_components(observed, rows, cols, n_nodes, threshold=threshold, sign=sign,
+                                                  measure=measure)  # fmt: skip
+        for label in np.unique(comp):
+            members = np.sort(edge[comp == label])
+            nodes = np.unique(np.concatenate([rows[members], cols[members]]))
+            components.append((members, nodes, float(sizes[label]), sign))
+    # the identity permutation reproduces the observed sizes up to rounding (intensity sums floats)
+    sorted_null = np.sort(nulls.max_null)
+    result_components = []
+    for members, nodes, size, sign in sorted(components, key=lambda c: (-c[2], -c[3], int(c[0][0]))):
+        bound = size - 1e-9 * max(abs(size), 1.0)
+        at_least = n_permutations - np.searchsorted(sorted_null, bound, side="left")
+        result_components.append(NBSComponent(members, nodes, size, sign, at_least / n_permutations))
+    edge_component = np.zeros(rows.size, dtype=np.int64)
+    for index, component in enumerate(result_components, start=1):
+        edge_component[component.edges] = index
+    return NBSResult(
+        t=observed[0],
+        components=result_components,
+        edge_component=edge_component,
+        null=nulls.max_null,
+        threshold=float(threshold),
+        measure=measure,
+        two_sided=two_sided,
+        n_permutations=n_permutations,
+        n_nodes=n_nodes,
+    )
+
+
+def nbs_nulls(
+    edges: np.ndarray,
+    design: Design,
+    n_nodes: int,
+    *,
+    chunks: range,
+    threshold: float = 3.0,
+    n_permutations: int = 5000,
+    seed: int = 0,
+    two_sided: bool = True,
+    measure: str = "extent",
+    block: int = 128,
+    blocks: np.ndarray | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> NBSNulls:
+    """The largest component of the permutations of ``chunks`` only (options as :func:`network_based_statistic`,
+    which takes their merge as ``nulls``; ``group/fanout.py`` computes the chunks in other processes or jobs)."""
+    _, t_of, rows, cols = _checked(edges, design, n_nodes, measure=measure, n_permutations=n_permutations)
+    return _chunk_nulls(t_of, rows, cols, n_nodes, n_permutations=n_permutations, seed=seed, chunks=chunks,
+                        signs=(1, -1) if two_sided else (1,), threshold=threshold, measure=measure, block=block,
+                        blocks=blocks, on_progress=on_progress)  # fmt: skip
+
+
+def _checked(edges, design: Design, n_nodes: int, *, measure: str, n_permutations: int):
     if measure not in MEASURES:
         raise ValueError(f"measure must be one of {MEASURES}, not {measure!r}")
     y = np.asarray(edges, dtype=np.float64)
@@ -134,18 +226,21 @@ def network_based_statistic(
         raise ValueError("edges contain NaN or infinite values; drop the regions or edges missing in anyone first")
     if n_permutations < 1:
         raise ValueError("n_permutations must be at least 1")
-    t_of = FreedmanLaneT(y, design)
-    signs = (1, -1) if two_sided else (1,)
-    null = np.zeros(n_permutations)
-    observed = None
-    components: list[tuple[np.ndarray, np.ndarray, float, int]] = []
+    return y, FreedmanLaneT(y, design), rows, cols
+
+
+def _chunk_nulls(
+    t_of, rows, cols, n_nodes, *, n_permutations, seed, chunks, signs, threshold, measure, block, blocks, on_progress
+) -> NBSNulls:
+    """Largest component (over ``signs``) of every permutation of ``chunks``, block by block."""
+    first = chunks.start * PERMUTATIONS_PER_CHUNK
+    size = min(chunks.stop * PERMUTATIONS_PER_CHUNK, n_permutations) - first
+    null = np.zeros(size)
     done = 0
-    for perms in permutation_stream(y.shape[0], n_permutations, seed=seed, block=block, blocks=blocks):
+    for perms in permutation_stream(t_of.n, n_permutations, seed=seed, block=block, chunks=chunks, blocks=blocks):
         t_block = t_of(perms)
-        if done == 0:
-            observed = t_block[0].copy()
         for sign in signs:
-            (which, edge), comp, sizes = block_components(
+            (which, _), comp, sizes = block_components(
                 t_block, rows, cols, n_nodes, threshold=threshold, sign=sign, measure=measure
             )
             if comp.size == 0:
@@ -156,31 +251,7 @@ def network_based_statistic(
             largest = np.zeros(len(perms))
             np.maximum.at(largest, owner[present], sizes[present])
             null[done : done + len(perms)] = np.maximum(null[done : done + len(perms)], largest)
-            if done == 0:
-                first = which == 0
-                for label in np.unique(comp[first]):
-                    members = np.sort(edge[first][comp[first] == label])
-                    nodes = np.unique(np.concatenate([rows[members], cols[members]]))
-                    components.append((members, nodes, float(sizes[label]), sign))
         done += len(perms)
-    # the identity permutation reproduces the observed sizes up to rounding (intensity sums floats)
-    sorted_null = np.sort(null)
-    result_components = []
-    for members, nodes, size, sign in sorted(components, key=lambda c: (-c[2], -c[3], int(c[0][0]))):
-        bound = size - 1e-9 * max(abs(size), 1.0)
-        at_least = n_permutations - np.searchsorted(sorted_null, bound, side="left")
-        result_components.append(NBSComponent(members, nodes, size, sign, at_least / n_permutations))
-    edge_component = np.zeros(rows.size, dtype=np.int64)
-    for index, component in enumerate(result_components, start=1):
-        edge_component[component.edges] = index
-    return NBSResult(
-        t=observed,
-        components=result_components,
-        edge_component=edge_component,
-        null=null,
-        threshold=float(threshold),
-        measure=measure,
-        two_sided=two_sided,
-        n_permutations=n_permutations,
-        n_nodes=n_nodes,
-    )
+        if on_progress is not None:
+            on_progress(len(perms))
+    return NBSNulls(chunks, null)

@@ -87,6 +87,11 @@ class Plan:
     def tfce_tests(self) -> list[VoxelwiseTest]:
         return [t for t in self.tests if t.tfce]
 
+    @property
+    def empty(self) -> bool:
+        """Nothing will run: no group ICA, voxelwise test, connectome atlas or ML fit."""
+        return not (self.ica or self.tests or self.connectome_atlases or self.ml_fits)
+
     def describe(self) -> str:
         """One line: what will run."""
         parts = []
@@ -324,8 +329,9 @@ def map_progress(n_permutations: int, *, label: str, tfce: bool):
     return _MapView(tracker, label, tfce)
 
 
-def start(settings: Settings, included: pd.DataFrame, layout) -> GroupProgress:
+def start(settings: Settings, included: pd.DataFrame, layout) -> GroupProgress | None:
     """Plan the group level on what the participant level wrote, calibrate on one map, print both; the bar.
+    None, with nothing printed, when nothing can run (:attr:`Plan.empty`).
 
     The group-ICA maps are counted as one per ``--group-networks`` network (the components matched after the
     ICA may be fewer). The calibration loads the first map set found (runs averaged, as the test does).
@@ -366,6 +372,8 @@ def start(settings: Settings, included: pd.DataFrame, layout) -> GroupProgress:
         connectome_atlases=atlases,
         ica="ica" not in skip,
     )
+    if plan.empty:  # nothing can run: no plan, estimate or bar; the stages say why, and the group level exits 3
+        return None
     messages.say(plan.describe())
     calibration = None
     if map_sets:

@@ -15,7 +15,9 @@ For every atlas with participant ``stat-pearsoncorrelation_relmat.tsv`` files:
   of each nodal measure (FDR across regions x measures), with the same design and permutations.
 
 All tests use ``settings.n_permutations`` permutations drawn from ``seed`` (the same permutation stream for every
-test). Outputs go to ``<output_dir>/group/atlas-<A>_contrast-<patient>vs<control>_...`` (see docs/outputs.md).
+test), run by the group level's executor (``group/fanout.py``: here, in ``--nprocs`` worker processes or as SLURM
+job arrays, in seeded chunks merged exactly, so the outputs are byte-identical whatever the split). Outputs go to
+``<output_dir>/group/atlas-<A>_contrast-<patient>vs<control>_...`` (see docs/outputs.md).
 """
 
 from __future__ import annotations
@@ -30,14 +32,14 @@ import pandas as pd
 
 from clbp_bidsapp.config import GroupSettings
 from clbp_bidsapp.core import connectivity, exchangeability
-from clbp_bidsapp.core.nbs import NBSResult, edge_indices, network_based_statistic
-from clbp_bidsapp.core.stats import Design, DesignError, permutation_test
+from clbp_bidsapp.core.nbs import NBSResult, edge_indices
+from clbp_bidsapp.core.stats import Design, DesignError
 from clbp_bidsapp.errors import ExitCode, InputError
+from clbp_bidsapp.group import fanout
 from clbp_bidsapp.group.design import group_design, permutation_blocks
 from clbp_bidsapp.group.inclusion import Outcome
 from clbp_bidsapp.group.voxelwise import model_columns
 from clbp_bidsapp.io import derivatives
-from clbp_bidsapp.io.progress import progress
 
 LOGGER = logging.getLogger("clbp_bidsapp.group")
 ALPHA = 0.05
@@ -66,6 +68,7 @@ def run_connectome_stats(
     seed: int,
     layout=None,
     outcome: Outcome | None = None,
+    fan: fanout.Executor | None = None,
 ) -> list[ConnectomeResult]:
     """Compare groups on the connectome edges, NBS components and graph measures of every atlas found.
 
@@ -74,11 +77,13 @@ def run_connectome_stats(
     ``layout`` is the output layout to read (default: every file of ``output_dir``). With ``outcome``, the
     participants without an atlas's connectome are listed as left out of that atlas, and an atlas that cannot be
     tested (fewer than ``settings.min_per_group`` per group, too few covered regions, no estimable design) is
-    recorded as not run while the other atlases go on; without it, those raise :class:`InputError`.
+    recorded as not run while the other atlases go on; without it, those raise :class:`InputError`. ``fan`` runs
+    the permutation tests (default: here, one after the other); the outputs are the same whatever it is.
     """
     from clbp_bidsapp.io.bids import build_output_layout
 
     layout = build_output_layout(output_dir) if layout is None else layout
+    fan = fanout.Serial() if fan is None else fan
     covariates, factors, notes = model_columns(included, settings)
     participants = set(included["participant_id"].astype(str))
     relmats = files_by_atlas(layout, participants, stat="pearsoncorrelation", suffix="relmat")
@@ -112,6 +117,7 @@ def run_connectome_stats(
                     settings=settings,
                     seed=seed,
                     model=(covariates, factors, list(notes)),
+                    fan=fan,
                 )
             )
         except InputError as exc:
@@ -194,7 +200,7 @@ def _design(table: pd.DataFrame, settings: GroupSettings, covariates, factors, w
 
 
 def _atlas_stats(
-    atlas, included, relmat_files, graph_files, nodal_files, series_files, *, folder: Path, settings, seed, model
+    atlas, included, relmat_files, graph_files, nodal_files, series_files, *, folder: Path, settings, seed, model, fan
 ) -> ConnectomeResult:
     covariates, factors, notes = model
     patient, control = settings.patient_label, settings.control_label
@@ -221,13 +227,12 @@ def _atlas_stats(
     edges = np.stack([matrices[label].loc[regions, regions].to_numpy()[rows, cols] for label in labels])
     is_patient = design.matrix[:, 0] == 1
     n_perm = settings.n_permutations
-    with progress(n_perm, label=f"atlas {atlas} edge permutations", quiet_below=10) as bar:
-        edge_test = permutation_test(edges, design, n_permutations=n_perm, seed=seed, on_progress=bar.update,
-                                     blocks=blocks)  # fmt: skip
-    nbs = network_based_statistic(
-        edges, design, len(regions), threshold=settings.nbs_threshold, n_permutations=n_perm, seed=seed,
-        blocks=blocks,
-    )  # fmt: skip
+    edge_pending = fan.submit(edges, design, label=f"atlas {atlas} edge permutations", n_permutations=n_perm,
+                              seed=seed, blocks=blocks)  # fmt: skip
+    nbs_pending = fan.submit(edges, design, label=f"atlas {atlas} NBS permutations", kind="nbs",
+                             n_nodes=len(regions), threshold=settings.nbs_threshold, n_permutations=n_perm, seed=seed,
+                             blocks=blocks)  # fmt: skip
+    edge_test, nbs = edge_pending(), nbs_pending()
     floor = 1.0 / n_perm
 
     def signed_log(p, t):
@@ -270,7 +275,7 @@ def _atlas_stats(
     if labels and all(label in series_files for label in labels):
         tangent = tangent_edges(
             {label: series_files[label] for label in labels}, regions, design, settings=settings, seed=seed,
-            blocks=blocks,
+            blocks=blocks, fan=fan, atlas=atlas,
         )  # fmt: skip
         derivatives.write_tsv(folder / f"{prefix}_stat-t_desc-tangent_relmat.tsv", _square(tangent["t"].to_numpy(),
                               regions), index=True)  # fmt: skip
@@ -289,13 +294,15 @@ def _atlas_stats(
         notes.append(f"{atlas}: region series missing for some participant; tangent-space test not computed")
 
     graph, graph_info = _measure_tests(
-        "global", graph_files, included, settings, covariates, factors, seed, patient, control, read=global_auc
-    )
+        "global", graph_files, included, settings, covariates, factors, seed, patient, control, read=global_auc,
+        fan=fan, atlas=atlas,
+    )  # fmt: skip
     if graph is not None:
         derivatives.write_tsv(folder / f"{prefix}_desc-graph_stats.tsv", graph)
     nodal, nodal_info = _measure_tests(
-        "nodal", nodal_files, included, settings, covariates, factors, seed, patient, control, read=nodal_auc
-    )
+        "nodal", nodal_files, included, settings, covariates, factors, seed, patient, control, read=nodal_auc,
+        fan=fan, atlas=atlas,
+    )  # fmt: skip
     if nodal is not None:
         derivatives.write_tsv(folder / f"{prefix}_desc-nodal_stats.tsv", nodal)
     for info in (graph_info, nodal_info):
@@ -359,6 +366,8 @@ def tangent_edges(
     settings: GroupSettings,
     seed: int,
     blocks: np.ndarray | None = None,
+    fan: fanout.Executor | None = None,
+    atlas: str = "",
 ) -> pd.DataFrame:
     """Edge-wise GLM on tangent-space connectivity: t, permutation p, max-t FWE and FDR per edge.
 
@@ -378,7 +387,9 @@ def tangent_edges(
     tangent = ConnectivityMeasure(kind="tangent", standardize=False).fit_transform(series)
     rows, cols = edge_indices(len(regions))
     edges = tangent[:, rows, cols]
-    result = permutation_test(edges, design, n_permutations=settings.n_permutations, seed=seed, blocks=blocks)
+    fan = fanout.Serial() if fan is None else fan
+    label = f"atlas {atlas} tangent-space permutations" if atlas else "tangent-space permutations"
+    result = fan.submit(edges, design, label=label, n_permutations=settings.n_permutations, seed=seed, blocks=blocks)()
     return pd.DataFrame({
         "t": result.t, "p_uncorrected": result.p_uncorrected, "p_fwe": result.p_fwe, "q_fdr": result.q_fdr,
     })  # fmt: skip
@@ -439,7 +450,7 @@ def nodal_auc(paths: list[Path]) -> pd.Series:
     return pd.concat(values, axis=1).mean(axis=1, skipna=False)
 
 
-def _measure_tests(kind, files, included, settings, covariates, factors, seed, patient, control, *, read):
+def _measure_tests(kind, files, included, settings, covariates, factors, seed, patient, control, *, read, fan, atlas):
     """Permutation test of every (region,) measure AUC; FDR and max-t FWE across all of them."""
     ids = included["participant_id"].astype(str)
     table = included[ids.isin(files)].reset_index(drop=True)
@@ -459,7 +470,8 @@ def _measure_tests(kind, files, included, settings, covariates, factors, seed, p
     design = _design(table, settings, covariates, factors, f"{kind} graph measures")
     values = data.to_numpy(dtype=np.float64)
     blocks = permutation_blocks(table, settings)[1]
-    result = permutation_test(values, design, n_permutations=settings.n_permutations, seed=seed, blocks=blocks)
+    result = fan.submit(values, design, label=f"atlas {atlas} {kind} graph-measure permutations",
+                        n_permutations=settings.n_permutations, seed=seed, blocks=blocks)()  # fmt: skip
     is_patient = design.matrix[:, 0] == 1
     if kind == "nodal":
         keys = pd.DataFrame(list(data.columns), columns=["region", "measure"])

@@ -53,10 +53,9 @@ from typing import Any
 import numpy as np
 
 from clbp_bidsapp import messages
+from clbp_bidsapp.core.nbs import merge_nbs_nulls, nbs_nulls, network_based_statistic
 from clbp_bidsapp.core.stats import (
     Design,
-    PermutationNulls,
-    PermutationResult,
     chunk_count,
     merge_nulls,
     permutation_nulls,
@@ -69,7 +68,22 @@ from clbp_bidsapp.io import derivatives, images
 SLURM_PLUGINS = ("SLURM", "SLURMGraph")
 DEFAULT_CHUNKS_PER_JOB = 10
 DEFAULT_UNITS_PER_ARRAY = 16  # x 1.9 GB of temporary data per test for 1000 participants at 2 mm
-PendingResult = Callable[[], PermutationResult]
+PendingResult = Callable[[], Any]
+
+
+@dataclass(frozen=True)
+class PermutationKind:
+    """A permutation test the executors run: its per-chunk nulls, their exact merge, and the result from them."""
+
+    nulls: Callable[..., Any]  # (data, design, *, chunks, **options) -> part with .chunks and .max_null
+    merge: Callable[[Sequence[Any]], Any]  # parts -> the nulls of all chunks
+    result: Callable[..., Any]  # (data, design, *, nulls=None, on_progress=None, **options) -> the test's result
+
+
+KINDS: dict[str, PermutationKind] = {
+    "glm": PermutationKind(permutation_nulls, merge_nulls, permutation_test),  # t, max-t, clusters, TFCE, sequential p
+    "nbs": PermutationKind(nbs_nulls, merge_nbs_nulls, network_based_statistic),  # Network-Based Statistic components
+}
 
 
 def split_chunks(n_chunks: int, pieces: int) -> list[range]:
@@ -79,10 +93,10 @@ def split_chunks(n_chunks: int, pieces: int) -> list[range]:
     return [range(a, b) for a, b in itertools.pairwise(bounds)]
 
 
-def task_nulls(data_path: Path, design: Design, options: Mapping[str, Any], chunks: range) -> PermutationNulls:
+def task_nulls(data_path: Path, design: Design, options: Mapping[str, Any], chunks: range, kind: str = "glm") -> Any:
     """One task: the nulls of ``chunks`` of the unit whose data is in ``data_path`` (memory-mapped)."""
     data = np.load(data_path, mmap_mode="r")
-    return permutation_nulls(data, design, chunks=chunks, **_null_options(options))
+    return KINDS[kind].nulls(data, design, chunks=chunks, **_null_options(options))
 
 
 # fitted on the merged null, or (sequential uncorrected p) carried on from it, by the main process
@@ -96,7 +110,10 @@ def _null_options(options: Mapping[str, Any]) -> dict[str, Any]:
 class Executor:
     """Runs the permutation tests submitted to it; ``submit`` returns a callable giving the unit's result."""
 
-    def submit(self, data: np.ndarray, design: Design, *, label: str, **options: Any) -> PendingResult:
+    def submit(
+        self, data: np.ndarray, design: Design, *, label: str, kind: str = "glm", **options: Any
+    ) -> PendingResult:
+        """Start the ``kind`` test (:data:`KINDS`) of ``data``; the callable returned gives its result."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -112,9 +129,11 @@ class Executor:
 class Serial(Executor):
     """Every test in this process, when it is submitted."""
 
-    def submit(self, data: np.ndarray, design: Design, *, label: str, **options: Any) -> PendingResult:
+    def submit(
+        self, data: np.ndarray, design: Design, *, label: str, kind: str = "glm", **options: Any
+    ) -> PendingResult:
         with budget.map_progress(options["n_permutations"], label=label, tfce=options.get("tfce", False)) as bar:
-            result = permutation_test(data, design, on_progress=bar.update, **options)
+            result = KINDS[kind].result(data, design, on_progress=bar.update, **options)
         return lambda: result
 
 
@@ -126,9 +145,10 @@ class _Unit:
     options: dict[str, Any]
     label: str
     tasks: list[range]
+    kind: str = "glm"
     handles: list[Any] = field(default_factory=list)  # pool: futures; SLURM: task numbers in its job array
     array: int = -1  # SLURM: which job array ran its tasks
-    result: PermutationResult | None = None
+    result: Any = None
 
 
 class _Deferred(Executor):
@@ -149,10 +169,12 @@ class _Deferred(Executor):
     def start(self, unit: _Unit) -> None:
         raise NotImplementedError
 
-    def collect(self, unit: _Unit) -> list[PermutationNulls]:
+    def collect(self, unit: _Unit) -> list[Any]:
         raise NotImplementedError
 
-    def submit(self, data: np.ndarray, design: Design, *, label: str, **options: Any) -> PendingResult:
+    def submit(
+        self, data: np.ndarray, design: Design, *, label: str, kind: str = "glm", **options: Any
+    ) -> PendingResult:
         while len(self.open) >= self.max_units:
             self.finish(self.open[0])
         index = len(self.units)
@@ -161,19 +183,20 @@ class _Deferred(Executor):
             images.save_array(tmp, np.asarray(data, dtype=np.float64))
         n_chunks = chunk_count(options["n_permutations"])
         tasks = split_chunks(n_chunks, self.pieces(n_chunks))
-        unit = _Unit(index, data_path, design, dict(options), label, tasks)
+        unit = _Unit(index, data_path, design, dict(options), label, tasks, kind)
         self.units.append(unit)
         self.open.append(unit)
         self.start(unit)
         return lambda: self.finish(unit)
 
-    def finish(self, unit: _Unit) -> PermutationResult:
+    def finish(self, unit: _Unit) -> Any:
         """Merge every open unit up to ``unit`` (in order) and compute its result as one process would."""
         while unit.result is None:
             first = self.open.pop(0)
-            nulls = merge_nulls(self.collect(first))
+            kind = KINDS[first.kind]
+            nulls = kind.merge(self.collect(first))
             data = np.load(first.data_path, mmap_mode="r")
-            first.result = permutation_test(data, first.design, nulls=nulls, **first.options)
+            first.result = kind.result(data, first.design, nulls=nulls, **first.options)
             del data
             first.data_path.unlink()
         return unit.result
@@ -209,10 +232,11 @@ class Pool(_Deferred):
 
     def start(self, unit: _Unit) -> None:
         unit.handles = [
-            self.pool.submit(task_nulls, unit.data_path, unit.design, unit.options, chunks) for chunks in unit.tasks
+            self.pool.submit(task_nulls, unit.data_path, unit.design, unit.options, chunks, unit.kind)
+            for chunks in unit.tasks
         ]
 
-    def collect(self, unit: _Unit) -> list[PermutationNulls]:
+    def collect(self, unit: _Unit) -> list[Any]:
         n_permutations = unit.options["n_permutations"]
         try:
             with budget.map_progress(n_permutations, label=unit.label, tfce=unit.options.get("tfce", False)) as bar:
@@ -257,7 +281,7 @@ class Slurm(_Deferred):
     def start(self, unit: _Unit) -> None:
         self.queued += [(unit, chunks) for chunks in unit.tasks]
 
-    def collect(self, unit: _Unit) -> list[PermutationNulls]:
+    def collect(self, unit: _Unit) -> list[Any]:
         if self.queued:
             self.run_array()
         parts = []
@@ -283,7 +307,7 @@ class Slurm(_Deferred):
         folder.mkdir()
         for number, (unit, chunks) in enumerate(self.queued):
             task = {"data_path": unit.data_path, "design": unit.design, "options": unit.options, "chunks": chunks,
-                    "omp_nthreads": self.omp_nthreads}  # fmt: skip
+                    "kind": unit.kind, "omp_nthreads": self.omp_nthreads}  # fmt: skip
             derivatives.write_bytes(folder / f"task-{number}.pkl", pickle.dumps(task))
             unit.handles.append(number)
             unit.array = self.arrays
@@ -380,7 +404,7 @@ def run_task(folder: Path, number: int) -> None:
 
     task = pickle.loads((folder / f"task-{number}.pkl").read_bytes())
     with threadpool_limits(limits=task["omp_nthreads"]):
-        nulls = task_nulls(task["data_path"], task["design"], task["options"], task["chunks"])
+        nulls = task_nulls(task["data_path"], task["design"], task["options"], task["chunks"], task["kind"])
     derivatives.write_bytes(folder / f"result-{number}.pkl", pickle.dumps(nulls))
 
 

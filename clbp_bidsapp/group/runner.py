@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from clbp_bidsapp import messages
+from clbp_bidsapp import messages, registry
 from clbp_bidsapp.config import GroupSettings, Settings
 from clbp_bidsapp.errors import ExitCode, InputError, LateSteps
-from clbp_bidsapp.group import budget, fanout, inclusion, perfusion
-from clbp_bidsapp.group.concordance import write_concordance
-from clbp_bidsapp.group.connectomes import run_connectome_stats
-from clbp_bidsapp.group.design import build_design, check_group_sizes, group_design, qc_summary
-from clbp_bidsapp.group.ica import run_group_ica
+from clbp_bidsapp.group import budget, fanout, inclusion, stages
+from clbp_bidsapp.group.design import build_design, check_group_sizes, group_design
 from clbp_bidsapp.group.inclusion import Outcome
-from clbp_bidsapp.group.voxelwise import run_voxelwise
 from clbp_bidsapp.io import bids, completion, derivatives, manifest
 from clbp_bidsapp.reports.methods import write_citation_files
 
@@ -119,93 +114,17 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
     derivatives.write_tsv(group_dir / "desc-excluded_participants.tsv", design.excluded)
     check_group_sizes(design, settings=g, table_name=table_name)
     check_design_estimable(design.included, settings=g)
-    if "stats" not in ex.skip:
+    if any(stage.fans_out for stage in stages.wanted(registry.GROUP_STAGES, ex.skip)):
         fanout.check_execution(ex)  # --plugin SLURM needs sbatch: refused now, not after the group ICA
     messages.say(f"group level reads {selection.describe()}")
-    tracker = budget.start(settings, design.included, layout)  # the plan and the time estimate, before the work
-    if "qc" not in ex.skip:
-        derivatives.write_tsv(group_dir / "desc-qc_summary.tsv", qc_summary(design, settings=g))
+    tracker = budget.start(settings, design.included, layout)  # the plan and the estimate; None: nothing can run
     outcome = Outcome(exclusions=exclusions, settings=g)
-    ica_sets = []
-    tracker.begin("ica", runs="ica" not in ex.skip)
-    if "ica" not in ex.skip:
-        try:
-            ica = run_group_ica(design.included, output_dir=ex.output_dir, n_components=g.ica_components,
-                                seed=ex.random_seed, smoothing_fwhm=settings.metrics.smoothing_fwhm,
-                                layout=layout, outcome=outcome)  # fmt: skip
-        except InputError as exc:
-            ica = None
-            outcome.not_run("group ICA", str(exc))
-        if ica is not None:
-            outcome.ran("group ICA")
-            ica_sets = ica.map_sets(g.networks, smoothing_fwhm=settings.metrics.smoothing_fwhm)
-            messages.say(
-                f"group ICA: {len(ica.names)} components over {len(ica.participant_maps)} "
-                f"participants ({', '.join(ica.names)})"
-            )
     late = LateSteps(results=str(group_dir))  # summaries of written results: a failure there loses nothing
-    tracker.begin("voxelwise", runs="stats" not in ex.skip)
-    if "stats" not in ex.skip:
-        cbf_sets = perfusion.cbf_map_sets(layout, participants=list(design.included["participant_id"]), settings=g)
-        with fanout.executor_for(ex, work_dir=ex.work_dir or ex.output_dir / "work") as fan:  # --nprocs, --plugin
-            results = run_voxelwise(
-                design.included,
-                output_dir=ex.output_dir,
-                settings=g,
-                seed=ex.random_seed,
-                smoothing_fwhm=settings.metrics.smoothing_fwhm,
-                extra_map_sets=[*ica_sets, *cbf_sets],
-                layout=layout,
-                outcome=outcome,
-                fan=fan,
-            )
-        for result in results:
-            top = result.clusters.iloc[0] if len(result.clusters) else None
-            where = (
-                f"; strongest cluster {top['voxels']} voxels at ({top['peak_x']:.0f}, {top['peak_y']:.0f}, "
-                f"{top['peak_z']:.0f}) {top['harvard_oxford']}, cluster FWE p = {top['p_fwe_cluster']:.3g}"
-                if top is not None
-                else ""
-            )
-            tfce = f", {result.n_tfce_voxels} with TFCE FWE p < 0.05" if result.n_tfce_voxels is not None else ""
-            family = (
-                f", {result.n_family_fwe_voxels} with family FWE p < 0.05 (primary family)"
-                if result.n_family_fwe_voxels is not None
-                else " (exploratory)"
-            )
-            messages.say(
-                f"{result.metric} ({result.contrast}): {result.n_participants} participants, "
-                f"{result.n_fwe_voxels} voxels with max-t FWE p < 0.05 within the map{family}{tfce}{where}"
-            )
-        if results:
-            late.run("the literature concordance table", _concordance, group_dir, g)
-        if results and cbf_sets:
-            late.run("the BOLD-CBF concordance table", perfusion.report_concordance, results, design.included,
-                     map_sets=cbf_sets, group_dir=group_dir, settings=g, layout=layout)  # fmt: skip
-    tracker.begin("connectome", runs="connectome" not in ex.skip)
-    if "connectome" not in ex.skip:
-        for result in run_connectome_stats(design.included, output_dir=ex.output_dir, settings=g, seed=ex.random_seed,
-                                           layout=layout, outcome=outcome):  # fmt: skip
-            components = result.components
-            significant = components[components["p_fwe"] < 0.05] if len(components) else components
-            messages.say(
-                f"connectome {result.atlas}: {result.n_participants} participants, "
-                f"{len(result.regions)} regions ({len(result.dropped_regions)} dropped), {result.n_fdr_edges} edges "
-                f"with FDR q < 0.05, {len(significant)} NBS component(s) with FWE p < 0.05"
-            )
-    tracker.begin("ml", runs="ml" not in ex.skip)
-    if "ml" not in ex.skip:
-        from clbp_bidsapp.group.ml import describe, run_ml
-
-        try:
-            ml_results = run_ml(design.included, output_dir=ex.output_dir, settings=settings.ml, group=g,
-                                seed=ex.random_seed, layout=layout)  # fmt: skip
-        except InputError as exc:
-            outcome.not_run("machine learning", str(exc))
-        else:
-            outcome.ran("machine learning")
-            messages.say(f"machine learning: {describe(ml_results, settings.ml)}; {group_dir / 'desc-ml_summary.json'}")
-    messages.say(tracker.finish())
+    context = stages.GroupContext(settings, design, layout, outcome, tracker, late)
+    with context.exits, stages.quiet_warnings(tracker is None):  # nothing can run: only the reasons are said
+        stages.run_stages(context, [stage for stage in registry.GROUP_STAGES if not stage.after_analyses])
+    if tracker is not None:
+        messages.say(tracker.finish())
     derivatives.write_tsv(group_dir / "desc-excluded_participants.tsv", exclusions.table())
     for analysis, reason in outcome.skipped:
         messages.say(f"{analysis} not run: {reason}")
@@ -215,8 +134,7 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
             f"{group_dir / 'desc-excluded_participants.tsv'})",
             exit_code=ExitCode.NOTHING_PROCESSED,
         )
-    if "report" not in ex.skip:
-        late.run("the group report", _report, settings)
+    stages.run_stages(context, [stage for stage in registry.GROUP_STAGES if stage.after_analyses])
     counts = design.included[g.group_column].astype(str).value_counts()
     messages.say(
         f"group level: {counts.get(g.patient_label, 0)} {g.patient_label} and "
@@ -247,30 +165,6 @@ def check_design_estimable(table: pd.DataFrame, *, settings: GroupSettings) -> N
         group_design(table, settings, covariates=covariates, factors=factors)
     except DesignError as exc:
         raise InputError(f"group design: {exc}", exit_code=ExitCode.NOTHING_PROCESSED) from None
-
-
-def _concordance(group_dir: Path, g: GroupSettings) -> None:
-    path, table = write_concordance(group_dir, patient_label=g.patient_label, control_label=g.control_label)
-    found = table["status"].str.startswith("found").sum()
-    messages.say(f"literature concordance: {found} of {len(table)} published CLBP findings seen here; {path}")
-
-
-def _report(settings: Settings) -> None:
-    from clbp_bidsapp.reports.group import write_group_report
-
-    ex, g = settings.execution, settings.group
-    report = write_group_report(
-        ex.output_dir,
-        settings_summary={
-            **{f"group.{k}": v for k, v in dataclasses.asdict(g).items()},
-            "denoise.strategy": settings.denoise.strategy,
-            "metrics.smoothing_fwhm": settings.metrics.smoothing_fwhm,
-            "execution.random_seed": ex.random_seed,
-        },
-        run_info={"config_hash": settings.result_hash()},
-        group=g,
-    )
-    messages.say(f"group report: {report}")
 
 
 def _citation(settings: Settings) -> None:

@@ -52,3 +52,18 @@ def test_a_failed_array_task_is_reported_with_its_logs_kept(cluster, problem, tm
     logs = sorted((slurm.folder / "array-000").glob("task-*.log"))
     assert [log.name for log in logs] == ["task-0.log", "task-1.log"]
     assert "unit-0000.npy" in logs[0].read_text()  # the task's own error, kept for the user
+
+
+def test_an_nbs_job_array_gives_the_single_process_result(cluster, tmp_path):  # noqa: F811
+    """The connectome's Network-Based Statistic as array tasks (one chunk each) merges to the one-process bytes."""
+    from tests.group.test_connectome_fanout import N_PERM, planted_edges
+
+    edges, design, n_nodes = planted_edges()
+    options = {"kind": "nbs", "n_nodes": n_nodes, "threshold": 2.5, "n_permutations": N_PERM, "seed": 4}
+    expected = fanout.Serial().submit(edges, design, label="nbs", **options)()
+    with fanout.Slurm(tmp_path, chunks_per_job=1) as slurm:
+        got = slurm.submit(edges, design, label="nbs", **options)()
+        assert slurm.arrays == 1 and len(slurm.units[0].tasks) == 3
+    assert got.null.tobytes() == expected.null.tobytes() and expected.components[0].p_fwe < 0.05
+    assert [(c.edges.tolist(), c.p_fwe) for c in got.components] == [(c.edges.tolist(), c.p_fwe)
+                                                                      for c in expected.components]  # fmt: skip
