@@ -45,7 +45,7 @@ class Stage:
     needs: tuple[str, ...] = ()  # the stages whose outputs it reads (it is not built when one of them is skipped)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GroupStage(Stage):
     """A group-level stage: the group runner (:func:`clbp_bidsapp.group.stages.run_stages`) is a loop over these.
 
