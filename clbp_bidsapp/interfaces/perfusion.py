@@ -32,6 +32,7 @@ class _CBFMapsOutputSpec(TraitedSpec):
     z = File(exists=True, desc="CBF z-scored within the mask, smoothed (the same for absolute and relative)")
     qc = File(exists=True)
     metadata = File(exists=True, desc="JSON merged into every sidecar")
+    grid = File(exists=True, desc="the voxels with a CBF value and the affine (io.images.save_grid)")
 
 
 class CBFMaps(SimpleInterface):
@@ -60,6 +61,7 @@ class CBFMaps(SimpleInterface):
         )
         relative = perfusion.relative_cbf(values, reference=mean_gm)
         grid = (mask, affine)
+        self._results["grid"] = str(images.save_grid(Path(runtime.cwd) / "grid.npz", mask, affine))
         sizes = images.voxel_size(affine)
         cwd = Path(runtime.cwd)
 
@@ -108,6 +110,7 @@ class CBFMaps(SimpleInterface):
 class _CBFRegionsInputSpec(BaseInterfaceInputSpec):
     absolute = File(exists=True, mandatory=True, desc="absolute CBF on the BOLD grid (unsmoothed)")
     relative = File(exists=True, mandatory=True, desc="relative CBF on the BOLD grid (unsmoothed)")
+    grid = File(exists=True, mandatory=True, desc="the voxels with a CBF value (CBFMaps' grid output)")
     atlas = traits.Str(mandatory=True, desc="bundled atlas name or user atlas path; 'seeds' for the seed library")
     seeds = traits.List(traits.Dict, value=[], usedefault=True, desc="rows of the seed library (atlas 'seeds')")
 
@@ -123,9 +126,9 @@ class CBFRegions(SimpleInterface):
     output_spec = _CBFRegionsOutputSpec
 
     def _run_interface(self, runtime):
-        absolute, affine = images.load_volume(Path(self.inputs.absolute))
+        mask, affine = images.load_grid(Path(self.inputs.grid))  # a CBF of exactly 0 inside it is a value
+        absolute, _ = images.load_volume(Path(self.inputs.absolute))
         relative, _ = images.load_volume(Path(self.inputs.relative))
-        mask = absolute != 0  # the maps are 0 where there is no CBF value
         if self.inputs.atlas == "seeds":
             regions = atlases.seed_regions(pd.DataFrame(self.inputs.seeds), mask, affine)
         else:

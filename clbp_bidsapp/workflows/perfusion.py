@@ -119,7 +119,7 @@ def init_cbf_wf(
         sink = _sink(cbf, run, output_dir, name=f"ds_regions_{label}", suffix="regions", extension=".tsv",
                      entities={**run.space_entities, "atlas": label, "stat": "cbf"}, metadata=meta)  # fmt: skip
         workflow.connect([
-            (maps, regions, [("absolute", "absolute"), ("relative", "relative")]),
+            (maps, regions, [("absolute", "absolute"), ("relative", "relative"), ("grid", "grid")]),
             (regions, sink, [("out_file", "in_file")]),
         ])  # fmt: skip
     ds_qc = _sink(cbf, run, output_dir, name="ds_qc", entities={"desc": "cbf"}, suffix="qc", extension=".tsv",
