@@ -146,7 +146,9 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
     late = LateSteps(results=str(group_dir))  # summaries of written results: a failure there loses nothing
     tracker.begin("voxelwise", runs="stats" not in ex.skip)
     if "stats" not in ex.skip:
-        cbf_sets = perfusion.cbf_map_sets(layout, participants=list(design.included["participant_id"]), settings=g)
+        cbf_table = perfusion.cbf_participants(participants, layout, design, settings=g)  # + CBF-only participants
+        cbf_sets = perfusion.cbf_map_sets(layout, participants=list(cbf_table["participant_id"]), settings=g,
+                                          table=cbf_table)  # fmt: skip
         with fanout.executor_for(ex, work_dir=ex.work_dir or ex.output_dir / "work") as fan:  # --nprocs, --plugin
             results = run_voxelwise(
                 design.included,

@@ -9,15 +9,20 @@ import pandas as pd
 from nipype.interfaces.base import BaseInterfaceInputSpec, File, SimpleInterface, TraitedSpec, isdefined, traits
 
 from clbp_bidsapp.core import connectivity, perfusion, standardize
-from clbp_bidsapp.io import aslprep, atlases, derivatives, images
+from clbp_bidsapp.io import aslprep, atlases, derivatives, grey_matter, images, spaces
 
 
 class _CBFMapsInputSpec(BaseInterfaceInputSpec):
     cbf = File(exists=True, mandatory=True, desc="ASLPrep mean CBF map (mL/100 g/min)")
     cbf_mask = File(exists=True, desc="ASLPrep brain mask of the CBF map")
     qc = File(exists=True, desc="ASLPrep desc-qualitycontrol_cbf.tsv")
-    bold_mask = File(exists=True, mandatory=True, desc="brain mask of the participant's BOLD run: the target grid")
+    bold_mask = File(
+        exists=True,
+        desc="brain mask of the participant's BOLD run: the target grid (without it, the "
+        "CBF map's own grid and mask: a participant without BOLD)",
+    )
     gm_probseg = File(exists=True, desc="grey-matter probability on the BOLD grid")
+    space = traits.Str("", usedefault=True, desc="template space: MNI-aligned ones fall back to the template GM")
     variant = traits.Enum(*aslprep.VARIANTS, mandatory=True)
     fwhm = traits.Float(mandatory=True)
     min_qei = traits.Float(mandatory=True)
@@ -42,8 +47,11 @@ class CBFMaps(SimpleInterface):
     output_spec = _CBFMapsOutputSpec
 
     def _run_interface(self, runtime):
-        bold_mask, affine = images.load_mask(Path(self.inputs.bold_mask))
         cbf_mask = Path(self.inputs.cbf_mask) if isdefined(self.inputs.cbf_mask) else None
+        if isdefined(self.inputs.bold_mask):
+            bold_mask, affine = images.load_mask(Path(self.inputs.bold_mask))
+        else:  # no BOLD: the CBF map's own grid, within its mask (or where it has a non-zero value)
+            bold_mask, affine = aslprep.own_grid(Path(self.inputs.cbf), cbf_mask)
         volume, resampled = aslprep.load_on_grid(Path(self.inputs.cbf), cbf_mask, target_mask=bold_mask,
                                                  target_affine=affine)  # fmt: skip
         mask = bold_mask & np.isfinite(volume)
@@ -51,6 +59,9 @@ class CBFMaps(SimpleInterface):
         if isdefined(self.inputs.gm_probseg):
             gm, _ = images.load_volume(Path(self.inputs.gm_probseg))
             reference = "grey-matter probability > 0.5 (fMRIPrep, BOLD grid)"
+        elif self.inputs.space and spaces.lookup(self.inputs.space).mni_aligned:
+            gm = grey_matter.template_grey_matter(mask.shape, affine)
+            reference = f"grey-matter probability > 0.5 of {grey_matter.TEMPLATE_NAME} (no participant GM map)"
         else:
             gm, reference = np.ones(mask.shape), "whole brain mask (no grey-matter probability map found)"
         mean_gm = perfusion.mean_tissue_cbf(values, gm[mask])
