@@ -333,6 +333,7 @@ def start(settings: Settings, included: pd.DataFrame, layout) -> GroupProgress:
     from scipy import stats as sstats
 
     from clbp_bidsapp.core.stats import DesignError
+    from clbp_bidsapp.group import perfusion
     from clbp_bidsapp.group.connectomes import files_by_atlas
     from clbp_bidsapp.group.design import group_design
     from clbp_bidsapp.group.maps import load_group_maps
@@ -349,6 +350,7 @@ def start(settings: Settings, included: pd.DataFrame, layout) -> GroupProgress:
         if "stats" not in skip:
             map_sets = collect_map_sets(layout, settings=g, participants=participants,
                                         smoothing_fwhm=settings.metrics.smoothing_fwhm)  # fmt: skip
+            map_sets += perfusion.cbf_map_sets(layout, participants=_with_cbf(layout, participants), settings=g)
         clinical = [c for c in clinical_columns(included, g) if _clinical_testable(included, c, g)]
     finally:
         quiet.setLevel(level)
@@ -384,6 +386,12 @@ def start(settings: Settings, included: pd.DataFrame, layout) -> GroupProgress:
             calibration = calibrate(first.label, maps.data, design, maps.mask, cluster_threshold=threshold)
     messages.say(describe_estimate(plan, calibration))
     return GroupProgress(plan, calibration)
+
+
+def _with_cbf(layout, participants: list[str]) -> list[str]:
+    """``participants`` and those with CBF maps only (no usable BOLD run), whose maps the CBF tests also read."""
+    files = layout.get(suffix="qc", desc="cbf", extension=".tsv", return_type="object")
+    return sorted(set(participants) | {str(f.get_entities()["subject"]) for f in files})
 
 
 def _clinical_testable(included: pd.DataFrame, column: str, g: GroupSettings) -> bool:

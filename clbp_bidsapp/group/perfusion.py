@@ -35,6 +35,16 @@ CONCORDANCE_MAP = "rcbf"  # the CBF map the BOLD clusters are compared with (glo
 CONCORDANCE_FILE = "desc-boldcbf_concordance.tsv"
 REVERSE_FILE = "desc-cbfbold_concordance.tsv"
 MODALITIES_FILE = "desc-modalities_participants.tsv"
+_CBF_READING = (
+    "CBF is a closer read-out of local neural activity than BOLD-derived measures, but it is not oxygen metabolism; "
+    "see desc-boldcbf_concordance.tsv and docs/cbf.md."
+)
+INTERPRETATIONS = {  # the group stat maps' sidecar "Interpretation" (the BOLD maps' says BOLD is not activity)
+    "cbf": "A difference in absolute resting cerebral blood flow (mL/100 g/min, arterial spin labelling), global "
+    "differences included. " + _CBF_READING,
+    "rcbf": "A difference in relative resting cerebral blood flow (arterial spin labelling, each map divided by the "
+    "participant's mean grey-matter CBF: regional, not global, differences). " + _CBF_READING,
+}
 
 
 def cbf_quality(layout, participants: list[str]) -> pd.DataFrame:
@@ -123,7 +133,8 @@ def cbf_map_sets(
         if label == "cbf" and settings.cbf_global_covariate:
             covariates = quality[["global_cbf"]].reset_index()
             description += ", mean grey-matter CBF as a covariate"
-        sets.append(MapSet(label, description, maps, excluded=dict(excluded), covariates=covariates, table=table))
+        sets.append(MapSet(label, description, maps, excluded=dict(excluded), covariates=covariates, table=table,
+                           interpretation=INTERPRETATIONS[label]))  # fmt: skip
     return sets
 
 

@@ -145,6 +145,7 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
             )
     late = LateSteps(results=str(group_dir))  # summaries of written results: a failure there loses nothing
     tracker.begin("voxelwise", runs="stats" not in ex.skip)
+    cbf_sets = []
     if "stats" not in ex.skip:
         cbf_table = perfusion.cbf_participants(participants, layout, design, settings=g)  # + CBF-only participants
         cbf_sets = perfusion.cbf_map_sets(layout, participants=list(cbf_table["participant_id"]), settings=g,
@@ -226,7 +227,7 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
         f"excluded ({len(exclusions.rows) - len(exclusions.excluded_from_all())} exclusion(s) from single "
         f"analyses); {len(outcome.analysed)} analyses run, {len(outcome.skipped)} not run; outputs in {group_dir}"
     )
-    late.run("the methods text (logs/CITATION.md)", _citation, settings)
+    late.run("the methods text (logs/CITATION.md)", _citation, settings, bool(cbf_sets))
     late.run(
         "the record of the inputs (logs/inputs-*.json)", manifest.record_inputs, ex.output_dir, run_id, [table_path]
     )
@@ -275,6 +276,6 @@ def _report(settings: Settings) -> None:
     messages.say(f"group report: {report}")
 
 
-def _citation(settings: Settings) -> None:
-    citation, _ = write_citation_files(settings.execution.output_dir, settings, level="group")
+def _citation(settings: Settings, cbf: bool = False) -> None:
+    citation, _ = write_citation_files(settings.execution.output_dir, settings, level="group", cbf=cbf)
     messages.say(f"methods text with citations: {citation} (BibTeX: {citation.with_suffix('.bib')})")

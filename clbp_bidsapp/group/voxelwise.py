@@ -68,6 +68,7 @@ class MapSet:
     excluded: dict[str, str] = field(default_factory=dict)  # participant -> why not used (e.g. CBF quality)
     covariates: pd.DataFrame | None = None  # participant_id + covariates of this map only (e.g. global CBF)
     table: pd.DataFrame | None = None  # the participants' rows when not the BOLD design's (CBF-only participants)
+    interpretation: str = "A negative BOLD-derived difference is not evidence of reduced neural activity."
 
 
 @dataclass(frozen=True)
@@ -565,7 +566,7 @@ def _write_outputs(pending, map_set, group_maps, table, design: Design, contrast
             "GroupMaskVoxels": int(group_maps.mask.sum()),
             "RandomSeed": seed,
             "Notes": notes,
-            "Interpretation": "A negative BOLD-derived difference is not evidence of reduced neural activity.",
+            "Interpretation": map_set.interpretation,
         },
     )
     n_tfce = int((result.p_tfce_fwe < ALPHA).sum()) if result.p_tfce_fwe is not None else None

@@ -118,3 +118,17 @@ def test_group_level_analyses_each_modality_with_its_own_participants(run):
     cbf_only = excluded[excluded["participant_id"].isin(["02", "05"])]
     assert list(cbf_only["analysis"]) == ["bold", "bold"], excluded  # not excluded from every analysis
     assert cbf_only["reason"].str.contains("no usable BOLD run").all()
+
+
+def test_group_outputs_describe_cbf_as_cbf(run):
+    _, out, _, log = run
+    group = out / "group"
+    for label in ("cbf", "rcbf"):
+        sidecar = json.loads((group / f"{label}_contrast-CLBPvsHC_stat-t_statmap.json").read_text())
+        assert "cerebral blood flow" in sidecar["Interpretation"] and "BOLD-derived difference" not in sidecar[
+            "Interpretation"]  # fmt: skip
+    alff = json.loads((group / "alff_contrast-CLBPvsHC_stat-t_statmap.json").read_text())
+    assert "BOLD-derived difference" in alff["Interpretation"]
+    assert "3 maps x 1 contrasts = 3 voxelwise tests" in log  # alff, cbf and rcbf in the plan
+    citation = (out / "logs" / "CITATION.md").read_text()
+    assert "ASLPrep" in citation and "Absolute and relative CBF maps entered the same voxelwise model" in citation
