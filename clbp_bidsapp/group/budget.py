@@ -342,6 +342,7 @@ def start(settings: Settings, included: pd.DataFrame, layout) -> GroupProgress:
     ex, g = settings.execution, settings.group
     skip = set(ex.skip)
     participants = [str(p) for p in included["participant_id"]]
+    with_cbf = _with_cbf(layout)  # CBF-only participants are in the CBF tests too; no CBF: no ML set "cbf"
     map_sets = []
     quiet = logging.getLogger("clbp_bidsapp.group")  # the stages warn about missing maps and columns themselves
     level = quiet.level
@@ -350,7 +351,7 @@ def start(settings: Settings, included: pd.DataFrame, layout) -> GroupProgress:
         if "stats" not in skip:
             map_sets = collect_map_sets(layout, settings=g, participants=participants,
                                         smoothing_fwhm=settings.metrics.smoothing_fwhm)  # fmt: skip
-            map_sets += perfusion.cbf_map_sets(layout, participants=_with_cbf(layout, participants), settings=g)
+            map_sets += perfusion.cbf_map_sets(layout, participants=sorted({*participants, *with_cbf}), settings=g)
         clinical = [c for c in clinical_columns(included, g) if _clinical_testable(included, c, g)]
     finally:
         quiet.setLevel(level)
@@ -364,7 +365,7 @@ def start(settings: Settings, included: pd.DataFrame, layout) -> GroupProgress:
         clinical=clinical,
         settings=g,
         ml=None if "ml" in skip else settings.ml,
-        ml_feature_sets=len(settings.ml.feature_sets),
+        ml_feature_sets=len([name for name in settings.ml.feature_sets if name != "cbf" or with_cbf]),
         connectome_atlases=atlases,
         ica="ica" not in skip,
     )
@@ -388,10 +389,10 @@ def start(settings: Settings, included: pd.DataFrame, layout) -> GroupProgress:
     return GroupProgress(plan, calibration)
 
 
-def _with_cbf(layout, participants: list[str]) -> list[str]:
-    """``participants`` and those with CBF maps only (no usable BOLD run), whose maps the CBF tests also read."""
+def _with_cbf(layout) -> set[str]:
+    """The participants with CBF maps (a CBF QC table), with or without BOLD."""
     files = layout.get(suffix="qc", desc="cbf", extension=".tsv", return_type="object")
-    return sorted(set(participants) | {str(f.get_entities()["subject"]) for f in files})
+    return {str(f.get_entities()["subject"]) for f in files}
 
 
 def _clinical_testable(included: pd.DataFrame, column: str, g: GroupSettings) -> bool:
