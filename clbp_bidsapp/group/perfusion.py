@@ -76,9 +76,9 @@ def cbf_participants(participants: pd.DataFrame, layout, design, *, settings: Gr
     """The rows of the CBF analyses: the BOLD design's participants, and those with CBF but no usable BOLD run.
 
     A CBF-only participant (a CBF QC table among the selected outputs, a patient or control label in
-    participants.tsv, no row in the BOLD design) enters with their participants.tsv values; QC covariates they
-    cannot have without BOLD are taken from the ASL run (``mean_fd``: ASLPrep's mean FD) or left empty, which
-    leaves them out of the CBF analyses with the reason. Their exclusions from every analysis (no BOLD
+    participants.tsv, no analysed BOLD run: no denoising QC table) enters with their participants.tsv values; QC
+    covariates they cannot have without BOLD are taken from the ASL run (``mean_fd``: ASLPrep's mean FD) or left
+    empty, which leaves them out of the CBF analyses with the reason. Their exclusions from every analysis (no BOLD
     derivatives) become exclusions from the BOLD analyses only (``design.exclusions`` is updated).
     """
     included = design.included
@@ -86,7 +86,10 @@ def cbf_participants(participants: pd.DataFrame, layout, design, *, settings: Gr
     table["participant_id"] = table["participant_id"].astype(str).str.strip().str.removeprefix("sub-")
     labels = {settings.patient_label, settings.control_label}
     table = table[table[settings.group_column].astype(str).isin(labels)]
-    candidates = sorted(set(table["participant_id"]) - set(included["participant_id"]))
+    candidates = [  # not in the BOLD design because they have no analysed BOLD run (not for another reason)
+        pid for pid in sorted(set(table["participant_id"]) - set(included["participant_id"]))
+        if not layout.get(subject=pid, suffix="qc", desc="denoising", extension=".tsv", return_type="filename")
+    ]  # fmt: skip
     quality = cbf_quality(layout, candidates).set_index("participant_id")
     cbf_only = [pid for pid in candidates if pid in quality.index]
     if not cbf_only:
