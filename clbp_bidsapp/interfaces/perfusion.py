@@ -72,9 +72,9 @@ class CBFMaps(SimpleInterface):
         )
         relative = perfusion.relative_cbf(values, reference=mean_gm)
         grid = (mask, affine)
-        self._results["grid"] = str(images.save_grid(Path(runtime.cwd) / "grid.npz", mask, affine))
         sizes = images.voxel_size(affine)
         cwd = Path(runtime.cwd)
+        self._results["grid"] = str(images.save_grid(cwd / "grid.npz", mask, affine))
 
         def write(name: str, masked: np.ndarray, *, smooth: bool) -> str:
             out = np.zeros(mask.shape, dtype=np.float32)
