@@ -156,9 +156,10 @@ def cbf_group_methods(settings: Settings) -> str:
         "Absolute and relative CBF maps entered the same voxelwise model and inference as the BOLD-derived maps"
         f"{covariate}; participants with CBF but no usable BOLD run entered the CBF analyses only, with the mean "
         "framewise displacement of their ASL run. For every BOLD-derived cluster with cluster-extent family-wise "
-        "error p < 0.05, the group difference in relative CBF averaged over the cluster's voxels was estimated "
-        "under the same model (effect, 95 % confidence interval, t-test) and compared in sign; conversely, every "
-        "such CBF cluster was checked for significant BOLD-derived clusters in its voxels."
+        "error p < 0.05 or a peak voxel with max-t family-wise error p < 0.05, the group difference in relative CBF "
+        "averaged over the cluster's voxels was estimated under the same model (effect, 95 % confidence interval, "
+        "t-test) and compared in sign; conversely, every such CBF cluster was checked for such BOLD-derived clusters "
+        "in its voxels."
     )
 
 
