@@ -5,8 +5,8 @@
 
 For the planted and the null dataset (same generator and seed; ``make_dataset(..., aslprep=True)``): the participant
 level (ALFF and ReHo only, with ``--aslprep-dir``) and the group level (``alff``, ``reho``, and the CBF maps). It
-prints, for both, the BOLD-derived clusters with cluster FWE p < 0.05 and their concordance status, the CBF
-clusters, and the voxels with max-t FWE p < 0.05 of ``rcbf`` inside and outside the planted spheres. Expected on
+prints, for both, the BOLD-derived clusters compared (cluster or peak FWE p < 0.05) and their concordance status,
+the CBF clusters, and the voxels with max-t FWE p < 0.05 of ``rcbf`` inside and outside the planted spheres. Expected on
 planted data: the insula ALFF cluster concordant (CBF +40 % there), the parahippocampal ReHo cluster discordant
 (CBF -40 %); on null data: no significant cluster of either kind. Slow (tens of minutes on 2 cores): not a test.
 """
@@ -72,8 +72,9 @@ def main() -> None:
         print(f"rcbf voxels with max-t FWE p < 0.05: {near} within 4 mm of a planted sphere, {away} elsewhere")
         columns = ["map", "cluster", "bold_sign", "voxels", "harvard_oxford", "cbf_effect", "cbf_ci_low",
                    "cbf_ci_high", "cbf_p", "status"]  # fmt: skip
-        print(forward[columns].to_string(index=False) if len(forward) else "no BOLD cluster with cluster FWE p < 0.05")
-        print(reverse.to_string(index=False) if len(reverse) else "no CBF cluster with cluster FWE p < 0.05")
+        none = "cluster with cluster or peak FWE p < 0.05"
+        print(forward[columns].to_string(index=False) if len(forward) else f"no BOLD {none}")
+        print(reverse.to_string(index=False) if len(reverse) else f"no CBF {none}")
 
 
 if __name__ == "__main__":

@@ -306,6 +306,7 @@ ML_FEATURE_SET_KINDS: tuple[FeatureSetKind, ...] = (
     FeatureSetKind("edges", ("connectome",), "Fisher-z edges of each connectome atlas"),
     FeatureSetKind("graph", ("graph",), "area under the density curve of the global graph measures"),
     FeatureSetKind("dualreg", ("dualreg",), "dual-regression network strength"),
+    FeatureSetKind("cbf", ("cbf",), "mean relative CBF per region of --ml-atlas (ASLPrep input; absent without)"),
     FeatureSetKind("combined", (), "all the other sets side by side"),
 )  # fmt: skip
 

@@ -215,6 +215,7 @@ METHOD_CITATIONS: dict[str, tuple[str, ...]] = {
     "Tangent-space connectomes": ("varoquaux2010tangent",),
     "Group ICA (CanICA)": ("varoquaux2010",),
     "Site harmonisation (ComBat) inside cross-validation folds": ("johnson2007", "fortin2018"),
+    "Cerebral blood flow from arterial spin labelling (ASLPrep)": ("adebimpe2022",),
 }
 
 

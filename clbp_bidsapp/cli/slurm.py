@@ -42,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--fmriprep-dir", type=Path, metavar="FOLDER")
     parser.add_argument(
+        "--aslprep-dir",
+        type=Path,
+        metavar="FOLDER",
+        help="ASLPrep derivatives, passed to the participant level (and bound read-only with --apptainer)",
+    )
+    parser.add_argument(
         "--work-dir",
         type=Path,
         metavar="FOLDER",
@@ -66,12 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def discover_participants(bids_dir: Path, fmriprep_dir: Path | None) -> list[str]:
-    """Participants of the fMRIPrep derivatives, found with pybids like the app itself."""
-    from clbp_bidsapp.io import bids
+def discover_participants(bids_dir: Path, fmriprep_dir: Path | None, aslprep_dir: Path | None = None) -> list[str]:
+    """Participants of the fMRIPrep (and ASLPrep: CBF-only participants) derivatives, found with pybids like the app
+    itself."""
+    from clbp_bidsapp.io import aslprep, bids
 
     layout = bids.build_layout(bids.resolve_fmriprep_dir(bids_dir, fmriprep_dir))
-    labels = sorted(layout.get_subjects())
+    found = set(layout.get_subjects())
+    if aslprep.resolve_aslprep_dir(aslprep_dir) is not None:
+        found |= set(aslprep.build_layout(aslprep_dir).get_subjects())
+    labels = sorted(found)
     if not labels:
         raise InputError(f"no participants in {layout.root}; pass --participant-label or --fmriprep-dir")
     return labels
@@ -105,12 +115,14 @@ def app_command(args: argparse.Namespace, level: str, extra: Sequence[Any], work
     a tuple of parts whose first part is a path inside the folder holding every task's working folder."""
     bids, out = args.bids_dir.resolve(), args.output_dir.resolve()
     app: list[Any] = [str(bids), str(out), level, *extra]
+    read_only = [folder.resolve() for folder in (args.fmriprep_dir,) if folder]
     if args.fmriprep_dir:
         app += ["--fmriprep-dir", str(args.fmriprep_dir.resolve())]
+    if args.aslprep_dir and level == "participant":  # the group level reads the CBF maps from OUTPUT_DIR
+        app += ["--aslprep-dir", str(args.aslprep_dir.resolve())]
+        read_only.append(args.aslprep_dir.resolve())
     if args.apptainer:
-        folders = [(bids, "ro"), (out, "rw")]
-        if args.fmriprep_dir:
-            folders.append((args.fmriprep_dir.resolve(), "ro"))
+        folders = [(bids, "ro"), (out, "rw"), *((folder, "ro") for folder in read_only)]
         folders.append((Path(str(work[0])).parent, "rw"))
         prefix: list[Any] = ["apptainer", "run", "--cleanenv", "--containall"]
         for folder, mode in folders:
@@ -219,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise InputError("; ".join(unreadable))
             labels = [label.removeprefix("sub-") for label in words]
         else:
-            labels = discover_participants(args.bids_dir, args.fmriprep_dir)
+            labels = discover_participants(args.bids_dir, args.fmriprep_dir, args.aslprep_dir)
         scripts = render_scripts(args, labels, extra)
         script_dir = (args.script_dir or args.output_dir / "logs" / "slurm").resolve()
         script_dir.mkdir(parents=True, exist_ok=True)

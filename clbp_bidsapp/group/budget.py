@@ -339,6 +339,7 @@ def start(settings: Settings, included: pd.DataFrame, layout) -> GroupProgress |
     from scipy import stats as sstats
 
     from clbp_bidsapp.core.stats import DesignError
+    from clbp_bidsapp.group import perfusion
     from clbp_bidsapp.group.connectomes import files_by_atlas
     from clbp_bidsapp.group.design import group_design
     from clbp_bidsapp.group.maps import load_group_maps
@@ -347,6 +348,7 @@ def start(settings: Settings, included: pd.DataFrame, layout) -> GroupProgress |
     ex, g = settings.execution, settings.group
     skip = set(ex.skip)
     participants = [str(p) for p in included["participant_id"]]
+    with_cbf = _with_cbf(layout)  # CBF-only participants are in the CBF tests too; no CBF: no ML set "cbf"
     map_sets = []
     quiet = logging.getLogger("clbp_bidsapp.group")  # the stages warn about missing maps and columns themselves
     level = quiet.level
@@ -355,6 +357,7 @@ def start(settings: Settings, included: pd.DataFrame, layout) -> GroupProgress |
         if "stats" not in skip:
             map_sets = collect_map_sets(layout, settings=g, participants=participants,
                                         smoothing_fwhm=settings.metrics.smoothing_fwhm)  # fmt: skip
+            map_sets += perfusion.cbf_map_sets(layout, participants=sorted({*participants, *with_cbf}), settings=g)
         clinical = [c for c in clinical_columns(included, g) if _clinical_testable(included, c, g)]
     finally:
         quiet.setLevel(level)
@@ -368,7 +371,7 @@ def start(settings: Settings, included: pd.DataFrame, layout) -> GroupProgress |
         clinical=clinical,
         settings=g,
         ml=None if "ml" in skip else settings.ml,
-        ml_feature_sets=len(settings.ml.feature_sets),
+        ml_feature_sets=len([name for name in settings.ml.feature_sets if name != "cbf" or with_cbf]),
         connectome_atlases=atlases,
         ica="ica" not in skip,
     )
@@ -392,6 +395,12 @@ def start(settings: Settings, included: pd.DataFrame, layout) -> GroupProgress |
             calibration = calibrate(first.label, maps.data, design, maps.mask, cluster_threshold=threshold)
     messages.say(describe_estimate(plan, calibration))
     return GroupProgress(plan, calibration)
+
+
+def _with_cbf(layout) -> set[str]:
+    """The participants with CBF maps (a CBF QC table), with or without BOLD."""
+    files = layout.get(suffix="qc", desc="cbf", extension=".tsv", return_type="object")
+    return {str(f.get_entities()["subject"]) for f in files}
 
 
 def _clinical_testable(included: pd.DataFrame, column: str, g: GroupSettings) -> bool:

@@ -193,6 +193,14 @@ class Exclusions:
         if row not in self.rows:
             self.rows.append(row)
 
+    def narrow(self, participant: str, analysis: str, reason: str) -> None:
+        """Turn the participant's exclusions from every analysis into one from ``analysis`` only, for ``reason``."""
+        mine = [row for row in self.rows if row[0] == participant and row[1] == ALL_ANALYSES]
+        narrowed = [row for row in self.rows if row not in mine] + ([(participant, analysis, reason)] if mine else [])
+        self.rows = []
+        for participant_id, name, reason in narrowed:
+            self.add(participant_id, reason, name)
+
     def excluded_from_all(self) -> set[str]:
         return {p for p, analysis, _ in self.rows if analysis == ALL_ANALYSES}
 

@@ -248,6 +248,37 @@ def dualreg_features(layout, participants: list[str]) -> FeatureSet | None:
     )
 
 
+def cbf_features(layout, participants: list[str], *, atlas: str) -> FeatureSet | None:
+    """Mean relative CBF per region of ``atlas`` (the participant level's CBF region tables, CBF runs averaged).
+
+    Only usable CBF maps count (the quality rule of the CBF group analyses); regions without CBF in anyone are left
+    out. None when no participant has a CBF region table of ``atlas`` (no ASLPrep input, or ``atlas`` not among
+    the participant level's ``--atlases``).
+    """
+    from clbp_bidsapp.group.perfusion import cbf_quality
+
+    quality = cbf_quality(layout, participants).set_index("participant_id")
+    rows = {}
+    for label in participants:
+        if label not in quality.index or not quality.loc[label, "cbf_usable"]:
+            continue
+        files = layout.get(subject=label, atlas=atlas, stat="cbf", suffix="regions", extension=".tsv",
+                           return_type="filename")  # fmt: skip
+        if files:
+            tables = [pd.read_csv(f, sep="\t", na_values=["n/a"]).set_index("region")["rcbf"] for f in sorted(files)]
+            rows[label] = pd.concat(tables, axis=1).mean(axis=1)
+    if not rows:
+        return None
+    data = pd.DataFrame(rows).T.sort_index()
+    data = data.loc[:, np.isfinite(data.to_numpy(dtype=np.float64)).all(axis=0)]
+    if data.shape[1] == 0:
+        return None
+    columns = pd.DataFrame({"feature": [f"rcbf:{r}" for r in data.columns], "kind": "roi", "metric": "rcbf",
+                            "atlas": atlas, "region_a": list(data.columns), "region_b": "n/a"})  # fmt: skip
+    return FeatureSet("cbf", f"mean relative CBF (CBF / mean grey-matter CBF) per {atlas} region",
+                      list(data.index.astype(str)), data.to_numpy(dtype=np.float64), columns)  # fmt: skip
+
+
 def combine(sets: list[FeatureSet]) -> FeatureSet | None:
     """All sets side by side for the participants present in every set."""
     if len(sets) < 2:
@@ -271,6 +302,7 @@ FEATURE_BUILDERS = {
     "edges": lambda layout, participants, settings: edge_features(layout, participants),
     "graph": lambda layout, participants, settings: graph_features(layout, participants),
     "dualreg": lambda layout, participants, settings: dualreg_features(layout, participants),
+    "cbf": lambda layout, participants, settings: cbf_features(layout, participants, atlas=settings.atlas),
 }
 
 

@@ -4,7 +4,8 @@
   left out of the CBF analyses (with the reason) when the participant level marked them not usable (mean grey-matter
   CBF outside ``--cbf-gm-range``, QEI below ``--cbf-min-qei``); with ``--cbf-global-covariate`` the absolute maps
   get each participant's mean grey-matter CBF as a covariate.
-- :func:`write_concordance`: for every BOLD-derived cluster with cluster-extent FWE p < 0.05, the CBF group effect
+- :func:`write_concordance`: for every BOLD-derived cluster with cluster-extent FWE p < 0.05 (or a peak voxel with
+  max-t FWE p < 0.05), the CBF group effect
   (relative CBF; same design) in the same voxels: mean effect, its 95 % confidence interval and p, and whether it
   agrees in sign; and the reverse, for every such CBF cluster, the BOLD maps' t in the same voxels.
 """
@@ -35,6 +36,16 @@ CONCORDANCE_MAP = "rcbf"  # the CBF map the BOLD clusters are compared with (glo
 CONCORDANCE_FILE = "desc-boldcbf_concordance.tsv"
 REVERSE_FILE = "desc-cbfbold_concordance.tsv"
 MODALITIES_FILE = "desc-modalities_participants.tsv"
+_CBF_READING = (
+    "CBF is a closer read-out of local neural activity than BOLD-derived measures, but it is not oxygen metabolism; "
+    "see desc-boldcbf_concordance.tsv and docs/cbf.md."
+)
+INTERPRETATIONS = {  # the group stat maps' sidecar "Interpretation" (the BOLD maps' says BOLD is not activity)
+    "cbf": "A difference in absolute resting cerebral blood flow (mL/100 g/min, arterial spin labelling), global "
+    "differences included. " + _CBF_READING,
+    "rcbf": "A difference in relative resting cerebral blood flow (arterial spin labelling, each map divided by the "
+    "participant's mean grey-matter CBF: regional, not global, differences). " + _CBF_READING,
+}
 
 
 def cbf_quality(layout, participants: list[str]) -> pd.DataFrame:
@@ -51,16 +62,65 @@ def cbf_quality(layout, participants: list[str]) -> pd.DataFrame:
             "participant_id": label,
             "global_cbf": float(table.loc[usable, "mean_gm_cbf"].mean()) if usable.any() else np.nan,
             "qei": float(pd.to_numeric(table["qei"], errors="coerce").mean()),
+            "asl_mean_fd": float(pd.to_numeric(table.get("mean_fd", pd.Series(dtype=float)), errors="coerce").mean()),
             "cbf_usable": bool(usable.any()),
             "cbf_reason": "" if usable.any() else f"CBF not usable: {reasons}",
         })  # fmt: skip
-    return pd.DataFrame(rows, columns=["participant_id", "global_cbf", "qei", "cbf_usable", "cbf_reason"])
+    return pd.DataFrame(rows, columns=["participant_id", "global_cbf", "qei", "asl_mean_fd", "cbf_usable",
+                                       "cbf_reason"])  # fmt: skip
 
 
-def cbf_map_sets(layout, *, participants: list[str], settings: GroupSettings) -> list[MapSet]:
-    """The ``cbf`` and ``rcbf`` map sets of the participants who have CBF maps (none without ASLPrep input)."""
+CBF_ONLY_ANALYSIS = "bold"  # the exclusion-table analysis of a participant with CBF but no usable BOLD run
+
+
+def cbf_participants(participants: pd.DataFrame, layout, design, *, settings: GroupSettings) -> pd.DataFrame:
+    """The rows of the CBF analyses: the BOLD design's participants, and those with CBF but no usable BOLD run.
+
+    A CBF-only participant (a CBF QC table among the selected outputs, a patient or control label in
+    participants.tsv, no analysed BOLD run: no denoising QC table) enters with their participants.tsv values; QC
+    covariates they cannot have without BOLD are taken from the ASL run (``mean_fd``: ASLPrep's mean FD) or left
+    empty, which leaves them out of the CBF analyses with the reason. Their exclusions from every analysis (no BOLD
+    derivatives) become exclusions from the BOLD analyses only (``design.exclusions`` is updated).
+    """
+    included = design.included
+    table = participants.copy()
+    table["participant_id"] = table["participant_id"].astype(str).str.strip().str.removeprefix("sub-")
+    labels = {settings.patient_label, settings.control_label}
+    table = table[table[settings.group_column].astype(str).isin(labels)]
+    candidates = [  # not in the BOLD design because they have no analysed BOLD run (not for another reason)
+        pid for pid in sorted(set(table["participant_id"]) - set(included["participant_id"]))
+        if not layout.get(subject=pid, suffix="qc", desc="denoising", extension=".tsv", return_type="filename")
+    ]  # fmt: skip
+    quality = cbf_quality(layout, candidates).set_index("participant_id")
+    cbf_only = [pid for pid in candidates if pid in quality.index]
+    if not cbf_only:
+        return included
+    rows = table[table["participant_id"].isin(cbf_only)].copy()
+    rows["mean_fd"] = rows["participant_id"].map(quality["asl_mean_fd"])
+    rows["n_runs"] = 0
+    for pid in cbf_only:
+        design.exclusions.narrow(pid, CBF_ONLY_ANALYSIS, "no usable BOLD run at the participant level (CBF only)")
+    combined = pd.concat([included, rows[[c for c in rows.columns if c in included.columns or c == "mean_fd"]]],
+                         ignore_index=True)  # fmt: skip
+    return combined.sort_values("participant_id").reset_index(drop=True)
+
+
+def cbf_map_sets(
+    layout, *, participants: list[str], settings: GroupSettings, table: pd.DataFrame | None = None
+) -> list[MapSet]:
+    """The ``cbf`` and ``rcbf`` map sets of the participants who have CBF maps (none without ASLPrep input).
+
+    ``table``: the rows of the CBF analyses (:func:`cbf_participants`), when they differ from the BOLD design's.
+    Maps not on the grid shared by most CBF maps (a CBF-only participant's own grid, see docs/cbf.md) are left out
+    with the reason.
+    """
     quality = cbf_quality(layout, participants).set_index("participant_id")
     excluded = {pid: str(row["cbf_reason"]) for pid, row in quality.iterrows() if not row["cbf_usable"]}
+    if table is not None:
+        for pid, row in table.set_index("participant_id").iterrows():
+            missing = [name for name in model_columns(table, settings)[0] if pd.isna(row.get(name))]
+            if missing and pid not in excluded:
+                excluded[pid] = f"covariate {', '.join(missing)} has no value (a participant without BOLD)"
     sets = []
     for label, (stat, description) in CBF_MAPS.items():
         maps = {}
@@ -71,28 +131,56 @@ def cbf_map_sets(layout, *, participants: list[str], settings: GroupSettings) ->
                 maps[pid] = sorted(Path(f) for f in files)
         if not maps:
             continue
+        for pid, why in off_grid(maps).items():
+            excluded.setdefault(pid, why)
         covariates = None
         if label == "cbf" and settings.cbf_global_covariate:
             covariates = quality[["global_cbf"]].reset_index()
             description += ", mean grey-matter CBF as a covariate"
-        sets.append(MapSet(label, description, maps, excluded=excluded, covariates=covariates))
+        sets.append(MapSet(label, description, maps, excluded=dict(excluded), covariates=covariates, table=table,
+                           interpretation=INTERPRETATIONS[label]))  # fmt: skip
     return sets
 
 
+def off_grid(maps: dict[str, list[Path]]) -> dict[str, str]:
+    """Participants whose CBF map is not on the grid most CBF maps share (ties: the first participant's), and why."""
+    from collections import Counter
+
+    from clbp_bidsapp.io.aslprep import describe_grid
+    from clbp_bidsapp.io.images import header_grid
+
+    grids = {}
+    for pid, paths in maps.items():
+        shape, affine = header_grid(paths[0])
+        grids[pid] = (tuple(shape), tuple(np.round(np.asarray(affine), 3).ravel()))
+    common, _ = Counter(grids.values()).most_common(1)[0]
+    where = describe_grid(common[0], np.reshape(common[1], (4, 4)))
+    return {
+        pid: f"CBF map {maps[pid][0].name} is on grid {describe_grid(grid[0], np.reshape(grid[1], (4, 4)))}, the "
+        f"other CBF maps on {where}: rerun ASLPrep with the BOLD's output resolution"
+        for pid, grid in grids.items()
+        if grid != common
+    }
+
+
 def modalities_table(included: pd.DataFrame, layout, map_sets: list[MapSet]) -> pd.DataFrame:
-    """Who contributed to which modality: BOLD (every included participant), CBF usable or why not."""
-    participants = list(included["participant_id"])
+    """Who contributed to which modality: BOLD (the BOLD design's participants), CBF usable or why not."""
+    table = next((m.table for m in map_sets if m.table is not None), None)
+    bold = set(included["participant_id"])
+    participants = sorted(bold | (set(table["participant_id"]) if table is not None else set()))
     quality = cbf_quality(layout, participants).set_index("participant_id")
     with_cbf = {pid for map_set in map_sets for pid in map_set.maps}
     rows = []
     for pid in participants:
         has = pid in with_cbf
         usable = has and bool(quality.loc[pid, "cbf_usable"]) if pid in quality.index else False
+        excluded = next((m.excluded[pid] for m in map_sets if pid in m.excluded), "")
+        usable = usable and not excluded
         rows.append({
             "participant_id": pid,
-            "bold": True,
+            "bold": pid in bold,
             "cbf": usable,
-            "cbf_note": ("" if usable else quality.loc[pid, "cbf_reason"] if pid in quality.index
+            "cbf_note": ("" if usable else excluded or quality.loc[pid, "cbf_reason"] if pid in quality.index
                          else "no CBF map (no ASLPrep CBF for this participant)"),
             "global_cbf": quality.loc[pid, "global_cbf"] if pid in quality.index else np.nan,
         })  # fmt: skip
@@ -109,7 +197,8 @@ def write_concordance(
         return None
     derivatives.write_tsv(group_dir / MODALITIES_FILE, modalities_table(included, layout, map_sets))
     usable = {pid: paths for pid, paths in cbf_set.maps.items() if pid not in cbf_set.excluded}
-    table = included[included["participant_id"].isin(usable)].reset_index(drop=True)
+    rows = cbf_set.table if cbf_set.table is not None else included
+    table = rows[rows["participant_id"].isin(usable)].reset_index(drop=True)
     try:
         cbf = load_group_maps({pid: usable[pid] for pid in table["participant_id"]}, metric=cbf_set.label)
     except InputError as exc:
@@ -158,8 +247,15 @@ def concordance_tables(
 
 
 def _significant_clusters(result: MetricResult) -> pd.DataFrame:
+    """Clusters with cluster-extent FWE p < 0.05, or whose peak voxel has max-t FWE p < 0.05 (a small cluster of
+    strongly different voxels, which the extent test misses at a few participants per group)."""
     clusters = result.clusters
-    return clusters[clusters["p_fwe_cluster"] < ALPHA] if len(clusters) else clusters
+    if not len(clusters):
+        return clusters
+    keep = clusters["p_fwe_cluster"] < ALPHA
+    if "p_fwe_peak" in clusters.columns:
+        keep |= clusters["p_fwe_peak"] < ALPHA
+    return clusters[keep]
 
 
 def _voxels_3d(result: MetricResult, cluster: int) -> np.ndarray:

@@ -120,7 +120,7 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
     tracker = budget.start(settings, design.included, layout)  # the plan and the estimate; None: nothing can run
     outcome = Outcome(exclusions=exclusions, settings=g)
     late = LateSteps(results=str(group_dir))  # summaries of written results: a failure there loses nothing
-    context = stages.GroupContext(settings, design, layout, outcome, tracker, late)
+    context = stages.GroupContext(settings, design, layout, outcome, tracker, late, participants=participants)
     with context.exits, stages.quiet_warnings(tracker is None):  # nothing can run: only the reasons are said
         stages.run_stages(context, [stage for stage in registry.GROUP_STAGES if not stage.after_analyses])
     if tracker is not None:
@@ -142,7 +142,8 @@ def run_group_level(settings: Settings, *, run_id: str, source: dict[str, Any] |
         f"excluded ({len(exclusions.rows) - len(exclusions.excluded_from_all())} exclusion(s) from single "
         f"analyses); {len(outcome.analysed)} analyses run, {len(outcome.skipped)} not run; outputs in {group_dir}"
     )
-    late.run("the methods text (logs/CITATION.md)", _citation, settings)
+    stats = context.results.get("stats")
+    late.run("the methods text (logs/CITATION.md)", _citation, settings, bool(stats is not None and stats.cbf_sets))
     late.run(
         "the record of the inputs (logs/inputs-*.json)", manifest.record_inputs, ex.output_dir, run_id, [table_path]
     )
@@ -167,6 +168,6 @@ def check_design_estimable(table: pd.DataFrame, *, settings: GroupSettings) -> N
         raise InputError(f"group design: {exc}", exit_code=ExitCode.NOTHING_PROCESSED) from None
 
 
-def _citation(settings: Settings) -> None:
-    citation, _ = write_citation_files(settings.execution.output_dir, settings, level="group")
+def _citation(settings: Settings, cbf: bool = False) -> None:
+    citation, _ = write_citation_files(settings.execution.output_dir, settings, level="group", cbf=cbf)
     messages.say(f"methods text with citations: {citation} (BibTeX: {citation.with_suffix('.bib')})")

@@ -40,6 +40,7 @@ class GroupContext:
     outcome: Outcome
     tracker: GroupProgress | None  # None: nothing will run, nothing is timed or shown
     late: LateSteps
+    participants: Any = None  # the participants table (participants.tsv): CBF-only participants come from it
     results: dict[str, Any] = field(default_factory=dict)  # stage name -> its result
     exits: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     _fan: fanout.Executor | None = None
@@ -159,8 +160,9 @@ def run_stats(context: GroupContext) -> StatsRun:
     settings, ex, g = context.settings, context.settings.execution, context.settings.group
     ica = context.results.get("ica")
     ica_sets = ica.map_sets(g.networks, smoothing_fwhm=settings.metrics.smoothing_fwhm) if ica is not None else []
-    cbf_sets = perfusion.cbf_map_sets(context.layout, participants=list(context.included["participant_id"]),
-                                      settings=g)  # fmt: skip
+    cbf_table = perfusion.cbf_participants(context.participants, context.layout, context.design, settings=g)
+    cbf_sets = perfusion.cbf_map_sets(context.layout, participants=list(cbf_table["participant_id"]), settings=g,
+                                      table=cbf_table)  # + CBF-only participants  # fmt: skip
     results = run_voxelwise(
         context.included,
         output_dir=ex.output_dir,

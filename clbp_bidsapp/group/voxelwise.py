@@ -67,6 +67,8 @@ class MapSet:
     smoothing_fwhm: float = 0.0  # smoothing applied when loading (dual-regression maps)
     excluded: dict[str, str] = field(default_factory=dict)  # participant -> why not used (e.g. CBF quality)
     covariates: pd.DataFrame | None = None  # participant_id + covariates of this map only (e.g. global CBF)
+    table: pd.DataFrame | None = None  # the participants' rows when not the BOLD design's (CBF-only participants)
+    interpretation: str = "A negative BOLD-derived difference is not evidence of reduced neural activity."
 
 
 @dataclass(frozen=True)
@@ -206,8 +208,9 @@ def run_voxelwise(
                 outcome.not_run(metric, f"no {metric} maps among the included participants' outputs")
     for map_set in [*map_sets, *extra_map_sets]:
         maps, invalid = valid_maps({pid: p for pid, p in map_set.maps.items() if pid not in map_set.excluded})
-        table = included[included["participant_id"].isin(maps)].reset_index(drop=True)
-        left_out = {pid: f"no {map_set.label} map" for pid in included["participant_id"] if pid not in map_set.maps}
+        rows = map_set.table if map_set.table is not None else included
+        table = rows[rows["participant_id"].isin(maps)].reset_index(drop=True)
+        left_out = {pid: f"no {map_set.label} map" for pid in rows["participant_id"] if pid not in map_set.maps}
         left_out |= invalid | {pid: why for pid, why in map_set.excluded.items() if pid in map_set.maps}
         extra = [] if map_set.covariates is None else [c for c in map_set.covariates if c != "participant_id"]
         if extra:
@@ -563,7 +566,7 @@ def _write_outputs(pending, map_set, group_maps, table, design: Design, contrast
             "GroupMaskVoxels": int(group_maps.mask.sum()),
             "RandomSeed": seed,
             "Notes": notes,
-            "Interpretation": "A negative BOLD-derived difference is not evidence of reduced neural activity.",
+            "Interpretation": map_set.interpretation,
         },
     )
     n_tfce = int((result.p_tfce_fwe < ALPHA).sum()) if result.p_tfce_fwe is not None else None

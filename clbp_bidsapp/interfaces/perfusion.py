@@ -9,15 +9,20 @@ import pandas as pd
 from nipype.interfaces.base import BaseInterfaceInputSpec, File, SimpleInterface, TraitedSpec, isdefined, traits
 
 from clbp_bidsapp.core import connectivity, perfusion, standardize
-from clbp_bidsapp.io import aslprep, atlases, derivatives, images
+from clbp_bidsapp.io import aslprep, atlases, derivatives, grey_matter, images, spaces
 
 
 class _CBFMapsInputSpec(BaseInterfaceInputSpec):
     cbf = File(exists=True, mandatory=True, desc="ASLPrep mean CBF map (mL/100 g/min)")
     cbf_mask = File(exists=True, desc="ASLPrep brain mask of the CBF map")
     qc = File(exists=True, desc="ASLPrep desc-qualitycontrol_cbf.tsv")
-    bold_mask = File(exists=True, mandatory=True, desc="brain mask of the participant's BOLD run: the target grid")
+    bold_mask = File(
+        exists=True,
+        desc="brain mask of the participant's BOLD run: the target grid (without it, the "
+        "CBF map's own grid and mask: a participant without BOLD)",
+    )
     gm_probseg = File(exists=True, desc="grey-matter probability on the BOLD grid")
+    space = traits.Str("", usedefault=True, desc="template space: MNI-aligned ones fall back to the template GM")
     variant = traits.Enum(*aslprep.VARIANTS, mandatory=True)
     fwhm = traits.Float(mandatory=True)
     min_qei = traits.Float(mandatory=True)
@@ -32,6 +37,7 @@ class _CBFMapsOutputSpec(TraitedSpec):
     z = File(exists=True, desc="CBF z-scored within the mask, smoothed (the same for absolute and relative)")
     qc = File(exists=True)
     metadata = File(exists=True, desc="JSON merged into every sidecar")
+    grid = File(exists=True, desc="the voxels with a CBF value and the affine (io.images.save_grid)")
 
 
 class CBFMaps(SimpleInterface):
@@ -41,8 +47,11 @@ class CBFMaps(SimpleInterface):
     output_spec = _CBFMapsOutputSpec
 
     def _run_interface(self, runtime):
-        bold_mask, affine = images.load_mask(Path(self.inputs.bold_mask))
         cbf_mask = Path(self.inputs.cbf_mask) if isdefined(self.inputs.cbf_mask) else None
+        if isdefined(self.inputs.bold_mask):
+            bold_mask, affine = images.load_mask(Path(self.inputs.bold_mask))
+        else:  # no BOLD: the CBF map's own grid, within its mask (or where it has a non-zero value)
+            bold_mask, affine = aslprep.own_grid(Path(self.inputs.cbf), cbf_mask)
         volume, resampled = aslprep.load_on_grid(Path(self.inputs.cbf), cbf_mask, target_mask=bold_mask,
                                                  target_affine=affine)  # fmt: skip
         mask = bold_mask & np.isfinite(volume)
@@ -50,6 +59,9 @@ class CBFMaps(SimpleInterface):
         if isdefined(self.inputs.gm_probseg):
             gm, _ = images.load_volume(Path(self.inputs.gm_probseg))
             reference = "grey-matter probability > 0.5 (fMRIPrep, BOLD grid)"
+        elif self.inputs.space and spaces.lookup(self.inputs.space).mni_aligned:
+            gm = grey_matter.template_grey_matter(mask.shape, affine)
+            reference = f"grey-matter probability > 0.5 of {grey_matter.TEMPLATE_NAME} (no participant GM map)"
         else:
             gm, reference = np.ones(mask.shape), "whole brain mask (no grey-matter probability map found)"
         mean_gm = perfusion.mean_tissue_cbf(values, gm[mask])
@@ -62,6 +74,7 @@ class CBFMaps(SimpleInterface):
         grid = (mask, affine)
         sizes = images.voxel_size(affine)
         cwd = Path(runtime.cwd)
+        self._results["grid"] = str(images.save_grid(cwd / "grid.npz", mask, affine))
 
         def write(name: str, masked: np.ndarray, *, smooth: bool) -> str:
             out = np.zeros(mask.shape, dtype=np.float32)
@@ -108,6 +121,7 @@ class CBFMaps(SimpleInterface):
 class _CBFRegionsInputSpec(BaseInterfaceInputSpec):
     absolute = File(exists=True, mandatory=True, desc="absolute CBF on the BOLD grid (unsmoothed)")
     relative = File(exists=True, mandatory=True, desc="relative CBF on the BOLD grid (unsmoothed)")
+    grid = File(exists=True, mandatory=True, desc="the voxels with a CBF value (CBFMaps' grid output)")
     atlas = traits.Str(mandatory=True, desc="bundled atlas name or user atlas path; 'seeds' for the seed library")
     seeds = traits.List(traits.Dict, value=[], usedefault=True, desc="rows of the seed library (atlas 'seeds')")
 
@@ -123,9 +137,9 @@ class CBFRegions(SimpleInterface):
     output_spec = _CBFRegionsOutputSpec
 
     def _run_interface(self, runtime):
-        absolute, affine = images.load_volume(Path(self.inputs.absolute))
+        mask, affine = images.load_grid(Path(self.inputs.grid))  # a CBF of exactly 0 inside it is a value
+        absolute, _ = images.load_volume(Path(self.inputs.absolute))
         relative, _ = images.load_volume(Path(self.inputs.relative))
-        mask = absolute != 0  # the maps are 0 where there is no CBF value
         if self.inputs.atlas == "seeds":
             regions = atlases.seed_regions(pd.DataFrame(self.inputs.seeds), mask, affine)
         else:

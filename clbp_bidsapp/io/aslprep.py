@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nibabel as nb
@@ -46,6 +46,7 @@ class CBFInputs:
     qc: Path | None
     variant: str
     aslprep_version: str
+    space_entities: Mapping[str, str] = field(default_factory=dict)  # space (and res) of the CBF map
 
     @property
     def session(self) -> str | None:
@@ -117,6 +118,7 @@ def find_cbf(layout, *, participant: str, space: str, variant: str, version: str
             participant=participant, entities=ents, source_name=name, cbf=Path(file.path),
             mask=Path(mask[0]) if mask else None, qc=Path(qc[0]) if qc else None, variant=variant,
             aslprep_version=version,
+            space_entities={k: str(file.get_entities()[k]) for k in ("space", "res") if k in file.get_entities()},
         ))  # fmt: skip
     return out
 
@@ -175,3 +177,22 @@ def describe_grid(shape, affine) -> str:
     """``91x109x91 at 2x2x2 mm`` for messages."""
     sizes = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
     return f"{'x'.join(map(str, shape))} at {'x'.join(f'{s:g}' for s in sizes)} mm"
+
+
+def own_grid(cbf: Path, mask: Path | None) -> tuple[np.ndarray, np.ndarray]:
+    """The grid of a CBF map used as its own target (a participant without BOLD): (brain mask, affine).
+
+    The mask is ASLPrep's brain mask when there is one (it must be on the CBF map's grid), else the voxels where
+    the map has a finite non-zero value (ASLPrep writes 0 outside the brain).
+    """
+    img = nb.load(str(cbf))
+    if mask is not None:
+        mask_img = nb.load(str(mask))
+        if mask_img.shape[:3] != img.shape[:3] or not np.allclose(mask_img.affine, img.affine, atol=1e-3):
+            raise InputError(
+                f"{mask}: grid {describe_grid(mask_img.shape[:3], mask_img.affine)} differs from its CBF map {cbf} "
+                f"({describe_grid(img.shape[:3], img.affine)}); use ASLPrep's mask of that map"
+            )
+        return np.asarray(mask_img.dataobj).reshape(mask_img.shape[:3]) > 0, img.affine
+    data = np.asarray(img.dataobj, dtype=np.float64)
+    return np.isfinite(data) & (data != 0), img.affine

@@ -120,11 +120,51 @@ def participant_methods(settings: Settings) -> str:
     if "dualreg" not in skip:
         text.append(f"Dual regression [@beckmann2009; @nickerson2017] onto the {c.networks} network maps gave "
                     "each participant's network maps and time courses.")  # fmt: skip
+    if settings.inputs.aslprep_dir is not None and "cbf" not in skip:
+        text.append(cbf_participant_methods(settings))
     return " ".join(text)
 
 
-def group_methods(settings: Settings) -> str:
-    """The group level's paragraph; citations are written ``[@key1; @key2]``."""
+CBF_VARIANTS = {"mean": "mean CBF", "basil": "BASIL CBF", "basilGM": "partial-volume-corrected BASIL grey-matter CBF",
+                "score": "SCORE-cleaned CBF", "scrub": "SCRUB-cleaned CBF"}  # fmt: skip
+
+
+def cbf_participant_methods(settings: Settings) -> str:
+    """The participant level's CBF sentences (with ``--aslprep-dir``)."""
+    inp, m = settings.inputs, settings.metrics
+    low, high = inp.cbf_gm_range
+    return (
+        f"Cerebral blood flow (CBF) maps from arterial spin labelling, quantified by ASLPrep [@adebimpe2022] (its "
+        f"{CBF_VARIANTS[inp.cbf_variant]} map, in mL/100 g/min), were taken in the template space of the BOLD runs "
+        "and resampled (trilinear) to each participant's BOLD grid; a participant without a usable BOLD run kept "
+        "the CBF map's own grid. Relative CBF was CBF divided by the participant's mean grey-matter CBF (grey-matter "
+        "probability > 0.5; the template's grey matter when the participant had no grey-matter map). Absolute and "
+        f"relative CBF were smoothed with a {m.smoothing_fwhm:g} mm FWHM Gaussian kernel within the brain mask. "
+        f"Maps whose mean grey-matter CBF lay outside {low:g}-{high:g} mL/100 g/min or whose ASLPrep quality "
+        f"evaluation index was below {inp.cbf_min_qei:g} were left out of the group CBF analyses."
+    )
+
+
+def cbf_group_methods(settings: Settings) -> str:
+    """The group level's CBF sentences (when CBF maps were analysed)."""
+    covariate = (
+        ", absolute CBF with each participant's mean grey-matter CBF as an additional covariate"
+        if settings.group.cbf_global_covariate
+        else ""
+    )
+    return (
+        "Absolute and relative CBF maps entered the same voxelwise model and inference as the BOLD-derived maps"
+        f"{covariate}; participants with CBF but no usable BOLD run entered the CBF analyses only, with the mean "
+        "framewise displacement of their ASL run. For every BOLD-derived cluster with cluster-extent family-wise "
+        "error p < 0.05 or a peak voxel with max-t family-wise error p < 0.05, the group difference in relative CBF "
+        "averaged over the cluster's voxels was estimated under the same model (effect, 95 % confidence interval, "
+        "t-test) and compared in sign; conversely, every such CBF cluster was checked for such BOLD-derived clusters "
+        "in its voxels."
+    )
+
+
+def group_methods(settings: Settings, *, cbf: bool = False) -> str:
+    """The group level's paragraph (``cbf``: CBF maps were analysed); citations are written ``[@key1; @key2]``."""
     g, skip = settings.group, set(settings.execution.skip)
     covariates = _join(g.covariates) if g.covariates else "no covariates"
     text = [
@@ -177,6 +217,8 @@ def group_methods(settings: Settings) -> str:
             else ""
         ),
     ]
+    if cbf:
+        text.append(cbf_group_methods(settings))
     if "connectome" not in skip:
         text.append(
             "Connectome edges were compared with the same model (FDR across edges) and with the Network-Based "
@@ -207,10 +249,12 @@ def group_methods(settings: Settings) -> str:
     return " ".join(text)
 
 
-def write_citation_files(output_dir: Path, settings: Settings, *, level: str) -> tuple[Path, Path]:
-    """Record ``level``'s paragraph, then rebuild ``logs/CITATION.md`` and ``logs/CITATION.bib``."""
+def write_citation_files(output_dir: Path, settings: Settings, *, level: str, cbf: bool = False) -> tuple[Path, Path]:
+    """Record ``level``'s paragraph, then rebuild ``logs/CITATION.md`` and ``logs/CITATION.bib``.
+
+    ``cbf``: the group level analysed CBF maps (said in its paragraph)."""
     logs = output_dir / "logs"
-    paragraph = participant_methods(settings) if level == "participant" else group_methods(settings)
+    paragraph = participant_methods(settings) if level == "participant" else group_methods(settings, cbf=cbf)
     derivatives.write_text(logs / f"methods-{level}.json", json.dumps({"text": paragraph}, indent=2) + "\n")
     references = load_references()
     sections, keys = [], []

@@ -75,7 +75,7 @@ def init_participant_wf(
         for run in runs
     ]
     workflow.add_nodes([*run_wfs, *extra_wfs])
-    if "report" not in skip:
+    if "report" not in skip and run_wfs:  # a participant with CBF only has no BOLD report
         gather = pe.Node(niu.Merge(len(run_wfs)), name="gather_report_fragments")
         report = pe.Node(
             ParticipantReport(

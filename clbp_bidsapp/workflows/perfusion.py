@@ -13,7 +13,7 @@ from clbp_bidsapp.config import InputSettings
 from clbp_bidsapp.errors import InputError
 from clbp_bidsapp.interfaces.io import DerivativeSink
 from clbp_bidsapp.interfaces.perfusion import CBFMaps, CBFRegions
-from clbp_bidsapp.io import aslprep, atlases
+from clbp_bidsapp.io import aslprep, atlases, images, spaces
 from clbp_bidsapp.io.aslprep import CBFInputs
 from clbp_bidsapp.io.bids import RunInputs
 
@@ -36,12 +36,13 @@ REGION_COLUMNS = {
     "mask_voxels": {"Description": "voxels of the region with a CBF value (coverage: their fraction of the region)"},
 }
 CBF_DESCRIPTION = "mean cerebral blood flow from ASLPrep, on the grid of the participant's BOLD run"
+CBF_ONLY_DESCRIPTION = "mean cerebral blood flow from ASLPrep, on its own grid (the participant has no usable BOLD run)"
 
 
 def init_cbf_wf(
     *,
     cbf: CBFInputs,
-    run: RunInputs,
+    run: RunInputs | None,
     output_dir: Path,
     aslprep_dir: Path,
     fmriprep_dir: Path,
@@ -52,6 +53,10 @@ def init_cbf_wf(
     name: str = "cbf_wf",
 ) -> pe.Workflow:
     """Build the graph of one CBF map: absolute, relative and z maps on ``run``'s BOLD grid, and a QC row.
+
+    ``run`` None (a participant without a usable BOLD run): the maps stay on the CBF map's own grid, which must be
+    a grid of the study's template space, within ASLPrep's brain mask; the grey-matter reference of relative CBF is
+    then the template's grey matter (MNI spaces; see :class:`clbp_bidsapp.interfaces.perfusion.CBFMaps`).
 
     Inputs
     ------
@@ -68,8 +73,8 @@ def init_cbf_wf(
     maps = pe.Node(
         CBFMaps(
             cbf=str(cbf.cbf),
-            bold_mask=str(run.mask),
             variant=cbf.variant,
+            space=run.space if run is not None else inputs.space,
             fwhm=smoothing_fwhm,
             min_qei=inputs.cbf_min_qei,
             gm_range=tuple(inputs.cbf_gm_range),
@@ -80,16 +85,19 @@ def init_cbf_wf(
         maps.inputs.cbf_mask = str(cbf.mask)
     if cbf.qc is not None:
         maps.inputs.qc = str(cbf.qc)
-    if "GM" in run.probsegs:
+    if run is not None:
+        maps.inputs.bold_mask = str(run.mask)
+    if run is not None and "GM" in run.probsegs:
         maps.inputs.gm_probseg = str(run.probsegs["GM"])
     inputs_read = ((cbf.cbf, aslprep_dir, "aslprep"), (cbf.mask, aslprep_dir, "aslprep"),
-                   (run.mask, fmriprep_dir, "fmriprep"))  # fmt: skip
+                   (run.mask if run is not None else None, fmriprep_dir, "fmriprep"))  # fmt: skip
+    space_entities = dict(run.space_entities if run is not None else cbf.space_entities)
     sources = [_uri(path, root, name) for path, root, name in inputs_read if path is not None]
     base = {
         "Sources": sources,
         "SoftwareVersion": __version__,
         "ASLPrepVersion": cbf.aslprep_version,
-        "Description": CBF_DESCRIPTION,
+        "Description": CBF_DESCRIPTION if run is not None else CBF_ONLY_DESCRIPTION,
     }
     outputs = {  # output field -> (node label, entities, metadata)
         "absolute": ({"stat": "cbf"}, {"Normalisation": "none (absolute CBF)", "Units": "mL/100 g/min",
@@ -107,7 +115,7 @@ def init_cbf_wf(
                                              "SmoothingFWHM": smoothing_fwhm}),
     }  # fmt: skip
     for field, (entities, meta) in outputs.items():
-        sink = _sink(cbf, run, output_dir, name=f"ds_{field}", entities={**run.space_entities, **entities},
+        sink = _sink(cbf, run, output_dir, name=f"ds_{field}", entities={**space_entities, **entities},
                      suffix="cbfmap", metadata={**base, **meta})  # fmt: skip
         workflow.connect([(maps, sink, [(field, "in_file"), ("metadata", "metadata_file")])])
     for atlas in [*region_sets, *(["seeds"] if seeds else [])]:
@@ -117,9 +125,9 @@ def init_cbf_wf(
             regions.inputs.seeds = atlases.select_seeds(seeds).astype(str).to_dict("records")
         meta = {**REGION_COLUMNS, "Sources": sources, "ASLPrepVersion": cbf.aslprep_version}
         sink = _sink(cbf, run, output_dir, name=f"ds_regions_{label}", suffix="regions", extension=".tsv",
-                     entities={**run.space_entities, "atlas": label, "stat": "cbf"}, metadata=meta)  # fmt: skip
+                     entities={**space_entities, "atlas": label, "stat": "cbf"}, metadata=meta)  # fmt: skip
         workflow.connect([
-            (maps, regions, [("absolute", "absolute"), ("relative", "relative")]),
+            (maps, regions, [("absolute", "absolute"), ("relative", "relative"), ("grid", "grid")]),
             (regions, sink, [("out_file", "in_file")]),
         ])  # fmt: skip
     ds_qc = _sink(cbf, run, output_dir, name="ds_qc", entities={"desc": "cbf"}, suffix="qc", extension=".tsv",
@@ -130,7 +138,7 @@ def init_cbf_wf(
     return workflow
 
 
-def _sink(cbf: CBFInputs, run: RunInputs, output_dir: Path, *, name: str, entities: dict, suffix: str,
+def _sink(cbf: CBFInputs, run: RunInputs | None, output_dir: Path, *, name: str, entities: dict, suffix: str,
           metadata: dict, extension: str = ".nii.gz") -> pe.Node:  # fmt: skip
     return pe.Node(
         DerivativeSink(
@@ -164,6 +172,18 @@ def aslprep_layout(inputs: InputSettings, skip) -> tuple[object, Path, str] | No
     return aslprep.build_layout(folder), folder, aslprep.aslprep_version(folder)
 
 
+def cbf_only_participants(asl, requested: Sequence[str], *, analysed, failed, no_bold) -> list[str]:
+    """Participants of ``--aslprep-dir`` (those ``requested``, or all) with no participant graph: no fMRIPrep BOLD
+    at all, or one of ``no_bold`` (no usable BOLD run: none found, or all skipped). Their CBF is analysed on its own
+    (:func:`participant_cbf_wfs` with no run); a participant whose BOLD input failed otherwise is not (fix it first).
+    """
+    if asl is None:
+        return []
+    subjects = set(asl[0].get_subjects())
+    wanted = subjects & set(requested) if requested else subjects
+    return sorted(label for label in wanted if label not in analysed and (label not in failed or label in no_bold))
+
+
 def participant_cbf_wfs(
     asl, participant: str, runs: list[RunInputs], *, output_dir: Path, fmriprep_dir: Path, inputs: InputSettings,
     smoothing_fwhm: float, skipped: list[tuple[str, str]], region_sets: Sequence[str] = (), seeds: Sequence[str] = (),
@@ -172,12 +192,14 @@ def participant_cbf_wfs(
 
     A participant without CBF gets none (their BOLD is analysed); a CBF map that cannot be used (another space,
     no BOLD run of its session) is listed in ``skipped`` with the reason, and the BOLD is still analysed.
+    ``runs`` empty (a participant without a usable BOLD run): every CBF map on its own grid (``init_cbf_wf``).
     """
     if asl is None:
         return []
     layout, folder, version = asl
+    space = runs[0].space if runs else inputs.space
     try:
-        found = aslprep.find_cbf(layout, participant=participant, space=runs[0].space, variant=inputs.cbf_variant,
+        found = aslprep.find_cbf(layout, participant=participant, space=space, variant=inputs.cbf_variant,
                                  version=version)  # fmt: skip
     except InputError as exc:
         skipped.append((f"sub-{participant} CBF", str(exc)))
@@ -185,6 +207,9 @@ def participant_cbf_wfs(
     workflows = []
     for cbf in found:
         target = [run for run in runs if run.session == cbf.session] or (runs if cbf.session is None else [])
+        if not runs:  # no BOLD run at all: the CBF map's own grid, if it is a grid of the template space
+            spaces.check_template_grid(cbf.cbf, *images.header_grid(cbf.cbf), spaces.lookup(space))
+            target = [None]
         if not target:
             skipped.append((f"{cbf.source_name} CBF", f"{cbf.cbf}: no analysed BOLD run of session {cbf.session} "
                             "to provide the grid"))  # fmt: skip

@@ -116,6 +116,44 @@ def run_participant_level(settings: Settings, *, run_id: str, source: dict[str, 
         except Exception as exc:  # one participant's unforeseen problem never stops the others
             LOGGER.debug("checking the runs of sub-%s failed", label, exc_info=True)  # traceback with -vv
             failed[label] = f"unexpected {type(exc).__name__}: {exc} (please report this, with the -vv log)"
+    no_bold = {label for label in failed if label in collection.failed or not used.get(label, True)}
+    for label in perfusion.cbf_only_participants(asl, inp.participant_label, analysed=workflows, failed=failed,
+                                                 no_bold=no_bold):  # fmt: skip
+        # no usable BOLD run (none found, or all skipped) but ASLPrep CBF: the CBF is analysed on its own
+        runs = [run for run in collection.runs.get(label, []) if run.mask is not None]  # skipped runs: their grid
+        completion.remove_record(ex.output_dir, label)
+        try:
+            cbf_wfs = perfusion.participant_cbf_wfs(
+                asl,
+                label,
+                runs,
+                output_dir=ex.output_dir,
+                fmriprep_dir=fmriprep_dir,
+                inputs=inp,
+                smoothing_fwhm=settings.metrics.smoothing_fwhm,
+                skipped=skipped,
+                region_sets=settings.connectivity.atlases,
+                seeds=() if "seedfc" in ex.skip else settings.connectivity.seeds,
+            )
+        except UserError as exc:
+            failed[label] = f"{failed.get(label, 'no fMRIPrep BOLD')}; CBF: {exc}"
+            continue
+        if not cbf_wfs and label not in failed:
+            failed[label] = "no fMRIPrep BOLD, and no usable CBF map (see the skipped files below)"
+        if cbf_wfs:
+            skipped.append((f"sub-{label} BOLD", f"{failed.pop(label, 'no BOLD run')} (only CBF analysed)"))
+            used[label] = []
+            not_analysed.setdefault(label, [])
+            workflows[label] = init_participant_wf(
+                participant=label,
+                runs=[],
+                output_dir=ex.output_dir,
+                fmriprep_dir=fmriprep_dir,
+                denoise=settings.denoise,
+                metrics=settings.metrics,
+                skip=ex.skip,
+                extra_wfs=cbf_wfs,
+            )
     limit_threads(ex.omp_nthreads)
     from threadpoolctl import threadpool_limits
 
