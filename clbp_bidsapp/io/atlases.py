@@ -22,7 +22,7 @@ import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import nibabel as nb
@@ -268,9 +268,22 @@ def _safe(text: str) -> str:
 
 
 def _grid_coordinates(shape: Sequence[int], affine: np.ndarray) -> np.ndarray:
-    """(voxels, 3) world coordinates of every voxel centre of a grid, in C order."""
-    ijk = np.indices(tuple(shape)).reshape(3, -1).T
-    return ijk @ affine[:3, :3].T + affine[:3, 3]
+    """(voxels, 3) world coordinates of every voxel centre of a grid, in C order (read-only).
+
+    Kept for the last few grids: the seed, atlas and network nodes of a run (and the seeds of one atlas) all
+    ask for the same grid, which at 2 mm is a million voxel centres.
+    """
+    affine = np.asarray(affine)
+    return _cached_grid_coordinates(tuple(int(n) for n in shape), affine.tobytes(), affine.dtype.str)
+
+
+@lru_cache(maxsize=4)
+def _cached_grid_coordinates(shape: tuple[int, ...], affine_bytes: bytes, dtype: str) -> np.ndarray:
+    affine = np.frombuffer(affine_bytes, dtype=dtype).reshape(4, 4)
+    ijk = np.indices(shape).reshape(3, -1).T
+    world = ijk @ affine[:3, :3].T + affine[:3, 3]
+    world.flags.writeable = False
+    return world
 
 
 def resample_labels(labels: np.ndarray, label_affine: np.ndarray, shape, affine: np.ndarray) -> np.ndarray:
@@ -479,13 +492,16 @@ def seed_regions(seeds: pd.DataFrame, mask: np.ndarray, affine: np.ndarray) -> R
     """Seeds on the data grid: spheres around x/y/z, or atlas labels (``atlas`` + ``atlas_label``)."""
     world = _grid_coordinates(mask.shape, affine)
     voxels = []
+    on_grids: dict[str, np.ndarray] = {}  # each atlas is resampled once, however many of its regions are seeds
     for seed in seeds.itertuples(index=False):
         if seed.atlas:
             labels, label_affine, names = label_image(seed.atlas)
             value = next((v for v, n in names.items() if n == seed.atlas_label), None)
             if value is None:
                 raise InputError(f"seed {seed.name}: atlas {seed.atlas} has no region {seed.atlas_label!r}")
-            on_grid = resample_labels(labels, label_affine, mask.shape, affine).reshape(-1)
+            if seed.atlas not in on_grids:
+                on_grids[seed.atlas] = resample_labels(labels, label_affine, mask.shape, affine).reshape(-1)
+            on_grid = on_grids[seed.atlas]
             inside = np.flatnonzero(on_grid == value)
         else:
             centre = np.array([float(seed.x), float(seed.y), float(seed.z)])
