@@ -76,3 +76,19 @@ def test_truncated_gzip_is_a_user_error(tmp_path):
     (tmp_path / "cut.nii.gz").write_bytes(bold.read_bytes()[:-200])
     with pytest.raises(InputError, match=r"cut\.nii\.gz is truncated or corrupt"):
         load_masked_run(tmp_path / "cut.nii.gz", mask)
+
+
+def test_saved_gzip_inflates_to_nibabels_bytes_and_repeats(tmp_path):
+    """ISA-L's .nii.gz holds exactly the bytes nibabel writes uncompressed, reads back, and is the same file
+    whenever it is written again (zero mtime, no name in the header)."""
+    import gzip
+
+    from clbp_bidsapp.io.images import save_nifti
+
+    rng = np.random.default_rng(2)
+    img = nb.Nifti1Image(rng.standard_normal((7, 8, 9)).astype(np.float32), np.diag([-2.0, 2.0, 2.0, 1.0]))
+    first, second = save_nifti(img, tmp_path / "a.nii.gz"), save_nifti(img, tmp_path / "b.nii.gz")
+    nb.save(img, str(tmp_path / "plain.nii"))
+    assert gzip.decompress(first.read_bytes()) == (tmp_path / "plain.nii").read_bytes()
+    assert first.read_bytes() == second.read_bytes()
+    np.testing.assert_array_equal(np.asanyarray(nb.load(str(first)).dataobj), img.get_fdata(dtype=np.float32))
