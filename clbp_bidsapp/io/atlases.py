@@ -290,8 +290,8 @@ def _grid_coordinates(shape: Sequence[int], affine: np.ndarray) -> np.ndarray:
 @lru_cache(maxsize=4)
 def _cached_grid_coordinates(shape: tuple[int, ...], affine_bytes: bytes, dtype: str) -> np.ndarray:
     affine = np.frombuffer(affine_bytes, dtype=dtype).reshape(4, 4)
-    ijk = np.indices(shape).reshape(3, -1).T
-    world = ijk @ affine[:3, :3].T + affine[:3, 3]
+    ijk = np.indices(shape, dtype=np.float64).reshape(3, -1).T  # float64 indices: a fast float product, equal
+    world = ijk @ affine[:3, :3].T + affine[:3, 3]  # to the integer one (exact for indices below 2**53)
     world.flags.writeable = False
     return world
 
