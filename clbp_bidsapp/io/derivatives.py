@@ -22,6 +22,7 @@ import pandas as pd
 
 from clbp_bidsapp.__about__ import __version__
 from clbp_bidsapp.errors import OutputError
+from clbp_bidsapp.io.images import save_nifti
 
 PIPELINE_NAME = "clbp-bidsapp"
 CODE_URL = "https://github.com/clbp-bidsapp/clbp-bidsapp"
@@ -196,9 +197,9 @@ def write_tsv(path: Path, table: pd.DataFrame, *, index: bool = False) -> Path:
 
 
 def write_nifti(path: Path, img: nb.Nifti1Image) -> Path:
-    """Write a NIfTI atomically (nibabel's gzip writes a zero mtime, so reruns are byte-identical)."""
+    """Write a NIfTI atomically (the gzip header has a zero mtime, so reruns are byte-identical)."""
     with atomic_path(path) as tmp:
-        nb.save(img, str(tmp))
+        save_nifti(img, tmp)
     return path
 
 
