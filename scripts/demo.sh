@@ -10,11 +10,16 @@ rm -rf "$DEMO"
 "$BIN/clbp-bidsapp-synth" "$DEMO/bids" --voxel-size 4 --n-volumes 150 --tr 2.0 --n-patients 12 --n-controls 10 \
     --aslprep
 # --save-denoised keeps the band-passed series, which the group ICA needs; --aslprep-dir adds the CBF maps
+SECONDS=0
 "$BIN/clbp-bidsapp" "$DEMO/bids" "$DEMO/out" participant --nprocs 2 -w "$DEMO/work" --save-denoised \
     --aslprep-dir "$DEMO/bids/derivatives/aslprep"
+PARTICIPANT_SECONDS=$SECONDS
 # the group level at its defaults (sized for a study: docs/performance.md), its permutations on both cores
+SECONDS=0
 "$BIN/clbp-bidsapp" "$DEMO/bids" "$DEMO/out" group --nprocs 2 -w "$DEMO/work"
+GROUP_SECONDS=$SECONDS
 echo
+echo "Wall time:                participant level ${PARTICIPANT_SECONDS} s, group level ${GROUP_SECONDS} s (docs/performance.md)"
 echo "Synthetic dataset:        $DEMO/bids (fMRIPrep derivatives in $DEMO/bids/derivatives/fmriprep)"
 echo "Participant derivatives:  $DEMO/out/sub-*/func"
 echo "Participant reports:      $DEMO/out/sub-*.html"

@@ -33,6 +33,7 @@ from clbp_bidsapp import messages
 from clbp_bidsapp.config import GroupSettings, MLSettings, Settings
 from clbp_bidsapp.core.stats import Design, permutation_test
 from clbp_bidsapp.errors import InputError
+from clbp_bidsapp.group import fanout
 from clbp_bidsapp.io.progress import Progress, _duration, progress
 
 STAGES = ("ica", "voxelwise", "connectome", "ml")
@@ -210,13 +211,20 @@ def voxelwise_seconds(plan: Plan, calibration: Calibration) -> float:
     return sum(calibration.test_seconds(test, plan.n_permutations) for test in plan.tests)
 
 
-def describe_estimate(plan: Plan, calibration: Calibration | None) -> str:
-    """One line: the estimate and what it rests on."""
+def describe_estimate(plan: Plan, calibration: Calibration | None, *, processes: int = 1, cluster: bool = False) -> str:
+    """One line: the estimate and what it rests on; ``processes`` worker processes share the tests (--nprocs),
+    ``cluster``: they run as SLURM jobs, whose start the queue decides (the one-process time is given)."""
     if calibration is None or not plan.tests:
         return "estimate: no voxelwise test to calibrate; progress is shown per stage"
     seconds = voxelwise_seconds(plan, calibration)
+    if cluster:
+        when = f"{_duration(seconds)} in one process, as SLURM jobs as fast as the queue starts them"
+    elif processes > 1:
+        when = f"{_duration(seconds / processes)} in {processes} processes ({_duration(seconds)} in one)"
+    else:
+        when = _duration(seconds)
     return (
-        f"estimate: voxelwise tests about {_duration(seconds)} ({calibration.seconds_per_permutation:.3f} s per "
+        f"estimate: voxelwise tests about {when} ({calibration.seconds_per_permutation:.3f} s per "
         f"permutation, TFCE +{calibration.seconds_per_tfce:.3f} s; timed on {calibration.map}, "
         f"{calibration.voxels} voxels, {calibration.participants} participants); group ICA, connectome and ML "
         "stages are timed as they run"
@@ -393,7 +401,9 @@ def start(settings: Settings, included: pd.DataFrame, layout) -> GroupProgress |
             n, p = design.matrix.shape
             threshold = float(sstats.t.isf(g.cluster_forming_p / 2, n - p))
             calibration = calibrate(first.label, maps.data, design, maps.mask, cluster_threshold=threshold)
-    messages.say(describe_estimate(plan, calibration))
+    cluster = ex.plugin in fanout.SLURM_PLUGINS
+    processes = ex.nprocs if ex.plugin != "Linear" and not cluster else 1  # as fanout.executor_for decides
+    messages.say(describe_estimate(plan, calibration, processes=processes, cluster=cluster))
     return GroupProgress(plan, calibration)
 
 

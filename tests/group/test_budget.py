@@ -74,6 +74,11 @@ def test_calibration_and_estimate_follow_the_clock():
     # contrast: 300 x 0.15 s
     assert budget.voxelwise_seconds(plan, calibration) == pytest.approx(3 * 300 * 0.1 + 300 * 0.15)
     assert "voxelwise tests about 2:15" in budget.describe_estimate(plan, calibration)
+    # --nprocs 2 shares the tests between two processes (the demo measured 1:53 for a one-process 3:45)
+    assert "voxelwise tests about 1:08 in 2 processes (2:15 in one)" in budget.describe_estimate(
+        plan, calibration, processes=2
+    )
+    assert "about 2:15 in one process, as SLURM jobs" in budget.describe_estimate(plan, calibration, cluster=True)
 
 
 def test_group_progress_spans_the_stages_and_reports_their_shares():
