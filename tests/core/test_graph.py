@@ -270,3 +270,21 @@ def test_three_regions_are_enough():
     result = graph.graph_measures(matrix, sparsities=[1.0], n_random=0)
     assert result.computed is True
     assert result.global_table.loc[1.0, "clustering"] == 1.0  # the triangle
+
+
+@pytest.mark.parametrize("n, p, order", [(60, 0.1, "rank"), (120, 0.05, "row-major"), (40, 0.4, "rank")])
+def test_louvain_equals_networkx_on_a_graph_built_in_the_same_edge_order(n, p, order):
+    from clbp_bidsapp.core.graph import louvain_communities
+
+    rng = np.random.default_rng(n)
+    blocks = np.repeat(np.arange(4), -(-n // 4))[:n]  # four planted communities: several Louvain levels
+    weight = rng.random((n, n)) + 0.6 * (blocks[:, None] == blocks[None, :])
+    rows, cols = np.triu_indices(n, k=1)
+    rank = np.argsort(-weight[rows, cols], kind="stable") if order == "rank" else np.arange(rows.size)
+    keep = rank[: int(p * rows.size)]
+    rows, cols = rows[keep], cols[keep]
+    g = nx.Graph()
+    g.add_nodes_from(range(n))
+    g.add_edges_from(zip(rows.tolist(), cols.tolist(), strict=True))
+    for seed in (0, 1, 12345, 2**31 + 7):
+        assert louvain_communities(n, rows, cols, seed=seed) == nx.community.louvain_communities(g, seed=seed)
