@@ -380,12 +380,13 @@ def louvain_communities(n: int, rows: np.ndarray, cols: np.ndarray, *, seed: int
     adding the edges ``(rows[i], cols[i])`` (``rows < cols``, no duplicates) in this order; the same partition.
 
     networkx's ``louvain_partitions`` step by step, with its own ``_one_level`` and ``_gen_graph`` (the moves
-    and their random order), minus two costs that do not change the result: the weighted copy of G is built
+    and their random order), minus three costs that do not change the result: the weighted copy of G is built
     from the edge arrays (networkx copies ``G.edges()``: each node's higher-numbered neighbours in insertion
-    order, i.e. the edges stably sorted by ``rows``), and the modularity of the first two partitions (the
+    order, i.e. the edges stably sorted by ``rows``); the modularity of the first two partitions (the
     singletons and the first level on that copy), which only decides when to stop, is computed from label
     counts with networkx's own arithmetic (integer sums, then ``L_c / m - D_c * D_c * norm`` summed over the
-    communities in their order), so it has the same value to the last bit.
+    communities in their order), so it has the same value to the last bit; and the graph of the first level's
+    communities is aggregated from the edge arrays (:func:`_first_level_graph`).
     """
     import random
 
@@ -404,7 +405,7 @@ def louvain_communities(n: int, rows: np.ndarray, cols: np.ndarray, *, seed: int
     rng = random.Random(seed)  # what networkx's py_random_state makes of an integer seed
     partition = [{u} for u in range(n)]
     partition, inner, _ = nx_louvain._one_level(graph, m, partition, 1, False, rng)
-    first_level = True
+    first_level, labels = True, None
     while True:
         result = [s.copy() for s in partition]
         if first_level:
@@ -421,10 +422,39 @@ def louvain_communities(n: int, rows: np.ndarray, cols: np.ndarray, *, seed: int
         if new_mod - mod <= 0.0000001:  # networkx's default threshold
             return result
         mod = new_mod
-        graph = nx_louvain._gen_graph(graph, inner)
+        if labels is not None:
+            graph, labels = _first_level_graph(graph, inner, labels, rows, cols), None
+        else:
+            graph = nx_louvain._gen_graph(graph, inner)
         partition, inner, improvement = nx_louvain._one_level(graph, m, partition, 1, False, rng)
         if not improvement:  # networkx stops without yielding this level: the last partition yielded stands
             return result
+
+
+def _first_level_graph(
+    graph: nx.Graph, partition: list[set[int]], labels: np.ndarray, rows: np.ndarray, cols: np.ndarray
+) -> nx.Graph:
+    """networkx's ``louvain._gen_graph(graph, partition)`` of the unit-weight copy whose ``graph.edges()`` are
+    ``(rows, cols)`` in this order (``labels``: each node's community in ``partition``).
+
+    The same graph, down to the order of every adjacency dict: networkx adds each pair of communities when its
+    first edge comes up and adds the later edges' weights to it; here the pairs are counted with numpy and
+    added once each, in the order of their first edge, with their total weight.
+    """
+    aggregated = nx.Graph()
+    for i, part in enumerate(partition):
+        nodes: set[int] = set()
+        for node in part:
+            nodes.update(graph.nodes[node].get("nodes", {node}))
+        aggregated.add_node(i, nodes=nodes)
+    a, b = labels[rows], labels[cols]
+    pair = np.minimum(a, b) * len(partition) + np.maximum(a, b)
+    _, first, inverse = np.unique(pair, return_index=True, return_inverse=True)
+    weight = np.bincount(inverse.ravel())
+    for j in np.argsort(first, kind="stable").tolist():
+        edge = first[j]
+        aggregated.add_edge(int(a[edge]), int(b[edge]), weight=int(weight[j]))
+    return aggregated
 
 
 # --------------------------------------------------------------------------------------------- random networks

@@ -288,3 +288,26 @@ def test_louvain_equals_networkx_on_a_graph_built_in_the_same_edge_order(n, p, o
     g.add_edges_from(zip(rows.tolist(), cols.tolist(), strict=True))
     for seed in (0, 1, 12345, 2**31 + 7):
         assert louvain_communities(n, rows, cols, seed=seed) == nx.community.louvain_communities(g, seed=seed)
+
+
+def test_first_level_graph_equals_networkx_gen_graph_down_to_adjacency_order():
+    from networkx.algorithms.community import louvain as nx_louvain
+
+    from clbp_bidsapp.core.graph import _first_level_graph
+
+    rng = np.random.default_rng(4)
+    n = 50
+    rows, cols = np.triu_indices(n, k=1)
+    keep = np.sort(rng.choice(rows.size, 300, replace=False))
+    rows, cols = rows[keep], cols[keep]
+    g = nx.Graph()
+    g.add_nodes_from(range(n))
+    g.add_weighted_edges_from(zip(rows.tolist(), cols.tolist(), [1] * rows.size, strict=True))
+    labels = rng.integers(0, 6, n)
+    partition = [set(np.flatnonzero(labels == c).tolist()) for c in range(6)]
+    expected = nx_louvain._gen_graph(g, partition)
+    got = _first_level_graph(g, partition, labels, rows, cols)
+    assert list(got.nodes(data=True)) == list(expected.nodes(data=True))
+    assert [(u, list(nbrs.items())) for u, nbrs in got.adj.items()] == [
+        (u, list(nbrs.items())) for u, nbrs in expected.adj.items()
+    ]
