@@ -296,11 +296,7 @@ def _local_efficiency(adj: np.ndarray) -> np.ndarray:
 
 
 def binary_measures(
-    adj: np.ndarray,
-    *,
-    seed: int = 0,
-    edges: tuple[np.ndarray, np.ndarray] | None = None,
-    compute_modularity: bool = True,
+    adj: np.ndarray, *, seed: int = 0, graph: nx.Graph | None = None, compute_modularity: bool = True
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Global and nodal measures of one binary undirected graph (networkx definitions).
 
@@ -308,7 +304,7 @@ def binary_measures(
     ----------
     adj : (n, n) bool or 0/1 symmetric adjacency, empty diagonal.
     seed : seed of the Louvain community detection (modularity).
-    edges : the graph's edges in the order a networkx Graph of it would get them (see :func:`modularity`).
+    graph : the same graph as a networkx Graph, if already built (see :func:`modularity`).
     compute_modularity : False skips the Louvain partition (the slowest step; modularity is then NaN).
 
     Returns
@@ -341,7 +337,7 @@ def binary_measures(
         "path_length_lcc": path_lcc,
         "global_efficiency": global_efficiency,
         "local_efficiency": float(local.mean()) if n else math.nan,
-        "modularity": modularity(a, seed=seed, edges=edges) if compute_modularity else math.nan,
+        "modularity": modularity(a, seed=seed, graph=graph) if compute_modularity else math.nan,
         "lcc_fraction": m / n if n else math.nan,
     }
     nodal = {
@@ -354,107 +350,28 @@ def binary_measures(
     return globals_, nodal
 
 
-def modularity(adj: np.ndarray, *, seed: int = 0, edges: tuple[np.ndarray, np.ndarray] | None = None) -> float:
+def modularity(adj: np.ndarray, *, seed: int = 0, graph: nx.Graph | None = None) -> float:
     """Newman (2006) modularity Q of the Louvain partition (Blondel et al. 2008; networkx, seeded).
 
-    ``edges`` may give the graph's edges (``rows < cols``) in the order they were added to a networkx Graph of
-    nodes 0..n-1 (row-major order by default): that order is part of what the seeded Louvain result depends on
-    (see :func:`louvain_communities`). NaN for a graph without edges.
+    ``graph`` may pass the same graph already built as a networkx Graph (nodes 0..n-1); its edge insertion
+    order is part of what the seeded Louvain result depends on. NaN for a graph without edges.
     """
     a = np.asarray(adj).astype(bool)
-    rows, cols = np.nonzero(np.triu(a, k=1)) if edges is None else edges
+    rows, cols = np.nonzero(np.triu(a, k=1))
     if rows.size == 0:
         return math.nan
+    if graph is None:
+        graph = nx.Graph()
+        graph.add_nodes_from(range(a.shape[0]))
+        graph.add_edges_from(zip(rows.tolist(), cols.tolist(), strict=True))
     labels = np.empty(a.shape[0], dtype=np.int64)
-    for label, members in enumerate(louvain_communities(a.shape[0], rows, cols, seed=seed)):
+    for label, members in enumerate(nx.community.louvain_communities(graph, seed=seed)):
         labels[list(members)] = label
     # Q = sum_c [ L_c / m - (d_c / 2m)^2 ]: edges inside each community and its total degree
     m = rows.size
     inside = np.bincount(labels[rows][labels[rows] == labels[cols]], minlength=labels.max() + 1)
     degree = np.bincount(labels, weights=a.sum(axis=1), minlength=labels.max() + 1)
     return float(np.sum(inside / m - (degree / (2.0 * m)) ** 2))
-
-
-def louvain_communities(n: int, rows: np.ndarray, cols: np.ndarray, *, seed: int) -> list[set[int]]:
-    """``nx.community.louvain_communities(G, seed=seed)`` of the unweighted graph G of nodes 0..n-1 built by
-    adding the edges ``(rows[i], cols[i])`` (``rows < cols``, no duplicates) in this order; the same partition.
-
-    networkx's ``louvain_partitions`` step by step, with its own ``_one_level`` and ``_gen_graph`` (the moves
-    and their random order), minus three costs that do not change the result: the weighted copy of G is built
-    from the edge arrays (networkx copies ``G.edges()``: each node's higher-numbered neighbours in insertion
-    order, i.e. the edges stably sorted by ``rows``); the modularity of the first two partitions (the
-    singletons and the first level on that copy), which only decides when to stop, is computed from label
-    counts with networkx's own arithmetic (integer sums, then ``L_c / m - D_c * D_c * norm`` summed over the
-    communities in their order), so it has the same value to the last bit; and the graph of the first level's
-    communities is aggregated from the edge arrays (:func:`_first_level_graph`).
-    """
-    import random
-
-    from networkx.algorithms.community import louvain as nx_louvain
-
-    order = np.argsort(rows, kind="stable")
-    rows, cols = rows[order], cols[order]
-    graph = nx.Graph()
-    graph.add_nodes_from(range(n))
-    graph.add_weighted_edges_from(zip(rows.tolist(), cols.tolist(), [1] * rows.size, strict=True))
-    degree = np.bincount(rows, minlength=n) + np.bincount(cols, minlength=n)
-    deg_sum = int(degree.sum())
-    m = deg_sum / 2
-    norm = 1 / deg_sum**2
-    mod = sum(0 / m - int(d) * int(d) * norm for d in degree)  # the singletons (networkx's first modularity)
-    rng = random.Random(seed)  # what networkx's py_random_state makes of an integer seed
-    partition = [{u} for u in range(n)]
-    partition, inner, _ = nx_louvain._one_level(graph, m, partition, 1, False, rng)
-    first_level, labels = True, None
-    while True:
-        result = [s.copy() for s in partition]
-        if first_level:
-            labels = np.empty(n, dtype=np.int64)
-            for label, members in enumerate(inner):
-                labels[list(members)] = label
-            same = labels[rows] == labels[cols]
-            inside = np.bincount(labels[rows][same], minlength=len(inner))
-            total = np.bincount(labels, weights=degree, minlength=len(inner)).astype(np.int64)
-            new_mod = sum(int(c) / m - int(d) * int(d) * norm for c, d in zip(inside, total, strict=True))
-            first_level = False
-        else:
-            new_mod = nx.community.modularity(graph, inner, resolution=1, weight="weight")
-        if new_mod - mod <= 0.0000001:  # networkx's default threshold
-            return result
-        mod = new_mod
-        if labels is not None:
-            graph, labels = _first_level_graph(graph, inner, labels, rows, cols), None
-        else:
-            graph = nx_louvain._gen_graph(graph, inner)
-        partition, inner, improvement = nx_louvain._one_level(graph, m, partition, 1, False, rng)
-        if not improvement:  # networkx stops without yielding this level: the last partition yielded stands
-            return result
-
-
-def _first_level_graph(
-    graph: nx.Graph, partition: list[set[int]], labels: np.ndarray, rows: np.ndarray, cols: np.ndarray
-) -> nx.Graph:
-    """networkx's ``louvain._gen_graph(graph, partition)`` of the unit-weight copy whose ``graph.edges()`` are
-    ``(rows, cols)`` in this order (``labels``: each node's community in ``partition``).
-
-    The same graph, down to the order of every adjacency dict: networkx adds each pair of communities when its
-    first edge comes up and adds the later edges' weights to it; here the pairs are counted with numpy and
-    added once each, in the order of their first edge, with their total weight.
-    """
-    aggregated = nx.Graph()
-    for i, part in enumerate(partition):
-        nodes: set[int] = set()
-        for node in part:
-            nodes.update(graph.nodes[node].get("nodes", {node}))
-        aggregated.add_node(i, nodes=nodes)
-    a, b = labels[rows], labels[cols]
-    pair = np.minimum(a, b) * len(partition) + np.maximum(a, b)
-    _, first, inverse = np.unique(pair, return_index=True, return_inverse=True)
-    weight = np.bincount(inverse.ravel())
-    for j in np.argsort(first, kind="stable").tolist():
-        edge = first[j]
-        aggregated.add_edge(int(a[edge]), int(b[edge]), weight=int(weight[j]))
-    return aggregated
 
 
 # --------------------------------------------------------------------------------------------- random networks
@@ -620,16 +537,23 @@ def _graph_measures(
     rows, cols = _ranked_edges(sub)
     global_rows = []
     nodal_frames = []
+    # proportional thresholds are nested: the networkx graph (for Louvain) grows by the edges of the next rank
+    nx_graph, in_graph = nx.Graph(), 0
+    nx_graph.add_nodes_from(range(n))
     for sparsity in sparsities:
         k = min(n_edges_for(n, float(sparsity)), rows.size)
         adj = np.zeros((n, n), dtype=bool)
         adj[rows[:k], cols[:k]] = True
         adj |= adj.T
+        if compute_modularity:
+            if k < in_graph:
+                nx_graph, in_graph = nx.Graph(), 0
+                nx_graph.add_nodes_from(range(n))
+            nx_graph.add_edges_from(zip(rows[in_graph:k].tolist(), cols[in_graph:k].tolist(), strict=True))
+            in_graph = k
         seq = _threshold_seed(seed, k)
         louvain_seed, random_seed = (int(s) for s in seq.generate_state(2))
-        # Louvain sees the edges in rank order, as a networkx graph grown across the nested thresholds has them
-        edges = (rows[:k], cols[:k])
-        g, nodal = binary_measures(adj, seed=louvain_seed, edges=edges, compute_modularity=compute_modularity)
+        g, nodal = binary_measures(adj, seed=louvain_seed, graph=nx_graph, compute_modularity=compute_modularity)
         c_rand = l_rand = math.nan
         if n_random > 0:
             c_rand, l_rand = random_reference(
