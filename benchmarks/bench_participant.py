@@ -116,7 +116,6 @@ def main() -> None:
     n_voxels = int((np.asanyarray(nb.load(str(mask)).dataobj) > 0).sum())
     print(f"run: {shape} ({n_voxels} brain voxels), {bold.stat().st_size / 1e6:.0f} MB gzipped")
     versions = {"after": None} if args.before is None else {"before": args.before, "after": None}
-    runs = []  # (configuration, version, wall seconds, bare load seconds measured just before)
     for label, extra in CONFIGURATIONS.items():
         if args.only and label != args.only:
             continue
@@ -130,12 +129,6 @@ def main() -> None:
                     f"{peak / (int(np.prod(shape)) * 4):.2f} x the run's float32 4-D size"
                 )
                 print(f"    node shares: {shares(nodes, elapsed)}")
-                runs.append((label, version, elapsed, bare))
-    # on a shared machine one bare load can take 6 s or 9 s minutes apart: also compare every run with the
-    # fastest bare load of the session, so that before/after differ only by their own wall times
-    fastest = min(bare for *_, bare in runs)
-    for label, version, elapsed, _ in runs:
-        print(f"{label:18s} {version:6s}: {elapsed / fastest:5.2f} x the session's fastest bare load ({fastest:.2f} s)")
 
 
 if __name__ == "__main__":

@@ -31,14 +31,14 @@ def amplitude_spectrum(series: np.ndarray, *, tr: float) -> tuple[np.ndarray, np
     return sfft.rfftfreq(n, d=tr)[1:], amplitude
 
 
-def lomb_scargle_amplitude(
-    series: np.ndarray, *, times: np.ndarray, frequencies: np.ndarray, block: int = 16384
-) -> np.ndarray:
+def lomb_scargle_amplitude(series: np.ndarray, *, times: np.ndarray, frequencies: np.ndarray) -> np.ndarray:
     """Lomb-Scargle amplitudes ``2 sqrt(P / n)`` of unevenly sampled (time, voxels) data, vectorised.
 
     ``P(w) = 1/2 [ (sum x cos w(t-tau))^2 / sum cos^2 w(t-tau) + (sum x sin w(t-tau))^2 / sum sin^2 w(t-tau) ]``
     with ``tan 2 w tau = sum sin 2wt / sum cos 2wt``; the series is centred first.
     """
+    x = np.asarray(series, dtype=np.float64)
+    x = x - x.mean(axis=0)
     omega = 2 * np.pi * np.asarray(frequencies, dtype=np.float64)[:, None]  # (F, 1)
     t = np.asarray(times, dtype=np.float64)[None, :]  # (1, n)
     tau = np.arctan2(np.sin(2 * omega * t).sum(1), np.cos(2 * omega * t).sum(1))[:, None] / (2 * omega)
@@ -47,24 +47,8 @@ def lomb_scargle_amplitude(
     cos_power = (cos**2).sum(1)[:, None]
     sin_power = (sin**2).sum(1)[:, None]
     sin_power[sin_power < 1e-12] = np.inf  # the Nyquist frequency has no sine component
-    n_times, n_voxels = series.shape
-    out = np.empty((omega.shape[0], n_voxels), dtype=np.float32)
-    for start in range(0, n_voxels, block):  # blocks of voxels, in place: no (F, voxels) float64 temporaries
-        x = np.array(series[:, start : start + block], dtype=np.float64)
-        x -= x.mean(axis=0)
-        power = cos @ x
-        np.square(power, out=power)
-        power /= cos_power
-        sine = sin @ x
-        np.square(sine, out=sine)
-        sine /= sin_power
-        power += sine
-        power *= 0.5
-        power /= n_times
-        np.sqrt(power, out=power)
-        power *= 2.0
-        out[:, start : start + block] = power
-    return out
+    power = 0.5 * ((cos @ x) ** 2 / cos_power + (sin @ x) ** 2 / sin_power)
+    return (2.0 * np.sqrt(power / x.shape[0])).astype(np.float32)
 
 
 def alff_falff(

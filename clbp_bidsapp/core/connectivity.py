@@ -13,23 +13,11 @@ from sklearn.covariance import LedoitWolf
 R_CLIP = 1.0 - 1e-7
 
 
-def _member_columns(membership: sparse.spmatrix) -> tuple[sparse.csr_matrix, np.ndarray]:
-    """The CSR membership restricted to the voxels that belong to some region, and those voxels' columns.
-
-    Columns keep their order, so the sparse products accumulate each region's voxels in the same order as on
-    all columns (identical sums) while only the member voxels of the series are read and converted.
-    """
-    membership = sparse.csr_matrix(membership, dtype=np.float64)
-    used = np.unique(membership.indices)
-    return membership[:, used], used
-
-
 def region_means(series: np.ndarray, membership: sparse.spmatrix) -> np.ndarray:
     """(time, regions) weighted mean of each region's voxels; NaN for a region without voxels."""
-    membership, used = _member_columns(membership)
+    membership = sparse.csr_matrix(membership, dtype=np.float64)
     weights = np.asarray(membership.sum(axis=1)).ravel()
-    members = np.ascontiguousarray(np.take(series, used, axis=1).T, dtype=np.float64)  # (voxels, time)
-    sums = np.asarray(membership @ members).T  # (time, regions)
+    sums = np.asarray(membership @ np.asarray(series, dtype=np.float64).T).T  # (time, regions)
     with np.errstate(divide="ignore", invalid="ignore"):
         means = sums / weights
     means[:, weights == 0] = np.nan
@@ -38,10 +26,10 @@ def region_means(series: np.ndarray, membership: sparse.spmatrix) -> np.ndarray:
 
 def signal_voxels(series: np.ndarray, membership: sparse.spmatrix) -> np.ndarray:
     """Number of each region's voxels whose series is finite and not constant over time (voxels with signal)."""
-    members, used = _member_columns(membership)
-    series = np.take(series, used, axis=1)
+    series = np.asarray(series)
     high, low = series.max(axis=0), series.min(axis=0)
     varying = np.isfinite(high) & np.isfinite(low) & (high > low)
+    members = sparse.csr_matrix(membership, dtype=np.float64)
     return np.asarray((members != 0).astype(np.int64) @ varying.astype(np.int64)).ravel()
 
 
@@ -55,12 +43,11 @@ def has_signal(series: np.ndarray) -> np.ndarray:
 
 def _standardised(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Columns centred and scaled to unit norm (zero columns stay zero); and which columns are constant."""
-    centred = np.array(x, dtype=np.float64)  # one copy, then in place (large blocks of a 2 mm series)
-    centred -= centred.mean(axis=0)
-    norm = np.sqrt(np.square(centred).sum(axis=0))
+    x = np.asarray(x, dtype=np.float64)
+    centred = x - x.mean(axis=0)
+    norm = np.sqrt((centred**2).sum(axis=0))
     constant = ~(norm > 0)
-    centred /= np.where(constant, 1.0, norm)
-    return centred, constant
+    return centred / np.where(constant, 1.0, norm), constant
 
 
 def seed_correlation(series: np.ndarray, seeds: np.ndarray, *, block: int = 65536) -> np.ndarray:

@@ -89,17 +89,7 @@ def vmhc(series: np.ndarray, *, mask: np.ndarray, affine: np.ndarray, mirror: Mi
     z = unit_columns(series)
     out = np.full(z.shape[1], np.nan, dtype=np.float32)
     has = partner >= 0
-    r = np.full(z.shape[1], np.nan)
-    # r is symmetric: of a mutual pair (v, w), only v < w is computed, and copied to w. Each pair gathers rows of
-    # the transposed series (contiguous time courses); the products and their sum are those of a column gather
-    index = np.arange(partner.size)
-    mutual = has & (partner[np.maximum(partner, 0)] == index)
-    direct = np.flatnonzero(has & ~(mutual & (partner < index)))
-    voxels_time = z.T
-    r[direct] = np.einsum("vt,vt->v", voxels_time[direct], voxels_time[partner[direct]], dtype=np.float64)
-    copied = np.flatnonzero(mutual & (partner < index))
-    r[copied] = r[partner[copied]]
-    r = r[has]
+    r = np.einsum("tv,tv->v", z[:, has], z[:, partner[has]], dtype=np.float64)
     constant = (~np.isfinite(r)) | (np.abs(r) == 0)
     out[has] = np.clip(np.arctanh(np.clip(r, -np.tanh(MAX_Z), np.tanh(MAX_Z))), -MAX_Z, MAX_Z)
     out[np.flatnonzero(has)[constant]] = np.nan

@@ -63,14 +63,14 @@ class SeedFC(SimpleInterface):
         usable = (with_signal > 0) & (coverage >= self.inputs.min_coverage) & connectivity.has_signal(seed_series)
         seed_series[:, ~usable] = np.nan
         z = connectivity.fisher_z(connectivity.seed_correlation(series, seed_series))
-        z_smoothed = standardize.smooth_masked(
-            z, mask=mask, fwhm_mm=self.inputs.fwhm, voxel_size_mm=images.voxel_size(affine)
-        )
         cwd = Path(runtime.cwd)
         fcz, smoothed, metadata = [], [], []
         for index, name in enumerate(regions.labels):
             fcz.append(str(images.save_map(cwd / f"{name}_fcz.nii.gz", z[index], (mask, affine))))
-            smooth = z_smoothed[index]
+            volume = images.unmask(np.nan_to_num(z[index]), mask)
+            smooth = standardize.smooth_volume(
+                volume, mask=mask, fwhm_mm=self.inputs.fwhm, voxel_size_mm=images.voxel_size(affine)
+            )[mask]
             if not usable[index]:
                 smooth[:] = np.nan
             smoothed.append(str(images.save_map(cwd / f"{name}_fcz_smoothed.nii.gz", smooth, (mask, affine))))

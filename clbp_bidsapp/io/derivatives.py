@@ -18,12 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import nibabel as nb
-import numpy as np
 import pandas as pd
 
 from clbp_bidsapp.__about__ import __version__
 from clbp_bidsapp.errors import OutputError
-from clbp_bidsapp.io.images import save_nifti
 
 PIPELINE_NAME = "clbp-bidsapp"
 CODE_URL = "https://github.com/clbp-bidsapp/clbp-bidsapp"
@@ -192,58 +190,15 @@ def write_json(path: Path, data: Mapping[str, Any]) -> Path:
 
 
 def write_tsv(path: Path, table: pd.DataFrame, *, index: bool = False) -> Path:
-    """A table as TSV: floats ``%.6g``, missing values ``n/a`` (pandas ``to_csv``; the same bytes, faster for
-    numeric tables, see :func:`_numeric_tsv`)."""
-    text = _numeric_tsv(table, index=index)
     with atomic_path(path) as tmp:
-        if text is None:
-            table.to_csv(tmp, sep="\t", index=index, na_rep="n/a", float_format="%.6g")
-        else:
-            tmp.write_text(text)
+        table.to_csv(tmp, sep="\t", index=index, na_rep="n/a", float_format="%.6g")
     return path
 
 
-def _plain_labels(labels: Sequence[Any]) -> bool:
-    """Labels that pandas writes as they are (non-empty strings that the csv module never quotes)."""
-    return all(isinstance(label, str) and label and not set(label) & set('\t\n\r"') for label in labels)
-
-
-def _numeric_tsv(table: pd.DataFrame, *, index: bool) -> str | None:
-    """The text ``table.to_csv(sep="\\t", na_rep="n/a", float_format="%.6g")`` writes, for a table of float64
-    and int64 columns with plain labels (and a plain string index when ``index``); None for any other table.
-
-    pandas's writer goes through its formatting machinery column by column and the csv module; ``{:.6g}``
-    of each value and string joins give the same bytes at a third of the cost. The equality is tested on tables
-    with NaN, infinities, signed zeros and extreme magnitudes (tests/io/test_derivatives_tsv.py).
-    """
-    columns = table.columns
-    if isinstance(columns, pd.MultiIndex) or columns.empty or not _plain_labels(list(columns)):
-        return None
-    kinds = [dtype.kind if isinstance(dtype, np.dtype) and dtype.itemsize == 8 else "" for dtype in table.dtypes]
-    if not all(kind in ("f", "i") for kind in kinds):
-        return None
-    header = list(columns)
-    cells = []
-    if index:
-        if isinstance(table.index, pd.MultiIndex) or not _plain_labels([table.index.name, *table.index]):
-            return None
-        header.insert(0, table.index.name)
-        cells.append([str(label) for label in table.index])
-    for (_, column), kind in zip(table.items(), kinds, strict=True):
-        values = column.to_numpy()
-        if kind == "i":
-            cells.append([str(value) for value in values.tolist()])
-        else:
-            cells.append(["n/a" if value != value else f"{value:.6g}" for value in values.tolist()])
-    lines = ["\t".join(header)]
-    lines.extend("\t".join(row) for row in zip(*cells, strict=True))
-    return "\n".join(lines) + "\n"
-
-
 def write_nifti(path: Path, img: nb.Nifti1Image) -> Path:
-    """Write a NIfTI atomically (the gzip header has a zero mtime, so reruns are byte-identical)."""
+    """Write a NIfTI atomically (nibabel's gzip writes a zero mtime, so reruns are byte-identical)."""
     with atomic_path(path) as tmp:
-        save_nifti(img, tmp)
+        nb.save(img, str(tmp))
     return path
 
 

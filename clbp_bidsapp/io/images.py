@@ -7,8 +7,6 @@ from pathlib import Path
 
 import nibabel as nb
 import numpy as np
-from isal import igzip
-from nibabel.volumeutils import apply_read_scaling
 
 from clbp_bidsapp.errors import InputError
 
@@ -121,12 +119,11 @@ def load_masked_run(bold: Path, mask_path: Path) -> MaskedRun:
         raise InputError(f"{bold} is {img.ndim}-D; a BOLD run must be 4-D (x, y, z, time)")
     mask, _ = load_mask(mask_path, reference=img)
     try:
-        data = _voxel_data(img, bold)
+        data = np.asanyarray(img.dataobj)
     except Exception as exc:
         raise InputError(f"{bold} is truncated or corrupt ({one_line(exc)}); re-run fMRIPrep for this run") from None
     series = _masked_time_series(data, mask)
     del data
-    series = _read_scaling(img, series)
     if not np.isfinite(series).all():
         bad = int((~np.isfinite(series)).any(axis=0).sum())
         raise InputError(f"{bold}: {bad} in-mask voxels contain NaN or Inf; check the fMRIPrep output")
@@ -135,40 +132,8 @@ def load_masked_run(bold: Path, mask_path: Path) -> MaskedRun:
     return MaskedRun(series=series, mask=mask, affine=img.affine, header=img.header)
 
 
-def _voxel_data(img: nb.Nifti1Image, path: Path) -> np.ndarray:
-    """The image's stored voxel values (before scl_slope/scl_inter), as nibabel's array proxy reads them.
-
-    A gzipped file is inflated in one call with ISA-L (``isal.igzip``, about twice as fast as zlib, which nibabel
-    uses; the CRC and length of every gzip member are checked) and the array is a view of that buffer. Any
-    other file is read by nibabel. :func:`_read_scaling` applies the header's scaling afterwards, to the masked
-    values only.
-    """
-    proxy = img.dataobj
-    if not str(path).endswith(".gz"):
-        return np.asanyarray(proxy.get_unscaled())
-    buffer = igzip.decompress(Path(path).read_bytes())
-    dtype = img.header.get_data_dtype()
-    shape = tuple(int(n) for n in img.shape)
-    offset = int(proxy.offset)
-    if len(buffer) < offset + int(np.prod(shape)) * dtype.itemsize:
-        raise ValueError(f"expected {offset + int(np.prod(shape)) * dtype.itemsize} bytes, found {len(buffer)}")
-    return np.ndarray(shape, dtype=dtype, buffer=buffer, offset=offset, order="F")
-
-
-def _read_scaling(img: nb.Nifti1Image, values: np.ndarray) -> np.ndarray:
-    """Stored values scaled by the header's scl_slope/scl_inter exactly as nibabel's proxy scales them, as float32.
-
-    The scaling is elementwise, so scaling the masked values gives the values of the scaled image in the mask.
-    """
-    proxy = img.dataobj
-    slope, inter = np.asanyarray(proxy.slope), np.asanyarray(proxy.inter)
-    if np.can_cast(inter, slope.dtype):  # as ArrayProxy._get_scaled with dtype None
-        inter = inter.astype(slope.dtype)
-    return apply_read_scaling(values, slope, inter).astype(np.float32, copy=False)
-
-
 def _masked_time_series(data: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """(time, in-mask voxels) of the data's dtype, voxels in the C order of ``mask`` (as ``data[mask].T``).
+    """(time, in-mask voxels) float32, voxels in the C order of ``mask`` (as ``data[mask].T``).
 
     nibabel returns column-major (Fortran) arrays, so the (voxels, time) reshape is a free view whose transpose
     is C-contiguous; one column gather then gives the result without transposing the whole run.
@@ -177,8 +142,8 @@ def _masked_time_series(data: np.ndarray, mask: np.ndarray) -> np.ndarray:
     if data.flags.f_contiguous:
         columns = data.reshape(-1, n, order="F").T
         index = np.ravel_multi_index(np.nonzero(mask), mask.shape, order="F")
-        return np.take(columns, index, axis=1)
-    return np.ascontiguousarray(data[mask].T)
+        return np.take(columns, index, axis=1).astype(np.float32, copy=False)
+    return np.ascontiguousarray(data[mask].T, dtype=np.float32)
 
 
 def unmask(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -203,21 +168,6 @@ def make_image(volume: np.ndarray, affine: np.ndarray, *, tr: float | None = Non
     img.header.set_qform(affine, code=4)
     img.header.set_sform(affine, code=4)
     return img
-
-
-GZIP_LEVEL = 1  # ISA-L's level 1: about 9 times faster than zlib's level 1 on a 2 mm map, and smaller
-
-
-def save_nifti(img: nb.Nifti1Image, path: Path) -> Path:
-    """Write a NIfTI; ``.nii.gz`` is compressed with ISA-L (``isal.igzip``) with a zero mtime and no file name
-    in the gzip header, so the same image always gives the same bytes. The file inflates to exactly the bytes
-    ``nb.save`` writes uncompressed."""
-    path = Path(path)
-    if path.name.endswith(".gz"):
-        path.write_bytes(igzip.compress(img.to_bytes(), compresslevel=GZIP_LEVEL, mtime=0))
-    else:
-        nb.save(img, str(path))
-    return path
 
 
 # -- fast intermediates between graph nodes (uncompressed; never gzip a (time, voxels) array twice) -------
@@ -255,14 +205,14 @@ def save_map(path: Path, values: np.ndarray, grid: Path | tuple[np.ndarray, np.n
     """Write masked (voxels,) values as a 3-D float32 NIfTI on the grid (zeros outside the mask)."""
     mask, affine = load_grid(grid) if isinstance(grid, Path | str) else grid
     volume = unmask(np.asarray(values, dtype=np.float32), mask)
-    save_nifti(make_image(volume, affine), path)
+    nb.save(make_image(volume, affine), str(path))
     return path
 
 
 def save_volumes(path: Path, values: np.ndarray, grid: Path | tuple[np.ndarray, np.ndarray]) -> Path:
     """Write (volumes, voxels) masked values, e.g. one map per network, as a 4-D float32 NIfTI."""
     mask, affine = load_grid(grid) if isinstance(grid, Path | str) else grid
-    save_nifti(make_image(unmask(np.asarray(values, dtype=np.float32), mask), affine), path)
+    nb.save(make_image(unmask(np.asarray(values, dtype=np.float32), mask), affine), str(path))
     return path
 
 
@@ -270,7 +220,7 @@ def save_series_nifti(path: Path, series: np.ndarray, grid: Path, *, tr: float) 
     """Write a (time, voxels) series as a 4-D float32 NIfTI with the TR in the header."""
     mask, affine = load_grid(grid)
     volume = unmask(np.asarray(series, dtype=np.float32), mask)
-    save_nifti(make_image(volume, affine, tr=tr), path)
+    nb.save(make_image(volume, affine, tr=tr), str(path))
     return path
 
 

@@ -1,8 +1,6 @@
 import numpy as np
 import pytest
-from scipy import ndimage
 
-from clbp_bidsapp.core import standardize
 from clbp_bidsapp.core.standardize import (
     block_average,
     coarse_labels,
@@ -64,29 +62,3 @@ def test_smooth_series_equals_smoothing_each_volume():
         volume[mask] = series[t]
         expected = smooth_volume(volume, mask=mask, fwhm_mm=5, voxel_size_mm=(2, 2, 3))[mask]
         np.testing.assert_allclose(smoothed[t], expected, rtol=1e-4, atol=1e-5)
-
-
-def test_smooth_masked_equals_whole_grid_filter_bit_for_bit():
-    """The bounding-box filter with one shared normaliser gives exactly the whole-grid normalised convolution,
-    for every map of a stack, on an anisotropic grid with the mask touching one edge (NaN count as 0)."""
-    rng = np.random.default_rng(3)
-    mask = np.zeros((21, 17, 13), dtype=bool)
-    mask[0:9, 4:15, 3:11] = rng.random((9, 11, 8)) > 0.25
-    voxel = (2.0, 2.5, 3.1)
-    maps = rng.standard_normal((3, int(mask.sum())))
-    maps[1, 4] = np.nan
-    sigma = [6.0 * standardize.FWHM_TO_SIGMA / v for v in voxel]
-    expected = []
-    for values in maps:
-        volume = np.zeros(mask.shape)
-        volume[mask] = np.nan_to_num(values)
-        num = ndimage.gaussian_filter(volume, sigma, mode="constant")
-        den = ndimage.gaussian_filter(mask.astype(np.float64), sigma, mode="constant")
-        expected.append((num / den)[mask].astype(np.float32))
-    smoothed = standardize.smooth_masked(maps, mask=mask, fwhm_mm=6.0, voxel_size_mm=voxel)
-    np.testing.assert_array_equal(smoothed, np.stack(expected))
-    volume = np.full(mask.shape, 7.0)  # values outside the mask are ignored
-    volume[mask] = maps[0]
-    smoothed_volume = standardize.smooth_volume(volume, mask=mask, fwhm_mm=6.0, voxel_size_mm=voxel)
-    np.testing.assert_array_equal(smoothed_volume[mask], expected[0])
-    assert not smoothed_volume[~mask].any()

@@ -66,15 +66,13 @@ def test_a_datalad_file_not_fetched_says_run_datalad_get(dataset, tmp_path):
     assert_user_error(result, 3, bold.name, "is not fetched", f"run `datalad get {bold}`")
 
 
-def test_a_truncated_bold_is_named_with_the_bytes_expected_and_the_advice(dataset, tmp_path):
+def test_a_truncated_bold_keeps_nibabels_whole_message_and_the_advice(dataset, tmp_path):
     bold = func_dir(dataset) / f"{STEM}_desc-preproc_bold.nii.gz"
     raw = gzip.decompress(bold.read_bytes())
     bold.write_bytes(gzip.compress(raw[: len(raw) // 2], mtime=0))  # a valid gzip of half the image
     result = participant(dataset, tmp_path)
-    # the BOLD is inflated by io/images (ISA-L), which counts the bytes itself (nibabel's own message spanned two lines)
-    expected, found = len(raw), len(raw) // 2
-    assert_user_error(result, 3, bold.name, f"is truncated or corrupt (expected {expected} bytes, found {found})",
-                      "re-run fMRIPrep for this run")  # fmt: skip
+    # nibabel's message spans two lines ("Expected N bytes, got M bytes from \n - could the file be damaged?")
+    assert_user_error(result, 3, bold.name, "could the file be damaged?", "re-run fMRIPrep for this run")
 
 
 def test_a_mask_as_nii_and_nii_gz_copies_is_named_as_such(dataset, tmp_path):

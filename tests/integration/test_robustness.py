@@ -415,12 +415,11 @@ def test_atomic_writers_on_a_full_disk(tmp_path, monkeypatch):
     assert json.loads(target.read_text()) == {"old": True}
     assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
 
-    def full_disk_bytes(self, data):
-        real_write_bytes(self, data[:2])
+    def nifti_full(img, filename):
+        Path(filename).write_bytes(b"\x1f\x8b partial")
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    real_write_bytes = Path.write_bytes
-    monkeypatch.setattr(Path, "write_bytes", full_disk_bytes)  # what the .nii.gz writer (io/images.save_nifti) calls
+    monkeypatch.setattr(derivatives.nb, "save", nifti_full)
     fresh = tmp_path / "sub-01_stat-reho_boldmap.nii.gz"
     with pytest.raises(OutputError, match=r"sub-01_stat-reho_boldmap\.nii\.gz"):
         derivatives.write_nifti(fresh, nb.Nifti1Image(np.zeros((2, 2, 2), np.float32), np.eye(4)))

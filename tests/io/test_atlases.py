@@ -186,16 +186,3 @@ def test_region_overlap_describes_a_cluster_by_its_atlas_regions(grid):
     text = atlases.region_overlap(mask, affine)(thalamus)
     first, share = text.split(";")[0].rsplit(" ", 1)
     assert first == "Left_Thalamus" and int(share.rstrip("%")) >= 50
-
-
-def test_grid_coordinates_are_the_voxel_centres_and_shared_read_only():
-    """The cached world coordinates equal the integer-index product for an oblique grid, and the cached array
-    cannot be changed by one caller under another."""
-    rotation = np.linalg.qr(np.random.default_rng(4).standard_normal((3, 3)))[0] * [2.0, 2.5, 3.1]
-    affine = np.eye(4)
-    affine[:3, :3], affine[:3, 3] = rotation, [-91.3, 12.7, -40.1]
-    shape = (5, 7, 6)
-    world = atlases._grid_coordinates(shape, affine)
-    np.testing.assert_array_equal(world, np.indices(shape).reshape(3, -1).T @ affine[:3, :3].T + affine[:3, 3])
-    assert atlases._grid_coordinates(shape, affine.copy()) is world
-    assert not world.flags.writeable
