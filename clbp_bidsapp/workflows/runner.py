@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,11 @@ def run_participant_level(settings: Settings, *, run_id: str, source: dict[str, 
         completion.remove_record(ex.output_dir, label)
     workflows = {}
     asl = perfusion.aslprep_layout(inp, ex.skip)  # None without --aslprep-dir
+    cbf_wfs_of = functools.partial(  # (label, runs) -> the participant's CBF graphs on those runs' grids
+        perfusion.participant_cbf_wfs, asl, output_dir=ex.output_dir, fmriprep_dir=fmriprep_dir, inputs=inp,
+        smoothing_fwhm=settings.metrics.smoothing_fwhm, skipped=skipped, region_sets=settings.connectivity.atlases,
+        seeds=() if "seedfc" in ex.skip else settings.connectivity.seeds,
+    )  # fmt: skip
     used: dict[str, list[str]] = {}
     not_analysed: dict[str, list[str]] = {}
     for label, runs in collection.runs.items():
@@ -98,18 +104,7 @@ def run_participant_level(settings: Settings, *, run_id: str, source: dict[str, 
                 connectivity=settings.connectivity,
                 random_seed=ex.random_seed,
                 skip=ex.skip,
-                extra_wfs=perfusion.participant_cbf_wfs(
-                    asl,
-                    label,
-                    usable,
-                    output_dir=ex.output_dir,
-                    fmriprep_dir=fmriprep_dir,
-                    inputs=inp,
-                    smoothing_fwhm=settings.metrics.smoothing_fwhm,
-                    skipped=skipped,
-                    region_sets=settings.connectivity.atlases,
-                    seeds=() if "seedfc" in ex.skip else settings.connectivity.seeds,
-                ),
+                extra_wfs=cbf_wfs_of(label, usable),
             )
         except (UserError, ConfoundError) as exc:
             failed[label] = str(exc)
@@ -123,18 +118,7 @@ def run_participant_level(settings: Settings, *, run_id: str, source: dict[str, 
         runs = [run for run in collection.runs.get(label, []) if run.mask is not None]  # skipped runs: their grid
         completion.remove_record(ex.output_dir, label)
         try:
-            cbf_wfs = perfusion.participant_cbf_wfs(
-                asl,
-                label,
-                runs,
-                output_dir=ex.output_dir,
-                fmriprep_dir=fmriprep_dir,
-                inputs=inp,
-                smoothing_fwhm=settings.metrics.smoothing_fwhm,
-                skipped=skipped,
-                region_sets=settings.connectivity.atlases,
-                seeds=() if "seedfc" in ex.skip else settings.connectivity.seeds,
-            )
+            cbf_wfs = cbf_wfs_of(label, runs)
         except UserError as exc:
             failed[label] = f"{failed.get(label, 'no fMRIPrep BOLD')}; CBF: {exc}"
             continue
