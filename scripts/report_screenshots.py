@@ -7,11 +7,16 @@ tests/reports/test_report_figures_extra.py: one run with three censored volumes 
 in headless Chromium 1280 px wide and writes small PNGs. A figure further down is shown by cutting its part of the
 report (between two markers) into a page of its own.
 
-Usage: .venv/bin/python scripts/report_screenshots.py [DOCS_IMG_DIR]   (default: docs/img; needs `chromium`)
+With ``--demo DEMO_DIR`` it instead shows the reports of the README demo (``bash scripts/demo.sh DEMO_DIR``): the first
+screen of its group report and of its first participant's report, and the group report's machine-learning section.
+
+Usage: .venv/bin/python scripts/report_screenshots.py [--demo DEMO_DIR] [DOCS_IMG_DIR]
+       (default DOCS_IMG_DIR: docs/img; needs `chromium`)
 """
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import subprocess
 import sys
@@ -56,9 +61,29 @@ def part(report: Path, start: str, end: str, page: Path) -> Path:
     return page
 
 
+def demo_screenshots(demo: Path, out_dir: Path, pages: Path) -> None:
+    """The README demo's reports: the group report's first screen and ML section, one participant's first screen."""
+    out = demo / "out"
+    if not (out / "group.html").is_file():
+        sys.exit(f"{out / 'group.html'} not found: run `bash scripts/demo.sh {demo}` first")
+    screenshot(out / "group.html", out_dir / "demo-group-report.png")
+    ml = part(out / "group.html", "<h2 id='ml'", "<h2 ", pages / "demo-ml.html")
+    screenshot(ml, out_dir / "demo-group-ml.png", height=900)
+    first = sorted(out.glob("sub-*.html"))[0]
+    screenshot(first, out_dir / "demo-participant-report.png")
+
+
 def main() -> None:
-    out_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs" / "img"
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir", nargs="?", type=Path, default=ROOT / "docs" / "img")
+    parser.add_argument("--demo", type=Path, help="folder of the README demo (scripts/demo.sh) to show instead")
+    args = parser.parse_args()
+    out_dir = args.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
+    if args.demo is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            demo_screenshots(args.demo.resolve(), out_dir, Path(tmp))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         study = make_study(Path(tmp) / "study")
         group = write_group_report(study, settings_summary={"n_permutations": 5000}, max_other_figures=2)
