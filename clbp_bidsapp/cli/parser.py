@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 from clbp_bidsapp.__about__ import __version__
+from clbp_bidsapp.cli.other_tools import add_other_tools_options
 from clbp_bidsapp.config import GROUP_METRICS, ML_CLASSIFIERS, ML_FEATURE_SETS, ML_REGRESSORS, PLUGINS, Settings
 from clbp_bidsapp.stages import GROUP_STAGES, PARTICIPANT_STAGES
 
@@ -674,6 +675,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=SUPPRESS,
         help="accepted for fMRIPrep/XCP-D command lines; this app never sends anything anywhere",
     )
+    add_other_tools_options(parser)
     return parser
 
 
