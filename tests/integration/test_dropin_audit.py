@@ -186,3 +186,100 @@ def test_every_spelling_in_the_side_by_side_table_is_an_option_with_the_meaning_
             namespace = vars(parser.parse_args([str(base.root), str(tmp_path / "out"), "participant", option, *words]))
             parsed.append(set(namespace) - {"bids_dir", "output_dir", "analysis_level"})
         assert len(parsed[0]) == 1 and all(p == parsed[0] for p in parsed), (row, parsed)  # one setting per row
+
+
+def test_every_option_of_the_other_tools_table_is_ignored_or_refused(base, tmp_path):
+    """Each row of the second table: an ignored option runs with a note naming it; a refused one stops with the
+    row's reason."""
+    from clbp_bidsapp.cli.run import parse_settings
+    from clbp_bidsapp.errors import UserError
+
+    text = DOCS.read_text()
+    table = text[text.index("| fMRIPrep / XCP-D option | here | why |") :].split("\n\n")[0].splitlines()[2:]
+    assert len(table) == 5, table
+    for line in table:
+        cells = [cell.strip() for cell in line.strip("|").split(" | ")]
+        for token in re.findall(r"`(--[\w-]+)(?: (nifti|cifti))?", cells[0]):
+            option, value = token[0], token[1] or "x"
+            argv = [str(base.root), str(tmp_path / "out"), "participant", option, value]
+            if cells[1].startswith("ignored"):
+                _, extras = parse_settings(argv)
+                assert [note for note in extras["notes"] if f"note: {option} {value} ignored: " in note], option
+            else:
+                with pytest.raises(UserError) as refused:
+                    parse_settings(argv)
+                reason = cells[1].removeprefix("refused: `").split("`")[0].removeprefix("… ")
+                assert option in str(refused.value) and reason in str(refused.value), (option, str(refused.value))
+
+
+# -- messy datasets: what tests/integration/test_messy_datasets.py does not run from the command line ---------------
+
+
+@pytest.mark.parametrize(
+    ("name", "level"), [("participants.tsv", "group"), ("dataset_description.json", "participant")]
+)
+def test_an_unfetched_datalad_file_of_the_raw_dataset_says_run_datalad_get(dataset, tmp_path, name, level):
+    """The group level's participants.tsv and the raw dataset's description, left as git-annex links: named with
+    the command that fetches them (they were "participants.tsv not found" and "not a BIDS dataset")."""
+    path = dataset / name
+    path.unlink()
+    path.symlink_to(f".git/annex/objects/Xq/9z/MD5E-s8--0a1b{path.suffix}/MD5E-s8--0a1b{path.suffix}")
+    result = cli(dataset, tmp_path / "out", level)
+    assert_user_error(result, 2, f"{path} is not fetched", f"run `datalad get {path}`")
+
+
+FMRIPREP_STEM = "sub-01_task-rest_space-MNI152NLin2009cAsym_res-4"
+
+
+def _more_variants(root: Path) -> None:
+    """Beside sub-01's run: rec-, dir- and cohort- variants of it (each with its mask), tedana's desc-optcom
+    series, and the same run in a second template space (MNI152NLin6Asym), as fMRIPrep writes several spaces."""
+    func = root / "derivatives" / "fmriprep" / "sub-01" / "func"
+    for path in sorted(func.iterdir()):  # fMRIPrep writes the confounds once per acquisition, without space-
+        for old, new in (
+            ("_task-rest_", "_task-rest_rec-moco_"),
+            ("_task-rest_", "_task-rest_dir-PA_"),
+            ("_res-4_", "_cohort-1_res-4_"),
+            ("_space-MNI152NLin2009cAsym_", "_space-MNI152NLin6Asym_"),
+        ):
+            if old in path.name:
+                shutil.copyfile(path, func / path.name.replace(old, new))  # fmt: skip
+        if "_desc-preproc_bold" in path.name:
+            shutil.copyfile(path, func / path.name.replace("desc-preproc", "desc-optcom"))
+
+
+def test_rec_dir_cohort_and_optcom_variants_pick_one_say_which_and_other_spaces_are_not_variants(dataset, tmp_path):
+    _more_variants(dataset)
+    cheap = ("--min-time", "20", "--no-band-pass", "--skip", "tsnr", "reho", "vmhc", "dc", "seedfc", "connectome",
+             "graph", "dualreg", "report")  # fmt: skip
+    out = tmp_path / "out"
+    result = cli(dataset, out, "participant", "--participant-label", "01", "-w", tmp_path / "work", *cheap)
+    assert result.returncode == 0, result.stderr
+    err = " ".join(result.stderr.split())
+    assert f"skipped 4 other variant(s) of sub-01_task-rest: analysing {FMRIPREP_STEM}_desc-preproc_bold.nii.gz" in err
+    for other in (
+        "rec-moco_space-MNI152NLin2009cAsym_res-4_desc-preproc",
+        "dir-PA_space-MNI152NLin2009cAsym_res-4",
+        "space-MNI152NLin2009cAsym_cohort-1_res-4_desc-preproc",
+        "space-MNI152NLin2009cAsym_res-4_desc-optcom_bold",
+    ):
+        assert f"sub-01_task-rest_{other}" in err, other  # fmt: skip
+    # another space is another analysis (--space), named as such, not a variant of this one
+    assert (
+        "MNI152NLin6Asym_res-4_desc-preproc_bold.nii.gz: space-MNI152NLin6Asym, not --space MNI152NLin2009cAsym" in err
+    )
+    written = sorted(p.name for p in (out / "sub-01" / "func").glob("*_boldmap.nii.gz"))
+    assert written and all(name.startswith(f"{FMRIPREP_STEM}_stat-") for name in written), written
+
+    # the filter the message suggests picks the next variant (it suggested {"desc": "preproc"}: the same file)
+    hint = re.search(r"--bids-filter-file with e\.g\. (\{.*?\}\})", err).group(1)
+    assert json.loads(hint) == {"bold": {"cohort": "1"}}
+    filters = tmp_path / "filters.json"
+    filters.write_text(hint)
+    chosen = cli(dataset, tmp_path / "cohort", "participant", "--participant-label", "01", "-w",
+                 tmp_path / "work-cohort", "--bids-filter-file", filters, *cheap)  # fmt: skip
+    assert chosen.returncode == 0, chosen.stderr
+    # a cohort is a template of its own: it stays in the names (it was dropped, as if the default cohort)
+    written = sorted(p.name for p in (tmp_path / "cohort" / "sub-01" / "func").glob("*_boldmap.nii.gz"))
+    stem = "sub-01_task-rest_space-MNI152NLin2009cAsym_cohort-1_res-4_stat-"
+    assert written and all(name.startswith(stem) for name in written), written
