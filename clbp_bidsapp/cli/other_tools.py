@@ -42,7 +42,7 @@ class _Ignored(argparse.Action):
 
 class _Refused(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
-        raise argparse.ArgumentError(self, f"not an option of this app: {self.help}")
+        raise argparse.ArgumentError(self, f"not an option of this app: {self.help.removeprefix('refused: ')}")
 
 
 class _FileFormat(argparse.Action):
@@ -69,7 +69,7 @@ def add_other_tools_options(parser: argparse.ArgumentParser) -> None:
                        help="ignored for nifti (what this app does); cifti is refused: volumes only")  # fmt: skip
     for spellings, (nargs, why) in REFUSED.items():
         group.add_argument(*spellings, dest=f"refused:{spellings[0]}", action=_Refused, nargs=nargs,
-                           metavar="VALUE", default=argparse.SUPPRESS, help=why)  # fmt: skip
+                           metavar="VALUE", default=argparse.SUPPRESS, help=f"refused: {why}")  # fmt: skip
 
 
 def ignored_notes(values: dict) -> list[str]:
