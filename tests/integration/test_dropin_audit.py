@@ -14,6 +14,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,8 @@ from tests.integration.common import assert_user_error, run_app, tree_digest, wi
 pytestmark = pytest.mark.integration
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "usage.md"
-# ALFF, tSNR, one seed and one atlas (no band-pass: 30 volumes): maps, time series, regions, matrices
-STAGES = ("--min-time", "20", "--no-band-pass", "--seeds", "pcc", "--atlases", "harvardoxford",
+# ALFF, tSNR, one seed and one atlas (no band-pass: 30 volumes): maps, time series, regions, matrices, denoised BOLD
+STAGES = ("--min-time", "20", "--no-band-pass", "--save-denoised", "--seeds", "pcc", "--atlases", "harvardoxford",
           "--skip", "reho", "vmhc", "dc", "graph", "dualreg", "report")  # fmt: skip
 
 
@@ -72,7 +73,7 @@ def test_the_usual_command_line_runs_with_its_meaning(usual_run):
 
 # values with a unit, by file kind: BOLD-scale values are "arbitrary" (docs/outputs.md, "Units")
 def expected_units(name: str) -> str | None:
-    if name.endswith("_timeseries.json") or re.search(r"_stat-(alff|mean)_boldmap\.json$", name):
+    if name.endswith(("_timeseries.json", "_bold.json")) or re.search(r"_stat-(alff|mean)_boldmap\.json$", name):
         return "arbitrary"
     return None  # fALFF, tSNR, Fisher z, z/m-standardised maps, correlation matrices, tables: per column
 
@@ -82,9 +83,9 @@ def test_every_map_and_series_sidecar_has_units_where_the_value_has_one(usual_ru
     found = {p.name: json.loads(p.read_text()).get("Units") for p in sidecars(out)}
     assert found == {name: expected_units(name) for name in found}
     with_units = sorted(name for name, units in found.items() if units)
-    # 10 maps, QC, regions, series and 2 matrices of the atlas, regions and series of the seed
-    assert len(found) == 17, sorted(found)
-    assert len(with_units) == 4, with_units  # raw ALFF, mean, atlas series, seed series
+    # 10 maps, QC, regions, series and 2 matrices of the atlas, regions and series of the seed, 2 denoised BOLD
+    assert len(found) == 19, sorted(found)
+    assert len(with_units) == 6, with_units  # raw ALFF, mean, atlas series, seed series, denoised BOLD
 
 
 # TSV columns that have a unit, wherever they appear
@@ -128,6 +129,22 @@ def test_every_bids_uri_is_linked_and_the_upstream_pipeline_recorded(usual_run):
     for uri in source:  # each Source resolves, through DatasetLinks, to an existing input file
         name, relative = uri.removeprefix("bids:").split(":", 1)
         assert (Path(links[name].removeprefix("file://")) / relative).is_file(), uri
+
+
+def test_the_output_in_derivatives_passes_the_validator_without_a_missing_field(usual_run):
+    """bids-validator-deno on the output (with its .bidsignore): no error, and no REQUIRED or RECOMMENDED sidecar
+    field missing (the denoised BOLD lacked Description; SpatialReference is left: the spaces are TemplateFlow's)."""
+    _, out, _, _ = usual_run
+    exe = shutil.which("bids-validator-deno") or str(Path(sys.executable).parent / "bids-validator-deno")
+    if not Path(exe).exists():
+        pytest.skip("bids-validator-deno is not installed (pip install bids-validator-deno)")
+    done = subprocess.run([exe, str(out), "--format", "json"], capture_output=True, text=True, timeout=300)
+    issues = json.loads(done.stdout)["issues"]["issues"]
+    assert [i for i in issues if i["severity"] == "error"] == []
+    missing = sorted({(Path(i["location"]).name.split("_res-4_")[-1], i.get("subCode")) for i in issues
+                      if i["code"].startswith("SIDECAR_KEY")})  # fmt: skip
+    assert missing == [("desc-denoisedUnfiltered_bold.nii.gz", "SpatialReference"),
+                       ("desc-denoised_bold.nii.gz", "SpatialReference")]  # fmt: skip
 
 
 # -- options of fMRIPrep and XCP-D that the app has no use for ------------------------------------------------------
