@@ -23,6 +23,16 @@ REFUSED = {
         "fMRIPrep's choice of the spaces it writes; this app reads one space fMRIPrep wrote: "
         "pass --space TEMPLATE[:res-N] (e.g. --space MNI152NLin2009cAsym:res-2)",
     ),
+    ("--lower-bpf", "--lower_bpf", "--upper-bpf", "--upper_bpf"): (
+        "?",
+        "XCP-D's band-pass edges one at a time; this app takes both at once: pass --band-pass LOW HIGH "
+        "(e.g. --band-pass 0.01 0.08)",
+    ),
+    ("-p", "--nuisance-regressors", "--nuisance_regressors"): (
+        "?",
+        "XCP-D's confound set; pass --strategy NAME (this app's sets and their columns are in docs/denoising.md: "
+        "compare them with XCP-D's before relying on a name)",
+    ),
     ("--cifti-output", "--cifti_output", "--cifti"): (
         "?",
         "this app analyses volumetric (NIfTI) series only and ignores CIFTI ones; drop the option",

@@ -206,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     den.add_argument(
         "--fd-thresh",
         "--fd_thresh",
+        "-f",
         dest="denoise.fd_thresh",
         metavar="MM",
         default=SUPPRESS,
@@ -271,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     band.add_argument(
         "--no-band-pass",
+        "--disable-bandpass-filter",
+        "--disable_bandpass_filter",
         dest="denoise.band_pass",
         action="store_const",
         const=(),
@@ -330,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     met.add_argument(
         "--smoothing-fwhm",
+        "--smoothing",
         dest="metrics.smoothing_fwhm",
         metavar="MM",
         default=SUPPRESS,
@@ -357,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     con.add_argument(
         "--min-region-coverage",
+        "--min-coverage",
+        "--min_coverage",
         dest="connectivity.min_region_coverage",
         metavar="FRACTION",
         default=SUPPRESS,

@@ -213,10 +213,10 @@ def test_every_option_of_the_other_tools_table_is_ignored_or_refused(base, tmp_p
 
     text = DOCS.read_text()
     table = text[text.index("| fMRIPrep / XCP-D option | here | why |") :].split("\n\n")[0].splitlines()[2:]
-    assert len(table) == 5, table
+    assert len(table) == 7, table
     for line in table:
         cells = [cell.strip() for cell in line.strip("|").split(" | ")]
-        for token in re.findall(r"`(--[\w-]+)(?: (nifti|cifti))?", cells[0]):
+        for token in re.findall(r"`(-{1,2}[\w-]+)(?: (nifti|cifti))?", cells[0]):
             option, value = token[0], token[1] or "x"
             argv = [str(base.root), str(tmp_path / "out"), "participant", option, value]
             if cells[1].startswith("ignored"):
