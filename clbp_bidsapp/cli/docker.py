@@ -90,6 +90,7 @@ def plan_run(app_args: Sequence[str]) -> Plan:
     The arguments are parsed with the app's parser (any order), then written back option by option with
     container paths; what the app's parser does not know is passed on unchanged, for the app to report.
     """
+    from clbp_bidsapp.cli.other_tools import IGNORED_DEST
     from clbp_bidsapp.cli.parser import build_parser as app_parser
 
     plan = Plan()
@@ -110,6 +111,8 @@ def plan_run(app_args: Sequence[str]) -> Plan:
         plan.mount(values.pop("output_dir"), "/out", read_only=False),
         values.pop("analysis_level"),
     ]
+    for option, value in values.pop(IGNORED_DEST, []):  # passed on as typed, for the app's note
+        plan.args += [option, str(value)]
     for dest in dict.fromkeys(a.dest for a in parser._actions if a.option_strings and a.dest in values):
         value = values[dest]
         action = _action_of(parser, dest, value)

@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 from clbp_bidsapp.__about__ import __version__
+from clbp_bidsapp.cli.other_tools import add_other_tools_options
 from clbp_bidsapp.config import GROUP_METRICS, ML_CLASSIFIERS, ML_FEATURE_SETS, ML_REGRESSORS, PLUGINS, Settings
 from clbp_bidsapp.stages import GROUP_STAGES, PARTICIPANT_STAGES
 
@@ -205,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     den.add_argument(
         "--fd-thresh",
         "--fd_thresh",
+        "-f",
         dest="denoise.fd_thresh",
         metavar="MM",
         default=SUPPRESS,
@@ -270,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     band.add_argument(
         "--no-band-pass",
+        "--disable-bandpass-filter",
+        "--disable_bandpass_filter",
         dest="denoise.band_pass",
         action="store_const",
         const=(),
@@ -329,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     met.add_argument(
         "--smoothing-fwhm",
+        "--smoothing",
         dest="metrics.smoothing_fwhm",
         metavar="MM",
         default=SUPPRESS,
@@ -356,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     con.add_argument(
         "--min-region-coverage",
+        "--min-coverage",
+        "--min_coverage",
         dest="connectivity.min_region_coverage",
         metavar="FRACTION",
         default=SUPPRESS,
@@ -674,6 +681,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=SUPPRESS,
         help="accepted for fMRIPrep/XCP-D command lines; this app never sends anything anywhere",
     )
+    add_other_tools_options(parser)
     return parser
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from clbp_bidsapp import messages
+from clbp_bidsapp.cli.other_tools import ignored_notes
 from clbp_bidsapp.cli.parser import build_parser, flag_names
 from clbp_bidsapp.config import Settings, SettingsError, field_check
 from clbp_bidsapp.errors import ExitCode, InputError, OutputError, UserError
@@ -44,6 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(argv: Sequence[str] | None = None) -> int:
     settings, extras = parse_settings(argv)
     logger = messages.configure_logging(settings.execution.verbosity)
+    for note in extras["notes"]:
+        messages.say(note)
     if settings.execution.analysis_level == "participant":  # before anything is written, even the config log
         from clbp_bidsapp.workflows.runner import refuse_mixed_settings
 
@@ -146,6 +149,7 @@ def parse_settings(argv: Sequence[str] | None) -> tuple[Settings, dict[str, Any]
         messages.errors(all_errors[:-1])
         raise UserError(all_errors[-1], exit_code=code)
     extras["source"] = source
+    extras["notes"] = ignored_notes(values)
     return settings, extras
 
 

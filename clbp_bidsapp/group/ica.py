@@ -257,6 +257,7 @@ def run_group_ica(
             {
                 "Description": "dual-regression maps (stage 2, variance-normalised stage-1 series) of the group "
                 "ICA components, runs averaged",
+                "Units": derivatives.output_units("components", {}),  # BOLD amplitude, as the participant level's
                 "ComponentNames": names,
                 "Runs": [str(p) for p in paths],
                 "Sources": [str(folder / f"{PREFIX}_components.nii.gz")],

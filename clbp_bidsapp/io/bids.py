@@ -57,10 +57,13 @@ class RunInputs:
 
     @property
     def space_entities(self) -> dict[str, str]:
-        """``space``/``res`` entities of the outputs, in BIDS order (none for a BOLD-native run)."""
+        """``space``/``cohort``/``res`` entities of the outputs, as the input has them (none for a BOLD-native run):
+        two cohorts of one template are two templates, so the cohort stays in the outputs' names."""
         if self.space == NATIVE_SPACE:
             return {}
         out = {"space": self.space}
+        if self.cohort is not None:
+            out["cohort"] = self.cohort
         if self.res is not None:
             out["res"] = self.res
         return out
@@ -81,6 +84,7 @@ class Collection:
 def read_dataset_description(root: Path) -> dict[str, Any]:
     """Read ``root/dataset_description.json`` or raise an :class:`InputError` saying what to do."""
     path = root / "dataset_description.json"
+    check_fetched(path)  # a DataLad dataset whose files are not fetched: say so, not "not a BIDS dataset"
     if not path.is_file():
         raise InputError(
             f"{path} not found: {root} is not a BIDS dataset "
@@ -160,6 +164,7 @@ def find_participants_table(bids_dir: Path, fmriprep_dir: Path) -> Path | None:
         candidates.append(bids_dir.parent.parent / "participants.tsv")
     candidates.append(fmriprep_dir / "participants.tsv")
     for candidate in candidates:
+        check_fetched(candidate)  # an unfetched git-annex participants.tsv is named with `datalad get`
         if candidate.is_file():
             return candidate
     return None
@@ -395,11 +400,12 @@ def _variant_value(run: RunInputs, key: str) -> str | None:
 
 
 def _filter_example(ordered: Sequence[RunInputs], differing: Sequence[str]) -> str:
-    """A ``--bids-filter-file`` content that picks the next variant: the first differing entity it has a value of."""
+    """A ``--bids-filter-file`` content that picks the next variant: its first differing entity with a value that
+    the analysed file (``ordered[0]``) does not have."""
     for run in ordered[1:]:
         for key in differing:
             value = _variant_value(run, key)
-            if value is not None:
+            if value is not None and value != _variant_value(ordered[0], key):
                 return json.dumps({"bold": {key: value}})
     return '{"bold": {"<entity>": "<value>"}}'
 
@@ -444,7 +450,9 @@ def _complete_run(layout, bold, bold_ents, ents, filters, read_tr) -> RunInputs:
             space_ents[key] = ents[key]
     # fMRIPrep writes one mask and one confounds table per run, without echo-, for every echo and the combination
     run_ents = {k: v for k, v in bold_ents.items() if k != "echo"}
-    masks = _run_query(layout, "mask", run_ents, filters, **space_ents)
+    # the mask of a run without res-/cohort- has none either: a res-2 or cohort-1 variant beside it has its own
+    mask_ents = {"res": Query.NONE, "cohort": Query.NONE, **space_ents}
+    masks = _run_query(layout, "mask", run_ents, filters, **mask_ents)
     if len(masks) != 1:
         raise InputError(f"{what}: expected one matching desc-brain_mask, found {len(masks)}{_copies(masks)}")
     confounds = _run_query(layout, "confounds", run_ents, filters)

@@ -30,8 +30,10 @@ BIDS_VERSION = "1.9.0"
 # Entity order of output names, after the run's own entities (``source``). BIDS 1.10's order
 # (schema rules/entities.yaml: space, atlas, seg, res, den, ..., desc), with ``stat`` (BEP012 / XCP-D, not yet
 # a BIDS entity) placed just before ``desc`` as XCP-D does (``stat-alff_desc-smooth``) and as pybids places
-# entities it does not know. The only place output names are ordered: every writer uses derivative_name.
-ENTITY_ORDER = ("space", "atlas", "seg", "res", "den", "stat", "desc")
+# entities it does not know, and TemplateFlow's ``cohort`` right after ``space`` as fMRIPrep writes it
+# (``space-MNIPediatricAsym_cohort-1_res-2``). The only place output names are ordered: every writer uses
+# derivative_name.
+ENTITY_ORDER = ("space", "cohort", "atlas", "seg", "res", "den", "stat", "desc")
 
 BIDSIGNORE = """\
 # Files that the BIDS specification does not (yet) define, written by clbp-bidsapp.

@@ -26,6 +26,28 @@ FC_DESCRIPTION = (
     "band-passed denoised series and each voxel's"
 )
 REPORT_SEEDS = 2  # seed FC maps shown in the run report
+# the columns of the regions tables (io.atlases.Regions.table), described in their sidecars as BIDS asks of a
+# TSV; the centre coordinates are world millimetres, so they carry Units
+REGION_COLUMNS = {
+    "region": {"Description": "region: atlas label or seed name"},
+    "network": {"Description": "network of the region in the atlas or seed library (n/a: none)"},
+    **{axis: {"Description": f"{axis} world coordinate of the region's centre: the mean of its voxel centres on "
+                             "the BOLD grid, or a sphere's given centre", "Units": "mm"} for axis in "xyz"},
+    "grid_voxels": {"Description": "voxels of the region on the BOLD grid"},
+    "mask_voxels": {"Description": "voxels of the region inside the brain mask"},
+    "coverage": {"Description": "mask_voxels / grid_voxels; regions below --min-region-coverage are not used"},
+    "used": {"Description": "whether the region's series is analysed (coverage at least --min-region-coverage); "
+                            "an unused region is n/a in the time series and matrices"},
+}  # fmt: skip
+SEED_REGION_COLUMNS = {
+    **REGION_COLUMNS,
+    "signal_voxels": {"Description": "voxels of the seed inside the mask with a finite, non-constant series"},
+    "signal_coverage": {"Description": "signal_voxels / grid_voxels"},
+    "used": {
+        "Description": "whether the seed's FC maps are computed (signal_coverage at least "
+        "--min-region-coverage and a non-constant mean series); otherwise n/a series and NaN maps"
+    },
+}
 SERIES_INPUTS = ["filtered", "grid", "provenance"]
 
 
@@ -94,7 +116,10 @@ def init_seedfc_wf(
         suffix="regions",
         extension=".tsv",
         desc="seeds",
-        metadata={"Description": "seed definitions on the BOLD grid with their coverage by the brain mask"},
+        metadata={
+            "Description": "seed definitions on the BOLD grid with their coverage by the brain mask",
+            **SEED_REGION_COLUMNS,
+        },
     )
     return workflow
 
@@ -154,7 +179,10 @@ def init_connectome_wf(
             label=f"{label}_regions",
             suffix="regions",
             **ents,
-            metadata={"Description": "regions on the BOLD grid with their coverage by the brain mask"},
+            metadata={
+                "Description": "regions on the BOLD grid with their coverage by the brain mask",
+                **REGION_COLUMNS,
+            },
         )
         for field, stat in (("pearson", "pearsoncorrelation"), ("partial", "partialcorrelation")):
             ds = _publish(

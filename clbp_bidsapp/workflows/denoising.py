@@ -63,7 +63,8 @@ def init_denoise_wf(
         for output, desc in (("filtered", "denoised"), ("unfiltered", "denoisedUnfiltered")):
             to_nifti = pe.Node(SeriesToNifti(tr=run.tr), name=f"{output}_to_nifti")
             ds_series = init_ds_node(run, output_dir=output_dir, fmriprep_dir=fmriprep_dir, label=desc,
-                                     suffix="bold", desc=desc)  # fmt: skip
+                                     suffix="bold", desc=desc,
+                                     metadata={"Description": SERIES_DESCRIPTION[output]})  # fmt: skip
             workflow.connect([
                 (denoise_node, to_nifti, [(output, "series")]),
                 (load, to_nifti, [("grid", "grid")]),
@@ -113,6 +114,13 @@ def init_tsnr_wf(*, run: RunInputs, output_dir: Path, fmriprep_dir: Path, name: 
 
 TSNR_REPORT_TITLE = "temporal SNR"
 
+# the Description (RECOMMENDED by BIDS) of the --save-denoised series
+SERIES_DESCRIPTION = {
+    "filtered": "fMRIPrep's preprocessed BOLD after confound regression and censoring (see Denoising), band-passed "
+    "unless --no-band-pass: the series of ReHo, VMHC, degree centrality and connectivity",
+    "unfiltered": "fMRIPrep's preprocessed BOLD after confound regression and censoring (see Denoising), not "
+    "band-passed: the series of ALFF and fALFF",
+}
 QC_COLUMNS = {
     "n_volumes": {"Description": "volumes of the run"},
     "n_dummy": {"Description": "initial non-steady-state volumes dropped (--dummy-scans)"},

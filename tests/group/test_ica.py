@@ -112,6 +112,8 @@ def test_outputs_written(planted):
         assert nb.load(path).shape == (*result.mask.shape, N_COMPONENTS)
         meta = json.loads(path.with_name(path.name.replace(".nii.gz", ".json")).read_text())
         assert meta["ComponentNames"] == result.names
+        assert meta["Units"] == "arbitrary"  # stage-2 maps of the raw series: BOLD amplitude (was missing)
+    assert "Units" not in sidecar  # the group components are CanICA's unitless maps of standardised series
     assert len(result.runs["02"]) == 2
 
 

@@ -13,7 +13,7 @@ from clbp_bidsapp.io import bids, derivatives, images
 
 # The order of these entities in BIDS 1.10 (schema rules/entities.yaml): space, atlas, seg(mentation), res, den,
 # desc. `stat` is not a BIDS entity; XCP-D and BEP012 write it just before desc (`stat-alff_desc-smooth`).
-BIDS_ORDER = ["space", "atlas", "seg", "res", "den", "stat", "desc"]
+BIDS_ORDER = ["space", "cohort", "atlas", "seg", "res", "den", "stat", "desc"]
 
 
 def test_output_names_follow_the_bids_entity_order():
@@ -28,9 +28,10 @@ def test_output_names_follow_the_bids_entity_order():
         seg="4S156",
         atlas="Schaefer100",
         space="MNI152NLin2009cAsym",
+        cohort="1",
     )
     assert name == (
-        "sub-01_ses-A_task-rest_acq-mb4_run-1_space-MNI152NLin2009cAsym_atlas-Schaefer100_seg-4S156_res-2_den-91k"
+        "sub-01_ses-A_task-rest_acq-mb4_run-1_space-MNI152NLin2009cAsym_cohort-1_atlas-Schaefer100_seg-4S156_res-2_den-91k"
         "_stat-pearsoncorrelation_desc-censored_relmat.tsv"
     )
     keys = [part.split("-")[0] for part in name.split("_")[5:-1]]
