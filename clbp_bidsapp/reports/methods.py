@@ -205,8 +205,8 @@ def group_methods(settings: Settings, *, cbf: bool = False) -> str:
         + (
             f" The group comparison of {_join(g.primary_maps)} formed the primary family of hypotheses, whose max-t "
             "family-wise error was also controlled across maps (maximum over the maps of the z-transformed maximum "
-            "statistic of each shared permutation, as PALM's -corrmod/-corrcon) [@winkler2016npc]; all other maps and contrasts are "
-            "exploratory."
+            "statistic of each shared permutation, as PALM's -corrmod/-corrcon) [@winkler2016npc]; all other maps "
+            "and contrasts are exploratory."
             if g.primary_maps
             else ""
         )
