@@ -33,8 +33,8 @@ pytestmark = pytest.mark.integration
 LABEL = "01"
 # in a native run the MNI stages are skipped by the app itself; these are the space-free stages not compared here
 NATIVE_SKIP = ("--skip", "dc", "tsnr", "report")
-# the 3 mm run: VMHC and seed FC (the DOF in the series' and seed maps' sidecars), nothing else
-MNI_SKIP = ("--skip", "alff", "reho", "dc", "tsnr", "report", "connectome", "graph", "dualreg")
+# the 3 mm run: VMHC and one seed's FC (the DOF in the series' and seed maps' sidecars), nothing else
+MNI_STAGES = ("--seeds", "pcc", "--skip", "alff", "reho", "dc", "tsnr", "report", "connectome", "graph", "dualreg")
 
 
 def cli(*args: str | Path) -> subprocess.CompletedProcess:
@@ -147,7 +147,7 @@ def three_mm(tmp_path_factory) -> tuple[Path, nb.Nifti1Image]:
         restore(path, np.asanyarray(img.dataobj)[::-1].copy(), img.affine @ flip, img)  # FSL-style LAS storage
     (mask_path,) = (info.fmriprep_dir / f"sub-{LABEL}" / "func").glob("*desc-brain_mask.nii.gz")
     out = root / "out"
-    result = cli(info.root, out, "participant", *MNI_SKIP, "-w", root / "work")
+    result = cli(info.root, out, "participant", *MNI_STAGES, "-w", root / "work")
     assert result.returncode == 0, result.stderr
     return out, nb.load(str(mask_path))
 
