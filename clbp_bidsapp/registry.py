@@ -194,7 +194,8 @@ LOCAL_METRICS: tuple[LocalMetric, ...] = (
         group_label="VMHC",
         description="voxel-mirrored homotopic connectivity (Zuo 2010): Fisher z of the correlation with the voxel "
         "nearest to (-x, y, z), on the band-passed series smoothed first (the map itself is not smoothed); voxels "
-        "on the midline (their own mirror) and voxels whose mirror is outside the brain mask are not analysed (0)",
+        "on the midline (their own mirror) and voxels whose mirror is outside the brain mask or on the midline are "
+        "not analysed (0)",
         series="filtered",
         kernel="clbp_bidsapp.core.vmhc:vmhc",
         interface="clbp_bidsapp.interfaces.metrics:VMHC",

@@ -9,7 +9,9 @@ half a voxel away; :attr:`Mirror.offset_mm` records the distance. Two kinds of v
 
 - voxels that straddle the mid-sagittal plane, ``|x| <`` half the voxel's extent along world x: on TemplateFlow's
   and nilearn's 1 and 2 mm MNI grids the column at x = 0 is its own mirror (r = 1 by construction);
-- voxels whose mirror falls outside the grid or outside the brain mask.
+- voxels whose mirror falls outside the grid or outside the brain mask, or onto a voxel that straddles the
+  plane: on a grid without an x = 0 column (nilearn's 3 mm MNI grid: x = ..., -2, 1, ... mm) the mirror of the
+  voxel at x = -2 mm is nearest to its own neighbour at x = 1 mm, a smoothness artefact, not homotopy.
 
 Leaving them out of the map (rather than writing r = 1 or 0) keeps them out of the within-brain standardisation
 and out of the group mask. In a symmetric template (MNI152NLin2009cSym, MNI152NLin6Sym) the mirror voxel is the
@@ -36,7 +38,8 @@ class Mirror:
     ----------
     partner : (V,) int, index of the mirror voxel in the same order, -1 when the voxel is not analysed
     midline : (V,) bool, the voxel straddles the mid-sagittal plane (its own mirror)
-    no_mirror : (V,) bool, the mirrored position falls outside the grid or the mask (and not ``midline``)
+    no_mirror : (V,) bool, the mirrored position falls outside the grid or the mask, or its nearest voxel is a
+        ``midline`` one (and not ``midline`` itself)
     offset_mm : (V,) float, distance from the mirrored position to the partner's centre (NaN without partner)
     """
 
@@ -65,8 +68,9 @@ def mirror_voxels(mask: np.ndarray, affine: np.ndarray) -> Mirror:
     partner[on_grid] = lookup[tuple(nearest[on_grid].T)]
     self_partner = partner == np.arange(ijk.shape[0])  # nearest to itself: treated as midline
     midline |= self_partner
-    no_mirror = (partner < 0) & ~midline
-    partner[midline] = -1
+    onto_midline = (partner >= 0) & midline[np.maximum(partner, 0)]
+    no_mirror = ((partner < 0) | onto_midline) & ~midline
+    partner[midline | no_mirror] = -1
     offset = np.full(ijk.shape[0], np.nan)
     has = partner >= 0
     offset[has] = np.linalg.norm(mirrored[has] - world[partner[has]], axis=1)

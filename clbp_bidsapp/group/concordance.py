@@ -7,12 +7,15 @@ FWE or peak TFCE FWE p < 0.05) is a match when its peak Harvard-Oxford label, or
 :data:`MIN_OVERLAP` of its voxels (the table's ``harvard_oxford_overlap``), is among the finding's labels; its sign
 says whether the direction agrees. Overlap matters: a cluster that is mostly insula can peak in the putamen next to
 it. Matching on labels is coarse (a large cluster can span several regions); the table is an aid for the
-discussion, not a test.
+discussion, not a test. Its ``family`` column says whether the finding's map and contrast belong to the declared
+primary family (``--primary-maps``, group contrast) or are exploratory: "found" uses each map's own cluster/TFCE
+FWE p, which is not corrected across the maps the table spans.
 """
 
 from __future__ import annotations
 
 import importlib.resources
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -21,7 +24,7 @@ from clbp_bidsapp.io import derivatives
 
 ALPHA = 0.05
 MIN_OVERLAP = 0.2  # share of a cluster's voxels in a region for the region to count as where the cluster is
-COLUMNS = ["finding", "map", "contrast", "reported_direction", "region", "status", "this_study_peak_t",
+COLUMNS = ["finding", "map", "contrast", "family", "reported_direction", "region", "status", "this_study_peak_t",
            "this_study_peak_mm", "this_study_label", "this_study_p", "population", "method", "citation",
            "doi"]  # fmt: skip
 
@@ -44,14 +47,24 @@ def literature_table(path: Path | None = None) -> pd.DataFrame:
         return pd.read_csv(handle, sep="\t", keep_default_na=False, dtype=str)
 
 
-def concordance(literature: pd.DataFrame, group_dir: Path, *, patient_label: str, control_label: str) -> pd.DataFrame:
-    """One row per literature finding: found (same / opposite direction), not found, or not tested here."""
+def concordance(
+    literature: pd.DataFrame,
+    group_dir: Path,
+    *,
+    patient_label: str,
+    control_label: str,
+    primary_maps: Sequence[str] = (),
+) -> pd.DataFrame:
+    """One row per literature finding: found (same / opposite direction), not found, or not tested here; its
+    family is primary when its map is one of ``primary_maps`` and its contrast the group contrast."""
     rows = []
     for finding in literature.itertuples(index=False):
-        contrast = f"{patient_label}vs{control_label}" if finding.contrast == "CLBPvsHC" else finding.contrast
+        group_contrast = finding.contrast == "CLBPvsHC"
+        contrast = f"{patient_label}vs{control_label}" if group_contrast else finding.contrast
         table_path = group_dir / f"{finding.map}_contrast-{contrast}_desc-clusters_table.tsv"
         row = {
             "finding": finding.finding, "map": finding.map, "contrast": contrast,
+            "family": "primary" if group_contrast and finding.map in primary_maps else "exploratory",
             "reported_direction": finding.direction, "region": finding.region, "status": "not tested here",
             "this_study_peak_t": None, "this_study_peak_mm": None, "this_study_label": None, "this_study_p": None,
             "population": finding.population, "method": finding.method, "citation": finding.citation,
@@ -77,6 +90,9 @@ def concordance(literature: pd.DataFrame, group_dir: Path, *, patient_label: str
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def write_concordance(group_dir: Path, *, patient_label: str, control_label: str) -> tuple[Path, pd.DataFrame]:
-    table = concordance(literature_table(), group_dir, patient_label=patient_label, control_label=control_label)
+def write_concordance(
+    group_dir: Path, *, patient_label: str, control_label: str, primary_maps: Sequence[str] = ()
+) -> tuple[Path, pd.DataFrame]:
+    table = concordance(literature_table(), group_dir, patient_label=patient_label, control_label=control_label,
+                        primary_maps=primary_maps)  # fmt: skip
     return derivatives.write_tsv(group_dir / "desc-concordance_literature.tsv", table), table

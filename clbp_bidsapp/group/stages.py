@@ -215,9 +215,12 @@ def stats_concordance(context: GroupContext, run: StatsRun) -> None:
 def _literature_concordance(group_dir: Path, g) -> None:
     from clbp_bidsapp.group.concordance import write_concordance
 
-    path, table = write_concordance(group_dir, patient_label=g.patient_label, control_label=g.control_label)
-    found = table["status"].str.startswith("found").sum()
-    messages.say(f"literature concordance: {found} of {len(table)} published CLBP findings seen here; {path}")
+    path, table = write_concordance(group_dir, patient_label=g.patient_label, control_label=g.control_label,
+                                    primary_maps=g.primary_maps)  # fmt: skip
+    found = table["status"].str.startswith("found")
+    primary = int((found & (table["family"] == "primary")).sum())
+    messages.say(f"literature concordance: {found.sum()} of {len(table)} published CLBP findings seen here "
+                 f"({primary} in the primary family, the rest exploratory; each map's own FWE); {path}")  # fmt: skip
 
 
 def run_connectome(context: GroupContext) -> list:

@@ -94,7 +94,7 @@ class VMHC(SimpleInterface):
     """Smooth the band-passed series, then VMHC (:func:`clbp_bidsapp.core.vmhc.vmhc`).
 
     The map is defined on the analysed voxels only (``grid``): voxels on the mid-sagittal plane and voxels whose
-    mirror is outside the mask are written as non-brain (0) and left out of the standardised maps.
+    mirror is outside the mask or on that plane are written as non-brain (0) and left out of the standardised maps.
     """
 
     input_spec = _VMHCInputSpec
@@ -129,7 +129,8 @@ class VMHC(SimpleInterface):
             "VoxelsConstant": int((~analysed & (mirror.partner >= 0)).sum()),
             "MaxMirrorOffsetMm": round(float(offsets.max()), 4),
             "NotAnalysed": "voxels straddling x = 0 (their own mirror) and voxels whose mirror is outside the grid "
-            "or the brain mask are written as 0 and left out of the standardised maps",
+            "or the brain mask or is itself such a midline voxel are written as 0 and left out of the standardised "
+            "maps",
         }
         derivatives.write_json(cwd / "metadata.json", metadata)
         self._results["metadata"] = str(cwd / "metadata.json")

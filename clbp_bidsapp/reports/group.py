@@ -664,12 +664,16 @@ def _concordance_section(group_dir: Path) -> str:
     table = _read_tsv(group_dir / "desc-concordance_literature.tsv")
     if table is None or table.empty:
         return ""
-    shown = table[["finding", "map", "contrast", "reported_direction", "region", "status", "this_study_peak_mm",
-                   "this_study_label", "this_study_p", "citation"]]  # fmt: skip
+    columns = ["finding", "map", "contrast", "family", "reported_direction", "region", "status",
+               "this_study_peak_mm", "this_study_label", "this_study_p", "citation"]  # fmt: skip
+    shown = table[[c for c in columns if c in table.columns]]
     return (
         "<p>Published resting-state findings in chronic back pain (bundled, cited table) next to this study's "
         "significant clusters of the same map and contrast, matched on the peak's Harvard-Oxford label and sign. "
-        "The matching is coarse; read it as an aid to the discussion.</p>" + _table(shown) + _negative_bold_note()
+        "The matching is coarse; read it as an aid to the discussion. A finding counts with its map's own FWE p; "
+        "only the rows of the primary family (<code>family</code>) belong to the pre-declared hypotheses.</p>"
+        + _table(shown)
+        + _negative_bold_note()
     )
 
 

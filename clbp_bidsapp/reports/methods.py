@@ -94,7 +94,7 @@ def participant_methods(settings: Settings) -> str:
             f"VMHC correlated each voxel with the voxel nearest to its mirror across x = 0 in {space.name} ({exact}); "
             f"its band-passed series were smoothed with a {m.smoothing_fwhm:g} mm FWHM kernel before the "
             "correlation and the VMHC map itself was not smoothed; midline voxels (their own mirror) and voxels "
-            "whose mirror lay outside the brain mask were not analysed."
+            "whose mirror lay outside the brain mask or on the midline were not analysed."
         )
     if "seedfc" not in skip and c.seeds:
         text.append(
@@ -205,8 +205,8 @@ def group_methods(settings: Settings, *, cbf: bool = False) -> str:
         + (
             f" The group comparison of {_join(g.primary_maps)} formed the primary family of hypotheses, whose max-t "
             "family-wise error was also controlled across maps (maximum over the maps of the z-transformed maximum "
-            "statistic of each shared permutation) [@winkler2016faster]; all other maps and contrasts are "
-            "exploratory."
+            "statistic of each shared permutation, as PALM's -corrmod/-corrcon) [@winkler2016npc]; all other maps "
+            "and contrasts are exploratory."
             if g.primary_maps
             else ""
         )

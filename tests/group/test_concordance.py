@@ -48,3 +48,17 @@ def test_findings_are_matched_by_map_contrast_label_and_sign(tmp_path):
     assert result.loc["untested", "status"] == "not tested here"
     assert result.loc["up_operculum", "status"] == "found, same direction"  # 22 % of the cluster
     assert result.loc["up_caudate", "status"] == "not found"  # 5 % of the cluster: below MIN_OVERLAP
+
+
+def test_findings_say_whether_they_belong_to_the_primary_family(tmp_path):
+    """Issue 14 section 5: "found" rows span many maps, each with its own FWE; the table says which are primary."""
+    literature = literature_table()
+    result = concordance(literature, tmp_path, patient_label="CLBP", control_label="HC",
+                         primary_maps=("alff", "reho", "fcz-mpfc")).set_index("finding")  # fmt: skip
+    assert result.loc["zhou2018_alff_ains", "family"] == "primary"
+    assert result.loc["loggia2013_dmn_rins", "family"] == "exploratory"  # dual regression: not a primary map
+    assert result.loc["loggia2013_dmn_rins_pain", "family"] == "exploratory"  # a clinical correlation
+    assert set(result["family"]) == {"primary", "exploratory"}
+    assert (
+        concordance(literature, tmp_path, patient_label="CLBP", control_label="HC")["family"] == "exploratory"
+    ).all()

@@ -136,3 +136,13 @@ def test_dc_methods_say_which_grey_matter_mask_and_node_bound_were_used():
     assert "at most 5000 nodes" in native and "MNI152 grey-matter" not in native
     coarse = participant_methods(_settings(metrics={"dc_resolution": 6.0}))
     assert "and blocks of at least 6 mm" in coarse
+
+
+def test_family_correction_cites_palm_corrmod_and_dc_states_a_dof_matched_threshold():
+    """The across-map FWE is Winkler et al. 2016's correction over modalities/contrasts (Hum Brain Mapp, PALM
+    -corrmod/-corrcon), not their 'Faster permutation inference' (the GPD tail); a DOF-matched DC threshold is
+    described as such, not as the fixed r."""
+    family = group_methods(Settings()).split("formed the primary family")[1].split(".")[0]
+    assert "@winkler2016npc" in family and "@winkler2016faster" not in family
+    matched = participant_methods(_settings(metrics={"dc_threshold_p": 0.05}))
+    assert "one-sided p is 0.05 given each run's effective degrees of freedom" in matched and "r > 0.25" not in matched
