@@ -8,7 +8,8 @@ in headless Chromium 1280 px wide and writes small PNGs. A figure further down i
 report (between two markers) into a page of its own.
 
 With ``--demo DEMO_DIR`` it instead shows the reports of the README demo (``bash scripts/demo.sh DEMO_DIR``): the first
-screen of its group report and of its first participant's report, and the group report's machine-learning section.
+screen of its group report and of its first participant's report, and the ROC curves and permutation null of the
+group report's machine-learning section.
 
 Usage: .venv/bin/python scripts/report_screenshots.py [--demo DEMO_DIR] [DOCS_IMG_DIR]
        (default DOCS_IMG_DIR: docs/img; needs `chromium`)
@@ -67,8 +68,8 @@ def demo_screenshots(demo: Path, out_dir: Path, pages: Path) -> None:
     if not (out / "group.html").is_file():
         sys.exit(f"{out / 'group.html'} not found: run `bash scripts/demo.sh {demo}` first")
     screenshot(out / "group.html", out_dir / "demo-group-report.png")
-    ml = part(out / "group.html", "<h2 id='ml'", "<h2 ", pages / "demo-ml.html")
-    screenshot(ml, out_dir / "demo-group-ml.png", height=900)
+    ml = part(out / "group.html", '<img alt="ROC curves"', "<h3>Model weights", pages / "demo-ml.html")
+    screenshot(ml, out_dir / "demo-group-ml.png", height=760)
     first = sorted(out.glob("sub-*.html"))[0]
     screenshot(first, out_dir / "demo-participant-report.png")
 
