@@ -795,30 +795,37 @@ def _ml_section(group_dir: Path) -> str:
 def _roc_figure(roc: pd.DataFrame, primary: str) -> bytes:
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(4, 4))
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
     chosen = roc[(roc["model"] == primary) & (roc["scheme"] == "kfold")]
     for name, chunk in chosen.groupby("feature_set", sort=True):
-        ax.plot(chunk["fpr"], chunk["tpr_mean"], lw=1.2, label=str(name))
-    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+        ax.plot(chunk["fpr"], chunk["tpr_mean"], lw=1.4, label=str(name))
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", label="chance")
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(f"{primary}, k-fold: mean ROC over repeats", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
     return _png(fig)
 
 
 def _null_figure(null: pd.DataFrame, meta: dict) -> bytes:
+    """One histogram per permutation-tested result: its null, the observed score (red) and the p in the legend."""
     import matplotlib.pyplot as plt
 
     groups = list(null.groupby(["task", "feature_set", "model", "scheme"], sort=True))
-    fig, axes = plt.subplots(1, len(groups), figsize=(3 * len(groups), 2.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(groups), figsize=(4 * len(groups), 3.2), squeeze=False)
     for ax, ((task, fs, model, scheme), chunk) in zip(axes[0], groups, strict=True):
         ax.hist(chunk["statistic"], bins=20, color="lightgrey", edgecolor="grey")
         entry = meta.get(task, {}).get(fs, {}).get(model, {})
         entry = entry.get("leave_site_out", {}) if scheme == "loso" else entry
-        observed = entry.get("permutation_observed")
+        observed, p_value = entry.get("permutation_observed"), entry.get("p_value")
         if observed is not None:
-            ax.axvline(float(observed), color="tab:red")
-        ax.set_title(f"{fs} {model} {scheme}", fontsize=7)
+            label = f"observed {float(observed):.2f}" + (f", p = {float(p_value):.2g}" if p_value is not None else "")
+            ax.axvline(float(observed), color="tab:red", lw=1.5, label=label)
+            ax.legend(fontsize=8, loc="upper left")
+        ax.set_xlabel(str(entry.get("permutation_statistic", "statistic")).replace("_", " "), fontsize=9)
+        ax.set_ylabel("permutations", fontsize=9)
+        ax.set_title(f"{task}: {model} on {fs} ({scheme})", fontsize=9)
+    fig.tight_layout()
     return _png(fig)
 
 

@@ -70,7 +70,7 @@ def table(
     rows = list(rows)
     if not rows:
         return "<p class='muted'>none</p>"
-    head = "".join(f"<th>{html.escape(str(k))}</th>" for k in rows[0])
+    head = "".join(f"<th>{_breakable(str(k))}</th>" for k in rows[0])
     classes = list(row_classes) if row_classes is not None else [""] * len(rows)
     body = "".join(
         (f"<tr class='{c}'>" if c else "<tr>")
@@ -80,6 +80,11 @@ def table(
     )
     attrs = (f" id='{table_id}'" if table_id else "") + (" class='sortable'" if sortable else "")
     return f"<table{attrs}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _breakable(name: str) -> str:
+    """A column name, escaped, that may wrap after each underscore (``balanced_accuracy_ci_low``), not mid-word."""
+    return "_<wbr>".join(html.escape(part) for part in name.split("_"))
 
 
 def page(title: str, sections: Sequence[str], *, footer: str) -> str:

@@ -182,3 +182,11 @@ def test_design_picture_panels():
     narrow = Image.open(io.BytesIO(_design_figure(design[["participant_id", "group", "age"]], "group")))
     wide = Image.open(io.BytesIO(_design_figure(design, "group")))
     assert wide.size[0] > 2.5 * narrow.size[0]  # one panel per covariate next to the group sizes
+
+
+def test_table_headers_wrap_after_underscores_and_stay_escaped():
+    from clbp_bidsapp.reports import html
+
+    text = html.table([{"balanced_accuracy_ci_low": 0.8, "a<b": 1}])
+    assert "<th>balanced_<wbr>accuracy_<wbr>ci_<wbr>low</th>" in text
+    assert "<th>a&lt;b</th>" in text
